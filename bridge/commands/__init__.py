@@ -1,0 +1,1 @@
+"""Sub-commands of ``qesif``: each module defines ``register(subparsers)``; ``bridge.cli`` lists them."""
