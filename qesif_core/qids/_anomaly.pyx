@@ -1,0 +1,77 @@
+# cython: language_level=3
+"""Compiled Algorithm 2 (Q-IDS) hot loop; the pure twin is ``qesif_core.qids._anomaly_py``.
+
+Both twins run the same IEEE-754 double operations in the same order, so their flags, scores and
+thresholds agree bit for bit (tests check this). See ``qesif_core.qids.anomaly`` for the model.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport fabs
+
+cnp.import_array()
+
+
+def algorithm2(
+    const double[:, ::1] h_q,
+    const double[:, ::1] qber,
+    const double[:, ::1] key_drop,
+    const double[::1] hbar_q,
+    const double[::1] inv_qber_ref,
+    const double[::1] noise_mean,
+    const double[::1] inv_noise_std,
+    const double[::1] alpha_start,
+    double w1,
+    double w2,
+    double w3,
+    double eta,
+    double inv_dt,
+    double alpha_min,
+    double alpha_max,
+):
+    """Eq. (3), Eq. (4) and the flag of Algorithm 2 for ``links x blocks`` traces.
+
+    Returns ``(score, threshold, flags)``: A_q(t), alpha^{t+1} and ``A_q(t) >= alpha^{t+1}`` as uint8.
+    """
+    cdef Py_ssize_t n_links = h_q.shape[0]
+    cdef Py_ssize_t n_blocks = h_q.shape[1]
+    score_arr = np.empty((n_links, n_blocks), dtype=np.float64)
+    threshold_arr = np.empty((n_links, n_blocks), dtype=np.float64)
+    flags_arr = np.zeros((n_links, n_blocks), dtype=np.uint8)
+    cdef double[:, ::1] score = score_arr
+    cdef double[:, ::1] threshold = threshold_arr
+    cdef unsigned char[:, ::1] flags = flags_arr
+    cdef Py_ssize_t link, t
+    cdef double alpha, previous, a, dh, increment, z, p_noise, hbar, inv_ref, mean, inv_std
+    cdef bint have_previous
+    with nogil:
+        for link in range(n_links):
+            alpha = alpha_start[link]
+            hbar = hbar_q[link]
+            inv_ref = inv_qber_ref[link]
+            mean = noise_mean[link]
+            inv_std = inv_noise_std[link]
+            previous = 0.0
+            have_previous = False
+            for t in range(n_blocks):
+                dh = fabs(h_q[link, t] - hbar)
+                a = w1 * dh + w2 * (qber[link, t] * inv_ref) + w3 * key_drop[link, t]
+                score[link, t] = a
+                if a != a:
+                    threshold[link, t] = alpha
+                    continue
+                if have_previous:
+                    z = (a - mean) * inv_std
+                    z = z if z > 0.0 else 0.0
+                    p_noise = 1.0 / (1.0 + z * z)
+                    increment = eta * ((a - previous) * inv_dt) * (1.0 - p_noise)
+                    if increment == increment:
+                        alpha = alpha + increment
+                        alpha = alpha_max if alpha > alpha_max else alpha
+                        alpha = alpha_min if alpha < alpha_min else alpha
+                previous = a
+                have_previous = True
+                threshold[link, t] = alpha
+                flags[link, t] = a >= alpha
+    return score_arr, threshold_arr, flags_arr

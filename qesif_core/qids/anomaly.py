@@ -1,0 +1,298 @@
+"""Quantum anomaly score (Eq. 3), threshold update (Eq. 4) and Algorithm 2 of the paper, per gateway link
+per QKD block, vectorised over ``links x blocks``.
+
+Model (docs/qids.md has the long form):
+
+- Eq. (3): ``A_q(t) = w1*|H_q(t) - Hbar_q| + w2*QBER(t)/QBER_ref + w3*Lambda_K(t)``. ``H_q`` and ``QBER`` come
+  from the QKD trace (``qesif_core.qkd.trace.link_trace`` columns ``h_q``, ``qber``). ``Lambda_K(t)`` is the
+  fraction of the last ``key_drop_window`` blocks (t included) whose key was dropped (``secret_bits <= 0``).
+- ``Hbar_q``, ``QBER_ref`` are the means of ``h_q`` and ``qber`` over clean calibration traces.
+- Eq. (4), implemented as written, sign included:
+  ``alpha^{t+1} = alpha^t + eta * dA_q/dt * (1 - P_n(t))`` with a backward finite difference
+  ``dA_q/dt = (A_q(t) - A_q(t-1)) / block_duration``, then clamped to ``[alpha_min, alpha_max]``.
+  Because the sign is kept, a sudden rise of the score *raises* the threshold, which delays detection of an
+  attack onset; the clamp (``alpha_max``) bounds how far. The ROC (:func:`roc_curve`) shows the effect.
+- ``P_n(t)``, the probability that benign quantum noise produces a score at least ``A_q(t)``, is learned from
+  clean baselines as the mean ``m`` and standard deviation ``s`` of ``A_q`` on the calibration traces, and
+  evaluated with Cantelli's one-sided bound: ``P_n = 1`` for ``A_q <= m``, else ``1 / (1 + ((A_q - m)/s)^2)``.
+  It needs no distributional assumption and only IEEE-exact operations (the twins agree bit for bit).
+- Algorithm 2 flags block t when ``A_q(t) >= alpha^{t+1}``. A block with a NaN input is never flagged and
+  leaves the threshold and the finite-difference memory untouched.
+- Threshold start and clamp range default to ``m + k*s`` for configured ``k`` (``alpha_*_sigmas``); absolute
+  values (``alpha_start``, ``alpha_min``, ``alpha_max``) override them.
+
+The hot loop is ``_anomaly.pyx`` with the pure twin ``_anomaly_py.py``, chosen by ``qesif_core._native``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+
+from qesif_core import _native
+from qesif_core.errors import UserInputError
+
+#: Trace columns Algorithm 2 reads (a subset of ``qesif_core.qkd.trace.link_trace``'s columns).
+TRACE_COLUMNS = ("h_q", "qber", "secret_bits")
+#: Smallest QBER_ref and noise standard deviation accepted, so that ratios stay finite.
+MIN_QBER_REF = 1e-6
+MIN_NOISE_STD = 1e-9
+#: Default ROC operating points: threshold starts m + k*s for these k.
+ROC_SIGMAS = tuple(float(k) for k in np.linspace(-2.0, 40.0, 43))
+
+
+@dataclass(frozen=True)
+class QidsParams:
+    """Configuration of Algorithm 2 (Eq. 3 weights, Eq. 4 learning rate, threshold range)."""
+
+    weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    eta: float = 0.5
+    key_drop_window: int = 10
+    block_duration: float = 1.0
+    alpha_start_sigmas: float = 4.0
+    alpha_min_sigmas: float = 3.0
+    alpha_max_sigmas: float = 10.0
+    alpha_start: float | None = None
+    alpha_min: float | None = None
+    alpha_max: float | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != 3 or any(not np.isfinite(w) or w < 0 for w in self.weights):
+            raise UserInputError(f"qids.weights: need three non-negative numbers, got {self.weights!r}")
+        if abs(sum(self.weights) - 1.0) > 1e-9:
+            raise UserInputError(f"qids.weights: must sum to 1 (paper, Eq. 3), got {sum(self.weights)!r}")
+        if not np.isfinite(self.eta) or self.eta < 0:
+            raise UserInputError(f"qids.eta: must be a finite number >= 0, got {self.eta!r}")
+        if int(self.key_drop_window) != self.key_drop_window or self.key_drop_window < 1:
+            raise UserInputError(
+                f"qids.key_drop_window: must be an integer >= 1, got {self.key_drop_window!r}"
+            )
+        if not np.isfinite(self.block_duration) or self.block_duration <= 0:
+            raise UserInputError(f"qids.block_duration: must be > 0, got {self.block_duration!r}")
+        if self.alpha_min_sigmas > self.alpha_max_sigmas:
+            raise UserInputError(
+                f"qids.alpha_min_sigmas ({self.alpha_min_sigmas!r}) exceeds alpha_max_sigmas "
+                f"({self.alpha_max_sigmas!r})"
+            )
+        if self.alpha_min is not None and self.alpha_max is not None and self.alpha_min > self.alpha_max:
+            raise UserInputError(
+                f"qids.alpha_min ({self.alpha_min!r}) exceeds qids.alpha_max ({self.alpha_max!r})"
+            )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Baselines learned from clean traces: Hbar_q, QBER_ref and the benign score mean/std for P_n."""
+
+    hbar_q: float
+    qber_ref: float
+    noise_mean: float
+    noise_std: float
+    n_blocks: int
+
+    def thresholds(self, params: QidsParams) -> tuple[float, float, float]:
+        """(start, min, max) of the detection threshold for these baselines."""
+
+        def pick(absolute: float | None, sigmas: float) -> float:
+            return float(absolute) if absolute is not None else self.noise_mean + sigmas * self.noise_std
+
+        low = pick(params.alpha_min, params.alpha_min_sigmas)
+        high = pick(params.alpha_max, params.alpha_max_sigmas)
+        if low > high:
+            raise UserInputError(f"qids threshold range is empty: alpha_min {low!r} > alpha_max {high!r}")
+        start = min(max(pick(params.alpha_start, params.alpha_start_sigmas), low), high)
+        return start, low, high
+
+
+@dataclass(frozen=True)
+class QidsResult:
+    """Algorithm 2 output per link x block: A_q(t), alpha^{t+1} and the flag."""
+
+    score: np.ndarray
+    threshold: np.ndarray
+    flags: np.ndarray
+
+
+def _kernel(impl: str | None) -> ModuleType:
+    return _native.load("qesif_core.qids._anomaly", "qesif_core.qids._anomaly_py", impl)
+
+
+def _check_trace(trace: pd.DataFrame, where: str) -> None:
+    missing = [c for c in TRACE_COLUMNS if c not in trace.columns]
+    if missing:
+        raise UserInputError(f"{where}: QKD trace lacks column(s) {', '.join(missing)}")
+
+
+def stack_traces(traces: Sequence[pd.DataFrame], column: str) -> np.ndarray:
+    """``links x blocks`` float64 matrix of one trace column; shorter traces are padded with NaN."""
+    n_blocks = max((len(t) for t in traces), default=0)
+    out = np.full((len(traces), n_blocks), np.nan)
+    for i, trace in enumerate(traces):
+        out[i, : len(trace)] = trace[column].to_numpy(dtype=np.float64)
+    return out
+
+
+def key_drop_ratio(secret_bits: np.ndarray, window: int) -> np.ndarray:
+    """Lambda_K(t): dropped / attempted keys over the last ``window`` blocks (t included), per link.
+
+    A block attempts one key; it is dropped when no secret bits survive (``secret_bits <= 0``). NaN blocks
+    (padding, missing data) attempt nothing; a window with no attempt gives NaN.
+    """
+    secret_bits = np.asarray(secret_bits, dtype=np.float64)
+    attempted = np.isfinite(secret_bits).astype(np.int64)
+    dropped = (np.nan_to_num(secret_bits, nan=1.0) <= 0).astype(np.int64)
+    pad = np.zeros((secret_bits.shape[0], 1), dtype=np.int64)
+    cum_attempted = np.concatenate([pad, np.cumsum(attempted, axis=1)], axis=1)
+    cum_dropped = np.concatenate([pad, np.cumsum(dropped, axis=1)], axis=1)
+    hi = np.arange(1, secret_bits.shape[1] + 1)
+    lo = np.maximum(hi - window, 0)
+    n_attempted = cum_attempted[:, hi] - cum_attempted[:, lo]
+    n_dropped = cum_dropped[:, hi] - cum_dropped[:, lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_attempted > 0, n_dropped / np.maximum(n_attempted, 1), np.nan)
+
+
+def anomaly_score(
+    h_q: np.ndarray,
+    qber: np.ndarray,
+    key_drop: np.ndarray,
+    hbar_q: float,
+    qber_ref: float,
+    params: QidsParams,
+) -> np.ndarray:
+    """Eq. (3) alone, vectorised (used for calibration; the hot loop computes it identically)."""
+    w1, w2, w3 = params.weights
+    inv_ref = 1.0 / qber_ref
+    return w1 * np.abs(h_q - hbar_q) + w2 * (qber * inv_ref) + w3 * key_drop
+
+
+def calibrate(clean_traces: Sequence[pd.DataFrame], params: QidsParams | None = None) -> Calibration:
+    """Learn Hbar_q, QBER_ref and the benign score distribution (for P_n) from clean traces."""
+    params = params or QidsParams()
+    if not clean_traces:
+        raise UserInputError("qids calibration: no clean trace given")
+    for i, trace in enumerate(clean_traces):
+        _check_trace(trace, f"calibration trace {i}")
+    h_q = stack_traces(clean_traces, "h_q")
+    qber = stack_traces(clean_traces, "qber")
+    drop = key_drop_ratio(stack_traces(clean_traces, "secret_bits"), params.key_drop_window)
+    finite = np.isfinite(h_q) & np.isfinite(qber)
+    if not finite.any():
+        raise UserInputError("qids calibration: the clean traces hold no finite h_q/qber block")
+    hbar_q = float(np.mean(h_q[finite]))
+    qber_ref = max(float(np.mean(qber[finite])), MIN_QBER_REF)
+    scores = anomaly_score(h_q, qber, drop, hbar_q, qber_ref, params)
+    scores = scores[np.isfinite(scores)]
+    noise_std = max(float(np.std(scores)), MIN_NOISE_STD)
+    return Calibration(hbar_q, qber_ref, float(np.mean(scores)), noise_std, int(finite.sum()))
+
+
+def run_matrices(
+    h_q: np.ndarray,
+    qber: np.ndarray,
+    key_drop: np.ndarray,
+    calibration: Calibration | Sequence[Calibration],
+    params: QidsParams | None = None,
+    impl: str | None = None,
+) -> QidsResult:
+    """Algorithm 2 on ``links x blocks`` matrices; one calibration for all links or one per link."""
+    params = params or QidsParams()
+    h_q = np.ascontiguousarray(h_q, dtype=np.float64)
+    qber = np.ascontiguousarray(qber, dtype=np.float64)
+    key_drop = np.ascontiguousarray(key_drop, dtype=np.float64)
+    if h_q.ndim != 2 or h_q.shape != qber.shape or h_q.shape != key_drop.shape:
+        raise ValueError(f"h_q, qber, key_drop must be equal 2-D shapes, got {h_q.shape}, {qber.shape}")
+    n_links = h_q.shape[0]
+    cals = [calibration] * n_links if isinstance(calibration, Calibration) else list(calibration)
+    if len(cals) != n_links:
+        raise ValueError(f"{len(cals)} calibrations for {n_links} links")
+    bounds = [c.thresholds(params) for c in cals]
+    lows = {b[1] for b in bounds}
+    highs = {b[2] for b in bounds}
+    if len(lows) > 1 or len(highs) > 1:
+        raise UserInputError("qids: per-link calibrations need absolute alpha_min/alpha_max (one range)")
+    w1, w2, w3 = params.weights
+    score, threshold, flags = _kernel(impl).algorithm2(
+        h_q,
+        qber,
+        key_drop,
+        np.array([c.hbar_q for c in cals], dtype=np.float64),
+        np.array([1.0 / c.qber_ref for c in cals], dtype=np.float64),
+        np.array([c.noise_mean for c in cals], dtype=np.float64),
+        np.array([1.0 / c.noise_std for c in cals], dtype=np.float64),
+        np.array([b[0] for b in bounds], dtype=np.float64),
+        float(w1),
+        float(w2),
+        float(w3),
+        float(params.eta),
+        1.0 / float(params.block_duration),
+        bounds[0][1] if bounds else 0.0,
+        bounds[0][2] if bounds else 0.0,
+    )
+    return QidsResult(np.asarray(score), np.asarray(threshold), np.asarray(flags).astype(bool))
+
+
+def detect(
+    traces: Sequence[pd.DataFrame],
+    calibration: Calibration | Sequence[Calibration],
+    params: QidsParams | None = None,
+    impl: str | None = None,
+) -> QidsResult:
+    """Algorithm 2 on one QKD trace per gateway link (rows = blocks); shorter traces are NaN-padded."""
+    params = params or QidsParams()
+    for i, trace in enumerate(traces):
+        _check_trace(trace, f"trace of link {i}")
+    drop = key_drop_ratio(stack_traces(traces, "secret_bits"), params.key_drop_window)
+    return run_matrices(
+        stack_traces(traces, "h_q"), stack_traces(traces, "qber"), drop, calibration, params, impl
+    )
+
+
+def roc_curve(
+    calibration: Calibration,
+    benign_traces: Sequence[pd.DataFrame],
+    attack_traces: Sequence[pd.DataFrame],
+    params: QidsParams | None = None,
+    sigmas: Sequence[float] | np.ndarray = ROC_SIGMAS,
+    impl: str | None = None,
+) -> pd.DataFrame:
+    """ROC of Algorithm 2, one point per operating point, per block.
+
+    The operating point is the threshold start ``m + k*s`` (k in ``sigmas``); the clamp band moves with it
+    (its offsets from the start are those of ``params``). TPR = flagged attack blocks / attack blocks,
+    FPR = flagged benign blocks / benign blocks (NaN blocks excluded). Rows: k, alpha_start, fpr, tpr.
+    """
+    params = params or QidsParams()
+    below = params.alpha_start_sigmas - params.alpha_min_sigmas
+    above = params.alpha_max_sigmas - params.alpha_start_sigmas
+    rows = []
+    for k in sigmas:
+        point = QidsParams(
+            weights=params.weights,
+            eta=params.eta,
+            key_drop_window=params.key_drop_window,
+            block_duration=params.block_duration,
+            alpha_start_sigmas=float(k),
+            alpha_min_sigmas=float(k) - below,
+            alpha_max_sigmas=float(k) + above,
+        )
+        rates = []
+        for traces in (benign_traces, attack_traces):
+            result = detect(traces, calibration, point, impl)
+            valid = np.isfinite(result.score)
+            rates.append(float(result.flags[valid].mean()) if valid.any() else float("nan"))
+        start = calibration.thresholds(point)[0]
+        rows.append({"k": float(k), "alpha_start": start, "fpr": rates[0], "tpr": rates[1]})
+    return pd.DataFrame(rows)
+
+
+def roc_auc(roc: pd.DataFrame) -> float:
+    """Area under the ROC (trapezoid through (0,0) and (1,1))."""
+    points = sorted({(0.0, 0.0), (1.0, 1.0), *zip(roc["fpr"], roc["tpr"], strict=True)})
+    fpr = np.array([p[0] for p in points])
+    tpr = np.array([p[1] for p in points])
+    return float(np.trapezoid(tpr, fpr))
