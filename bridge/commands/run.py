@@ -1,0 +1,67 @@
+"""``qesif run FILE``: execute a scenario's runs into a results directory (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bridge.batch import BRIDGES, run_batch
+from bridge.scenario import BACKENDS, load_runs
+from bridge.store import ResultStore
+from qesif_core.schemes import load_scheme_file
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run a scenario's batch (skips runs already stored)")
+    parser.add_argument("file", help="scenario YAML")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="network backend (default: the file's)"
+    )
+    parser.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes (default 1)")
+    parser.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler"
+    )
+    parser.add_argument("--out", default="results", help="results directory (default: results)")
+    parser.add_argument(
+        "--bridge", choices=BRIDGES, default="inprocess", help="orchestrator-backend coupling"
+    )
+    parser.add_argument(
+        "--scheme-file", action="append", default=[], metavar="PY", help="Python file defining extra schemes"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    for path in args.scheme_file:
+        load_scheme_file(path)
+    scenario, runs = load_runs(args.file, backend=args.backend)
+    store = ResultStore(args.out)
+    store.save_manifest(scenario.name, [run.key for run in runs])
+    summary = run_batch(
+        runs,
+        store,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        bridge=args.bridge,
+        scheme_files=args.scheme_file,
+        progress=not args.no_progress,
+        description=scenario.name,
+    )
+    print(
+        f"{scenario.name}: {summary.total} runs: {summary.succeeded} run now, "
+        f"{summary.skipped} already stored, {summary.failed} failed (see {store.failed_dir}); "
+        f"results in {store.root}",
+        file=sys.stderr,
+    )
+    return summary.exit_code

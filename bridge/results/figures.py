@@ -1,0 +1,292 @@
+"""The paper's Figures 2-7 drawn from a results table (mean and standard deviation over rounds).
+
+Figures 2-6 compare QESIF with the baselines (every scheme in the results except QESIF's ablated
+variants, whose names start with ``QESIF-``); Figure 7 compares QESIF with its ablated variants. Each
+figure is written as PNG and PDF. Bars show the mean over all rounds of all runs of a group (scheme,
+dataset, channel; seeds pooled); error bars show one standard deviation over those rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bridge.results import tidy
+
+DATASET_LABELS = {"ton_iot": "TON_IoT", "edge_iiotset": "Edge-IIoTset", "bot_iot": "Bot-IoT"}
+CHANNEL_LABELS = {"clean": "Clean", "noisy": "Noisy", "eavesdropped": "Eavesdropped"}
+#: Paper order of the schemes (others follow alphabetically); matched case-insensitively.
+SCHEME_ORDER = ("qesif", "quids", "qrhe", "hyqusec", "qlsn", "qesif-qkd", "qesif-qids", "qesif-hybrid")
+QBER_REJECTION_THRESHOLD = 0.11
+FIGURE_NAMES = ("fig2_qber", "fig3_adr", "fig4_latency", "fig5_throughput", "fig6_energy", "fig7_ablation")
+#: (metric, axis label, scale, higher is better) of the ablation heatmap's columns.
+ABLATION_METRICS = (
+    ("ids/adr", "ADR (%)", 100.0, True),
+    ("network/latency_ms", "Latency (ms)", 1.0, False),
+    ("network/goodput_kbps", "Throughput (kbit/s)", 1.0, True),
+    ("network/energy_mJ", "Energy per session (mJ)", 1.0, False),
+)
+_PALETTE = ("#1b5e20", "#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def is_ablation_variant(scheme: str) -> bool:
+    return scheme.lower().startswith("qesif-")
+
+
+def _ordered(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    rank = {name: i for i, name in enumerate(preferred)}
+    return sorted(set(values), key=lambda v: (rank.get(v.lower(), len(rank)), v))
+
+
+def _axes_order(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    attrs = tidy.run_attributes(table)
+    datasets = _ordered(attrs["dataset"].unique(), list(DATASET_LABELS))
+    channels = _ordered(attrs["channel"].unique(), list(CHANNEL_LABELS))
+    return datasets, channels
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None, "Creator": None})
+    plt.close(fig)
+    return paths
+
+
+def _colors(schemes: Sequence[str]) -> dict[str, str]:
+    return {s: _PALETTE[i % len(_PALETTE)] for i, s in enumerate(schemes)}
+
+
+def _grouped_bars(
+    ax: plt.Axes,
+    summary: pd.DataFrame,
+    x_key: str,
+    x_values: Sequence[str],
+    x_labels: dict[str, str],
+    schemes: Sequence[str],
+    colors: dict[str, str],
+    scale: float = 1.0,
+) -> None:
+    positions = np.arange(len(x_values))
+    width = 0.8 / max(len(schemes), 1)
+    for i, scheme in enumerate(schemes):
+        rows = summary[summary["scheme"] == scheme].set_index(x_key)
+        means = [rows["mean"].get(x, np.nan) * scale for x in x_values]
+        stds = [rows["std"].get(x, np.nan) * scale for x in x_values]
+        ax.bar(
+            positions + (i - (len(schemes) - 1) / 2) * width,
+            means,
+            width,
+            yerr=np.nan_to_num(stds),
+            capsize=2,
+            label=scheme,
+            color=colors[scheme],
+            error_kw={"elinewidth": 0.8},
+        )
+    ax.set_xticks(positions, [x_labels.get(x, x) for x in x_values])
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _per_dataset_panels(
+    table: pd.DataFrame, metric: str, ylabel: str, title: str, scale: float = 1.0
+) -> plt.Figure | None:
+    """One panel per dataset; channel conditions on x; one bar per scheme (mean +- s.d. over rounds)."""
+    summary = tidy.summarise(table, metric)
+    if summary.empty:
+        return None
+    datasets, channels = _axes_order(table)
+    schemes = _ordered(summary["scheme"].unique(), SCHEME_ORDER)
+    colors = _colors(schemes)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), sharey=True, squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        _grouped_bars(
+            ax,
+            summary[summary["dataset"] == dataset],
+            "channel",
+            channels,
+            CHANNEL_LABELS,
+            schemes,
+            colors,
+            scale,
+        )
+        ax.set_title(DATASET_LABELS.get(dataset, dataset))
+        ax.set_xlabel("Quantum channel condition")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(
+        title="Scheme", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
+    fig.suptitle(f"{title}\n(bars: mean over rounds; error bars: ±1 s.d. over rounds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
+    """Figure 2: QBER per session (QESIF) and mean QBER per scheme, dataset and channel condition."""
+    long = tidy.with_attributes(tidy.vector_rounds(table, "qkd/qber"), table)
+    summary = tidy.summarise(table, "qkd/qber")
+    if long.empty:
+        return None
+    datasets, channels = _axes_order(table)
+    schemes = _ordered(summary["scheme"].unique(), SCHEME_ORDER)
+    colors = _colors(schemes)
+    reference_scheme = schemes[0]
+    fig, axes = plt.subplots(
+        2, len(datasets), figsize=(4.2 * len(datasets), 7.0), sharey="row", squeeze=False
+    )
+    channel_colors = dict(
+        zip(channels, ("#2ca02c", "#ff7f0e", "#d62728", "#7f7f7f", "#17becf"), strict=False)
+    )
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        rows = long[(long["dataset"] == dataset) & (long["scheme"] == reference_scheme)]
+        for channel in channels:
+            per_round = rows[rows["channel"] == channel].groupby("round")["value"].mean()
+            ax.plot(
+                per_round.index,
+                per_round.to_numpy(),
+                lw=0.9,
+                color=channel_colors.get(channel),
+                label=CHANNEL_LABELS.get(channel, channel),
+            )
+        ax.axhline(QBER_REJECTION_THRESHOLD, ls="--", color="k", lw=0.8, label="rejection threshold 0.11")
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: {reference_scheme}, per session")
+        ax.set_xlabel("QKD session (round)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("QBER (fraction of sifted bits)")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    for ax, dataset in zip(axes[1], datasets, strict=True):
+        _grouped_bars(
+            ax, summary[summary["dataset"] == dataset], "channel", channels, CHANNEL_LABELS, schemes, colors
+        )
+        ax.axhline(QBER_REJECTION_THRESHOLD, ls="--", color="k", lw=0.8)
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: mean ± s.d. over sessions")
+        ax.set_xlabel("Quantum channel condition")
+    axes[1][0].set_ylabel("QBER (fraction of sifted bits)")
+    axes[1][-1].legend(
+        title="Scheme", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
+    fig.suptitle("Figure 2: QBER across datasets and channel conditions", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def figure_adr(table: pd.DataFrame) -> plt.Figure | None:
+    """Figure 3: attack detection rate per dataset and scheme (all channel conditions pooled), with FPR."""
+    adr = tidy.summarise(table, "ids/adr", by=("scheme", "dataset"))
+    if adr.empty:
+        return None
+    datasets, _ = _axes_order(table)
+    schemes = _ordered(adr["scheme"].unique(), SCHEME_ORDER)
+    colors = _colors(schemes)
+    fpr = tidy.scalars(table, ["ids/fpr"]).join(tidy.run_attributes(table))
+    fig, (ax_adr, ax_fpr) = plt.subplots(1, 2, figsize=(11, 4.0), gridspec_kw={"width_ratios": [3, 2]})
+    _grouped_bars(ax_adr, adr, "dataset", datasets, DATASET_LABELS, schemes, colors, scale=100.0)
+    low = np.nanmin((adr["mean"] - adr["std"].fillna(0)).to_numpy()) * 100
+    ax_adr.set_ylim(max(0.0, np.floor(low / 5) * 5 - 5), 100)
+    ax_adr.set_ylabel("Attack detection rate (%)")
+    ax_adr.set_xlabel("Dataset")
+    ax_adr.set_title("ADR: mean ± s.d. over rounds (all channel conditions)", fontsize=9)
+    if "ids/fpr" in fpr:
+        summary = fpr.groupby(["scheme", "dataset"])["ids/fpr"].agg(mean="mean", std="std").reset_index()
+        _grouped_bars(ax_fpr, summary, "dataset", datasets, DATASET_LABELS, schemes, colors, scale=100.0)
+        ax_fpr.set_ylabel("False-positive rate (%)")
+        ax_fpr.set_xlabel("Dataset")
+        ax_fpr.set_title("FPR on the held-out split: mean ± s.d. over runs", fontsize=9)
+    ax_fpr.legend(title="Scheme", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle("Figure 3: Attack detection rate (ADR) across datasets", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def figure_ablation(table: pd.DataFrame) -> plt.Figure | None:
+    """Figure 7: QESIF and its ablated variants; colour = metric normalised so that 1 is the best variant."""
+    attrs = tidy.run_attributes(table)
+    keep = attrs.index[attrs["scheme"].str.lower().str.startswith("qesif")]
+    table = table[table["run"].isin(keep)]
+    schemes = _ordered(attrs.loc[keep, "scheme"].unique(), SCHEME_ORDER)
+    if not any(is_ablation_variant(s) for s in schemes):
+        return None
+    means = np.full((len(schemes), len(ABLATION_METRICS)), np.nan)
+    stds = np.full_like(means, np.nan)
+    for j, (metric, _, scale, _) in enumerate(ABLATION_METRICS):
+        summary = tidy.summarise(table, metric, by=("scheme",)).set_index("scheme")
+        for i, scheme in enumerate(schemes):
+            if scheme in summary.index:
+                means[i, j] = summary.at[scheme, "mean"] * scale
+                stds[i, j] = summary.at[scheme, "std"] * scale
+    normalised = np.full_like(means, np.nan)
+    for j, (_, _, _, higher_is_better) in enumerate(ABLATION_METRICS):
+        column = means[:, j]
+        low, high = np.nanmin(column), np.nanmax(column)
+        span = high - low
+        score = np.ones_like(column) if span == 0 else (column - low) / span
+        normalised[:, j] = score if higher_is_better else 1 - score
+    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.75 * len(schemes)))
+    image = ax.imshow(normalised, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(schemes)):
+        for j in range(len(ABLATION_METRICS)):
+            dark = not 0.15 < normalised[i, j] < 0.85
+            ax.text(
+                j,
+                i,
+                f"{means[i, j]:.1f}\n± {stds[i, j]:.1f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+    ax.set_xticks(range(len(ABLATION_METRICS)), [label for _, label, _, _ in ABLATION_METRICS])
+    ax.set_yticks(range(len(schemes)), schemes)
+    ax.xaxis.tick_top()
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.04)
+    colorbar.set_label("normalised (1 = best variant,\n0 = worst, per column)", fontsize=8)
+    ax.set_title(
+        "Figure 7: QESIF ablation (cells: mean ± s.d. over rounds, all datasets and channels)",
+        fontsize=10,
+        pad=30,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def make_figures(table: pd.DataFrame, out: str | Path) -> tuple[list[Path], list[str]]:
+    """Write Figures 2-7 (PNG and PDF) into ``out``; returns the files written and the figures skipped."""
+    out = Path(out)
+    attrs = tidy.run_attributes(table)
+    comparison = table[table["run"].isin(attrs.index[~attrs["scheme"].map(is_ablation_variant)])]
+    builders = {
+        "fig2_qber": lambda: figure_qber(comparison),
+        "fig3_adr": lambda: figure_adr(comparison),
+        "fig4_latency": lambda: _per_dataset_panels(
+            comparison, "network/latency_ms", "End-to-end latency (ms)", "Figure 4: Latency"
+        ),
+        "fig5_throughput": lambda: _per_dataset_panels(
+            comparison,
+            "network/goodput_kbps",
+            "Goodput to the control centre (kbit/s)",
+            "Figure 5: Throughput",
+        ),
+        "fig6_energy": lambda: _per_dataset_panels(
+            comparison, "network/energy_mJ", "Energy per session (mJ)", "Figure 6: Energy consumption"
+        ),
+        "fig7_ablation": lambda: figure_ablation(table),
+    }
+    written: list[Path] = []
+    skipped: list[str] = []
+    with plt.rc_context({"font.size": 9, "svg.hashsalt": "qesif"}):
+        for name, build in builders.items():
+            fig = build() if not comparison.empty or name == "fig7_ablation" else None
+            if fig is None:
+                skipped.append(name)
+            else:
+                written += _save(fig, out, name)
+    return written, skipped

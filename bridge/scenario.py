@@ -1,0 +1,370 @@
+"""Scenario files: schema, validation and expansion into fully resolved runs.
+
+A scenario YAML names the grid of an experiment (datasets x channel conditions x schemes x seeds, plus
+sweeps over any parameter by its dotted path) and the parameters shared by all its runs. Defaults follow
+the paper's Table 2 (100 devices, 10 gateways, exponential traffic with a 100 ms mean inter-arrival time,
+MQTT and CoAP, 100 rounds) and ``../shared/DESIGN.md`` (channel presets are physical settings).
+
+Each run is a JSON-serialisable spec dict (the contract of ``bridge.cosim.orchestrator.run_once`` in
+``docs/design.md``) with a stable key: a hash of the resolved spec, which includes the seed. The key does
+not depend on the order of runs, the scenario file's name or formatting, so a re-run batch recognises
+finished runs. Every user mistake becomes a :class:`~qesif_core.errors.UserInputError` that names the file,
+the field and the bad value.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+
+from qesif_core.errors import UserInputError
+
+DATASETS = ("ton_iot", "edge_iiotset", "bot_iot")
+CHANNELS = ("clean", "noisy", "eavesdropped")
+BACKENDS = ("builtin", "omnetpp")
+KEY_LENGTH = 16
+
+JsonScalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """A dataset that drives device traffic and carries the ground truth."""
+
+    name: Literal["ton_iot", "edge_iiotset", "bot_iot"]
+    path: str | None = Field(None, description="CSV of the dataset; null uses the shared copy or synthetic")
+    max_rows: PositiveInt | None = Field(None, description="cap on records read (null: all)")
+
+
+class ChannelSpec(BaseModel):
+    """A channel preset (``clean``, ``noisy``, ``eavesdropped``) with optional ChannelParams overrides."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+
+
+class NetworkSpec(_Strict):
+    """Table 2: the IoT network of one scenario."""
+
+    devices: PositiveInt = 100
+    gateways: PositiveInt = 10
+    mean_interarrival_s: PositiveFloat = 0.1
+    mqtt_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of MQTT devices; the rest CoAP")
+    access: Literal["802.15.4", "wifi"] = "802.15.4"
+
+
+class QkdSpec(_Strict):
+    """QKD link model: protocol and the number of pulses simulated per block (one block per round)."""
+
+    protocol: Literal["bb84", "bbm92"] = "bb84"
+    pulses_per_block: PositiveInt = 200_000
+
+
+class Scenario(_Strict):
+    """One scenario file. Lists are the axes of the grid; everything else is shared by all its runs."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [1], min_length=1)
+    rounds: PositiveInt = 100
+    round_duration_s: PositiveFloat = 1.0
+    backend: Literal["builtin", "omnetpp"] = "builtin"
+    datasets: list[DatasetSpec] = Field(
+        default_factory=lambda: [DatasetSpec(name=n) for n in DATASETS], min_length=1
+    )
+    channels: list[ChannelSpec] = Field(
+        default_factory=lambda: [ChannelSpec(name=n) for n in CHANNELS], min_length=1
+    )
+    schemes: list[str] = Field(default_factory=lambda: ["qesif"], min_length=1)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    qkd: QkdSpec = Field(default_factory=QkdSpec)
+    qids: dict[str, Any] = Field(default_factory=dict, description="Q-IDS parameters (owner validates)")
+    keys: dict[str, Any] = Field(default_factory=dict, description="key management / hybrid parameters")
+    costs: dict[str, Any] = Field(default_factory=dict, description="overrides of the default cost model")
+    sweeps: dict[str, list[Any]] = Field(
+        default_factory=dict, description="dotted path of a run-spec field -> values to sweep"
+    )
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _dataset_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("sweeps")
+    @classmethod
+    def _sweeps_not_empty(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in value.items():
+            if not values:
+                raise ValueError(f"sweep {path!r} has no values")
+        return value
+
+
+class RunSpec(_Strict):
+    """The resolved spec of one run, exactly the keys ``run_once`` accepts (checked after sweeps)."""
+
+    seed: NonNegativeInt
+    rounds: PositiveInt
+    round_duration_s: PositiveFloat
+    backend: Literal["builtin", "omnetpp"]
+    dataset: DatasetSpec
+    channel: dict[str, Any]
+    scheme: str
+    network: NetworkSpec
+    qkd: QkdSpec
+    qids: dict[str, Any]
+    keys: dict[str, Any]
+    costs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a batch: its key, its resolved spec and the swept values that distinguish it."""
+
+    key: str
+    spec: dict[str, Any]
+    itervars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Human-readable name for progress bars and failure records."""
+        s = self.spec
+        parts = [s["scheme"], s["dataset"]["name"], s["channel"]["name"], f"seed={s['seed']}"]
+        parts += [f"{k}={v}" for k, v in self.itervars.items()]
+        return " ".join(parts)
+
+
+def run_key(spec: Mapping[str, Any]) -> str:
+    """Stable key of a resolved spec (which includes its seed): a SHA-256 prefix of its canonical JSON."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _validation_message(source: str, exc: ValidationError, prefix: str = "") -> str:
+    problems = []
+    for error in exc.errors():
+        where = _format_loc(error["loc"])
+        if prefix:
+            where = f"{prefix}.{where}" if where != "(top level)" else prefix
+        if error["type"] == "extra_forbidden":
+            problems.append(f"field '{where}': unknown field (value {error['input']!r})")
+        elif error["type"] == "missing":
+            problems.append(f"field '{where}': required field is missing")
+        else:
+            problems.append(f"field '{where}': {error['msg']} (got {error['input']!r})")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _channel_defaults() -> tuple[dict[str, dict[str, Any]], Any]:
+    """The channel presets as plain dicts, and the ChannelParams class that validates them."""
+    from qesif_core.qkd.channel import CHANNEL_PRESETS, ChannelParams
+
+    return {name: dataclasses.asdict(params) for name, params in CHANNEL_PRESETS.items()}, ChannelParams
+
+
+def _check_number(source: str, where: str, value: Any, default: Any) -> None:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserInputError(f"{source}: field '{where}': expected true/false (got {value!r})")
+    elif isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserInputError(f"{source}: field '{where}': expected a number (got {value!r})")
+        if not math.isfinite(value) or value < 0:
+            raise UserInputError(f"{source}: field '{where}': must be a finite number >= 0 (got {value!r})")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise UserInputError(f"{source}: field '{where}': expected a string (got {value!r})")
+
+
+def resolve_channel(source: str, where: str, channel: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's ChannelParams fields with the user's overrides, checked by ChannelParams itself."""
+    presets, params_class = _channel_defaults()
+    name = channel["name"]
+    if name not in presets:
+        raise UserInputError(
+            f"{source}: field '{where}.name': unknown channel preset {name!r}; known: {', '.join(presets)}"
+        )
+    resolved = dict(presets[name])
+    for key, value in channel.items():
+        if key == "name":
+            continue
+        if key not in resolved:
+            raise UserInputError(
+                f"{source}: field '{where}.{key}': unknown field (value {value!r}); "
+                f"channel fields: {', '.join(resolved)}"
+            )
+        _check_number(source, f"{where}.{key}", value, resolved[key])
+        resolved[key] = float(value) if isinstance(resolved[key], float) else value
+    try:
+        params_class(**resolved)
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(f"{source}: field '{where}': invalid channel parameters: {exc}") from None
+    return {"name": name, **resolved}
+
+
+def _check_schemes(source: str, names: list[str]) -> None:
+    from qesif_core.schemes import available_schemes
+
+    known = available_schemes()
+    for index, name in enumerate(names):
+        if name not in known:
+            raise UserInputError(
+                f"{source}: field 'schemes[{index}]': unknown scheme {name!r}; "
+                f"known schemes: {', '.join(known)}"
+            )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (schema only; :func:`expand` checks schemes and channels)."""
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        raise UserInputError(f"{source}: scenario file not found")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{source}: cannot read scenario file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserInputError(f"{source}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        raise UserInputError(f"{source}: scenario file is empty")
+    if not isinstance(data, dict):
+        raise UserInputError(f"{source}: a scenario is a mapping of fields (got {type(data).__name__})")
+    return parse_scenario(data, source)
+
+
+def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
+    """Validate a scenario given as a mapping (``source`` names it in errors)."""
+    try:
+        return Scenario.model_validate(dict(data))
+    except ValidationError as exc:
+        raise UserInputError(_validation_message(source, exc)) from None
+
+
+def _set_dotted(spec: dict[str, Any], path: str, value: Any, source: str) -> None:
+    open_sections = ("qids", "keys", "costs")
+    parts = path.split(".")
+    node: Any = spec
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise UserInputError(
+                f"{source}: field 'sweeps.{path}': no field {'.'.join(parts[: depth + 1])!r}"
+            )
+        node = node[part]
+    last = parts[-1]
+    if not isinstance(node, dict) or (last not in node and parts[0] not in open_sections):
+        raise UserInputError(f"{source}: field 'sweeps.{path}': unknown field {path!r} in a run spec")
+    node[last] = copy.deepcopy(value)
+
+
+def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None = None) -> list[Run]:
+    """All runs of a scenario: datasets x channels x schemes x sweep values x seeds, each resolved."""
+    _check_schemes(source, scenario.schemes)
+    if backend is not None and backend not in BACKENDS:
+        raise UserInputError(f"--backend: unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    channels = [
+        resolve_channel(source, f"channels[{i}]", ch.model_dump()) for i, ch in enumerate(scenario.channels)
+    ]
+    sweep_paths = list(scenario.sweeps)
+    sweep_values = list(itertools.product(*(scenario.sweeps[p] for p in sweep_paths)))
+    runs: list[Run] = []
+    seen: set[str] = set()
+    for dataset, channel, scheme, values, seed in itertools.product(
+        scenario.datasets, channels, scenario.schemes, sweep_values, scenario.seeds
+    ):
+        spec: dict[str, Any] = {
+            "seed": seed,
+            "rounds": scenario.rounds,
+            "round_duration_s": scenario.round_duration_s,
+            "backend": backend or scenario.backend,
+            "dataset": dataset.model_dump(),
+            "channel": copy.deepcopy(channel),
+            "scheme": scheme,
+            "network": scenario.network.model_dump(),
+            "qkd": scenario.qkd.model_dump(),
+            "qids": copy.deepcopy(scenario.qids),
+            "keys": copy.deepcopy(scenario.keys),
+            "costs": copy.deepcopy(scenario.costs),
+        }
+        itervars = dict(zip(sweep_paths, values, strict=True))
+        for path, value in itervars.items():
+            if path == "channel.name":
+                spec["channel"] = resolve_channel(source, f"sweeps.{path}", {"name": value})
+            elif path.startswith("channel."):
+                spec["channel"] = resolve_channel(source, "sweeps", {**spec["channel"], path[8:]: value})
+            else:
+                _set_dotted(spec, path, value, source)
+        spec = _revalidate(spec, source, itervars)
+        key = run_key(spec)
+        if key not in seen:
+            seen.add(key)
+            runs.append(Run(key=key, spec=spec, itervars=itervars))
+    return runs
+
+
+def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a spec after sweeps were applied, and normalise it through the schema (JSON types only)."""
+    try:
+        checked = RunSpec.model_validate(spec).model_dump()
+    except ValidationError as exc:
+        prefix = "sweeps" if itervars else ""
+        raise UserInputError(_validation_message(source, exc, prefix)) from None
+    if itervars.get("scheme") is not None:
+        _check_schemes(source, [checked["scheme"]])
+    try:
+        json.dumps(checked, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(f"{source}: a run spec is not JSON-serialisable: {exc}") from None
+    return checked
+
+
+def load_runs(path: str | Path, backend: str | None = None) -> tuple[Scenario, list[Run]]:
+    """Read, validate and expand a scenario file."""
+    scenario = load_scenario(path)
+    return scenario, expand(scenario, str(path), backend)
