@@ -1,0 +1,1 @@
+"""Packaged data files (cost model parameters with their sources)."""
