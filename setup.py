@@ -19,6 +19,7 @@ EXTENSIONS = [
     # (module name, source); each module ``pkg._name`` has a pure twin ``pkg.name_py`` or similar.
     ("qesif_core.qids._anomaly", "qesif_core/qids/_anomaly.pyx"),
     ("qesif_core.qkd._cascade", "qesif_core/qkd/_cascade.pyx"),
+    ("qesif_core.qkd._privacy", "qesif_core/qkd/_privacy.pyx"),
 ]
 
 
