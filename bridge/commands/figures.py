@@ -1,0 +1,27 @@
+"""``qesif figures DIR --out FIGDIR``: the paper's Figures 2-7 (PNG and PDF) from a results directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bridge.results.figures import make_figures
+from bridge.store import open_store
+from qesif_core.errors import UserInputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("figures", help="draw Figures 2-7 from a results directory")
+    parser.add_argument("dir", help="results directory (from `qesif run --out`)")
+    parser.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    written, skipped = make_figures(open_store(args.dir).load(), args.out)
+    if not written:
+        raise UserInputError(f"{args.dir}: the results hold no data for any figure")
+    for name in skipped:
+        print(f"{name}: skipped, no runs for it in {args.dir}", file=sys.stderr)
+    print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,37 @@
+"""``qesif report DIR --out report.html``: one self-contained page with the figures and the paper
+comparison."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from bridge.results.figures import make_figures
+from bridge.results.report import DEFAULT_REFERENCE, load_reference, render
+from bridge.store import open_store
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="HTML report: figures and our values beside the paper's")
+    parser.add_argument("dir", help="results directory (from `qesif run --out`)")
+    parser.add_argument("--out", default="report.html", help="HTML file to write (default: report.html)")
+    parser.add_argument("--reference", default=str(DEFAULT_REFERENCE), help="the paper's reported values")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    store = open_store(args.dir)
+    table = store.load()
+    paper, reference = load_reference(args.reference)
+    specs = {key: store.spec(key) for key in table["run"].unique()}
+    with tempfile.TemporaryDirectory() as tmp:
+        written, _ = make_figures(table, tmp)
+        pngs = [p for p in written if p.suffix == ".png"]
+        page = render(table, specs, pngs, paper, reference)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
