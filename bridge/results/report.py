@@ -181,7 +181,8 @@ def deviation_notes(
     scalars = tidy.scalars(subset)
     notes: list[str] = []
     metric = entry["metric"]
-    synthetic = "synthetic" in attrs and (attrs.loc[runs, "synthetic"].astype(str).str.lower() == "true").any()
+    flags = attrs.loc[runs, "synthetic"].astype(str).str.lower() if "synthetic" in attrs else pd.Series([])
+    synthetic = bool((flags == "true").any())
     if metric == "adr_percent" and synthetic:
         notes.append("dataset records are synthetic here (the real dataset file was not available)")
     quantum = _share(scalars, "hybrid/quantum_sessions", "hybrid/classical_sessions")
