@@ -43,7 +43,7 @@ CIPHERS: tuple[str, ...] = ("aes-128-gcm", "aes-256-gcm")
 ENTRY_POINT_GROUP = "qesif.schemes"
 
 #: Modules of this package that define the built-in schemes (imported on first registry lookup).
-_BUILTIN_MODULES: tuple[str, ...] = ()
+_BUILTIN_MODULES: tuple[str, ...] = ("qesif_core.schemes.qesif", "qesif_core.schemes.baselines")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class SessionPlan:
 
     ``q_adapt`` is the value of Eq. (5) at this session (before any smoothing), kept for the Theorem 1
     bookkeeping; ``mode`` is the mode actually used (after hysteresis, key availability and Q-IDS flags).
+    ``consumes_qkd_key``: quantum mode always takes one QKD key (delivered with ``qkd-psk``); a
+    ``pq-hybrid`` plan may also take one and mix it into the post-quantum exchange (both are paid for).
     """
 
     mode: str
@@ -87,8 +89,10 @@ class SessionPlan:
             raise ValueError(f"SessionPlan.handshake {self.handshake!r} is not one of {known}")
         if self.cipher not in CIPHERS:
             raise ValueError(f"SessionPlan.cipher {self.cipher!r} is not one of {', '.join(CIPHERS)}")
-        if self.consumes_qkd_key != (self.mode == "quantum"):
-            raise ValueError("SessionPlan: a QKD key is consumed exactly in quantum mode")
+        if self.mode == "quantum" and not self.consumes_qkd_key:
+            raise ValueError("SessionPlan: quantum mode consumes a QKD key")
+        if self.mode == "classical" and self.consumes_qkd_key:
+            raise ValueError("SessionPlan: classical mode consumes no QKD key")
         if (self.handshake == "qkd-psk") != (self.mode == "quantum"):
             raise ValueError("SessionPlan: the qkd-psk handshake is used exactly in quantum mode")
         if self.extra_bytes_per_message < 0:
