@@ -210,9 +210,9 @@ def load_scheme_file(path: str | Path) -> list[type[SecurityScheme]]:
     """
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserInputError(f"--scheme-file: {str(path)!r} is not a file")
+        raise UserInputError(f"scheme file: {str(path)!r} is not a file")
     if file.suffix != ".py":
-        raise UserInputError(f"--scheme-file: {str(path)!r} is not a Python (.py) file")
+        raise UserInputError(f"scheme file: {str(path)!r} is not a Python (.py) file")
     _ensure_loaded()
     module_name = "qesif_user_scheme_" + hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:16]
     if module_name in sys.modules:
@@ -220,7 +220,7 @@ def load_scheme_file(path: str | Path) -> list[type[SecurityScheme]]:
     else:
         spec = importlib.util.spec_from_file_location(module_name, file)
         if spec is None or spec.loader is None:
-            raise UserInputError(f"--scheme-file: cannot import {str(path)!r}")
+            raise UserInputError(f"scheme file: cannot import {str(path)!r}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
@@ -231,7 +231,7 @@ def load_scheme_file(path: str | Path) -> list[type[SecurityScheme]]:
         except Exception as exc:
             del sys.modules[module_name]
             raise UserInputError(
-                f"--scheme-file: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
+                f"scheme file: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
     defined = [
         obj
@@ -243,9 +243,9 @@ def load_scheme_file(path: str | Path) -> list[type[SecurityScheme]]:
         and obj.name
     ]
     if not defined:
-        raise UserInputError(f"--scheme-file: {str(path)!r} defines no SecurityScheme subclass with a name")
+        raise UserInputError(f"scheme file: {str(path)!r} defines no SecurityScheme subclass with a name")
     for cls in defined:
-        _add(_check_scheme_class(cls, f"--scheme-file {str(path)!r}"), f"--scheme-file {str(path)!r}")
+        _add(_check_scheme_class(cls, f"scheme file {str(path)!r}"), f"scheme file {str(path)!r}")
     return defined
 
 
