@@ -2,62 +2,77 @@
 """Compiled twin of ``privacy.toeplitz_product``: exact GF(2) Toeplitz hashing on bit-packed words.
 
 The hash is the middle product of seed(z) and x(z) over GF(2) (see ``qesif_core/qkd/privacy.py``).
-Long outputs take the full carry-less product by Karatsuba on 64-bit words (3 half-size products per
-level, schoolbook below ``KARATSUBA_THRESHOLD`` words) with the x86 PCLMULQDQ instruction when the CPU
-has it (checked at run time) and a portable shift-and-xor multiply otherwise; short outputs (tags) take
-each output bit as the parity of the reversed key AND a sliding seed window, which costs m * n / 64 word
-operations instead of a full product.
+With 64-bit words as coefficients, the product words C_w = XOR_j S_{w-j} * X_j (128-bit carry-less
+products) for the needed rows w form a word-level Toeplitz matrix times the key, computed by the
+subquadratic two-way split of Fan & Hasan (IEEE Trans. Computers 56(2), 2007), the transpose of
+Karatsuba: with T = [[T1, T0], [T2, T1]],
+
+    y0 = T1 (x0 + x1) + (T0 + T1) x1,    y1 = T1 (x0 + x1) + (T2 + T1) x0,
+
+three half-size products per level, schoolbook below ``TVP_THRESHOLD`` words with the x86 PCLMULQDQ
+instruction when the CPU has it (checked at run time) and a portable shift-and-xor multiply otherwise.
+Only the m output bits are computed, not the whole product. Short outputs (tags) take each output bit
+as the parity of the reversed key AND a sliding seed window (m * n / 64 word operations).
 """
 
 import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.math cimport pow
+from libc.stdlib cimport free, malloc
 
 cnp.import_array()
 
 cdef extern from *:
     """
     #include <stdint.h>
-    #include <string.h>
 
-    /* out[0 .. na+nb) ^= a[0 .. na) * b[0 .. nb) over GF(2), portable. */
-    static void qesif_clmul_school_sw(const uint64_t* a, Py_ssize_t na, const uint64_t* b, Py_ssize_t nb,
-                                      uint64_t* out) {
-        for (Py_ssize_t i = 0; i < na; ++i) {
-            uint64_t ai = a[i];
-            for (Py_ssize_t j = 0; j < nb; ++j) {
-                uint64_t bj = b[j], lo = 0, hi = 0;
-                for (int bit = 0; bit < 64; ++bit) {
-                    if ((ai >> bit) & 1) {
-                        lo ^= bj << bit;
-                        if (bit) hi ^= bj >> (64 - bit);
-                    }
-                }
-                out[i + j] ^= lo;
-                out[i + j + 1] ^= hi;
+    static inline void qesif_clmul64_sw(uint64_t a, uint64_t b, uint64_t* lo, uint64_t* hi) {
+        uint64_t l = 0, h = 0;
+        for (int bit = 0; bit < 64; ++bit) {
+            uint64_t mask = (uint64_t)0 - ((a >> bit) & 1);
+            l ^= (b << bit) & mask;
+            if (bit) h ^= (b >> (64 - bit)) & mask;
+        }
+        *lo = l;
+        *hi = h;
+    }
+
+    /* (y[2i], y[2i+1]) = XOR_j D[i - j + k - 1] * x[j] as 128-bit carry-less products, i < k. */
+    static void qesif_tvp_base_sw(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y) {
+        for (Py_ssize_t i = 0; i < k; ++i) {
+            uint64_t lo = 0, hi = 0, l, h;
+            const uint64_t* d = D + i + k - 1;
+            for (Py_ssize_t j = 0; j < k; ++j) {
+                qesif_clmul64_sw(d[-j], x[j], &l, &h);
+                lo ^= l;
+                hi ^= h;
             }
+            y[2 * i] = lo;
+            y[2 * i + 1] = hi;
         }
     }
 
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     #include <immintrin.h>
-    #define QESIF_HAVE_X86_CLMUL 1
     __attribute__((target("pclmul,sse2")))
-    static void qesif_clmul_school_hw(const uint64_t* a, Py_ssize_t na, const uint64_t* b, Py_ssize_t nb,
-                                      uint64_t* out) {
-        for (Py_ssize_t i = 0; i < na; ++i) {
-            __m128i ai = _mm_cvtsi64_si128((long long)a[i]);
-            uint64_t carry = 0;
-            uint64_t* row = out + i;
-            for (Py_ssize_t j = 0; j < nb; ++j) {
-                __m128i p = _mm_clmulepi64_si128(ai, _mm_cvtsi64_si128((long long)b[j]), 0x00);
-                row[j] ^= (uint64_t)_mm_cvtsi128_si64(p) ^ carry;
-                carry = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(p, p));
+    static void qesif_tvp_base_hw(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y) {
+        for (Py_ssize_t i = 0; i < k; ++i) {
+            __m128i acc0 = _mm_setzero_si128(), acc1 = _mm_setzero_si128();
+            const uint64_t* d = D + i + k - 2;  /* d[-j], d[-j+1] = D[i-j+k-2], D[i-j+k-1] */
+            Py_ssize_t j = 0;
+            for (; j + 1 < k; j += 2) {
+                __m128i xs = _mm_loadu_si128((const __m128i*)(x + j));      /* x[j], x[j+1] */
+                __m128i ds = _mm_loadu_si128((const __m128i*)(d - j));      /* D[..-j-1], D[..-j] */
+                acc0 = _mm_xor_si128(acc0, _mm_clmulepi64_si128(ds, xs, 0x01));  /* D[i-j+k-1] x[j] */
+                acc1 = _mm_xor_si128(acc1, _mm_clmulepi64_si128(ds, xs, 0x10));  /* D[i-j+k-2] x[j+1] */
             }
-            row[nb] ^= carry;
+            if (j < k) {
+                acc0 = _mm_xor_si128(acc0, _mm_clmulepi64_si128(
+                    _mm_cvtsi64_si128((long long)D[i - j + k - 1]), _mm_cvtsi64_si128((long long)x[j]), 0x00));
+            }
+            _mm_storeu_si128((__m128i*)(y + 2 * i), _mm_xor_si128(acc0, acc1));
         }
     }
     static int qesif_cpu_has_pclmul(void) {
@@ -65,142 +80,134 @@ cdef extern from *:
         return __builtin_cpu_supports("pclmul");
     }
     #else
-    #define QESIF_HAVE_X86_CLMUL 0
-    static void qesif_clmul_school_hw(const uint64_t* a, Py_ssize_t na, const uint64_t* b, Py_ssize_t nb,
-                                      uint64_t* out) {
-        qesif_clmul_school_sw(a, na, b, nb, out);
+    static void qesif_tvp_base_hw(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y) {
+        qesif_tvp_base_sw(D, x, k, y);
     }
     static int qesif_cpu_has_pclmul(void) { return 0; }
     #endif
 
     static inline int qesif_parity64(uint64_t x) { return __builtin_parityll(x); }
     """
-    void clmul_school_sw "qesif_clmul_school_sw"(const uint64_t* a, Py_ssize_t na, const uint64_t* b,
-                                                 Py_ssize_t nb, uint64_t* out) noexcept nogil
-    void clmul_school_hw "qesif_clmul_school_hw"(const uint64_t* a, Py_ssize_t na, const uint64_t* b,
-                                                 Py_ssize_t nb, uint64_t* out) noexcept nogil
+    void tvp_base_sw "qesif_tvp_base_sw"(const uint64_t* D, const uint64_t* x, Py_ssize_t k,
+                                          uint64_t* y) noexcept nogil
+    void tvp_base_hw "qesif_tvp_base_hw"(const uint64_t* D, const uint64_t* x, Py_ssize_t k,
+                                          uint64_t* y) noexcept nogil
     int cpu_has_pclmul "qesif_cpu_has_pclmul"() noexcept nogil
     int parity64 "qesif_parity64"(uint64_t x) noexcept nogil
 
-KARATSUBA_THRESHOLD = 24
+cdef enum:
+    TVP_THRESHOLD_C = 32  # words; blocks of at most this size use the schoolbook base case
+
+TVP_THRESHOLD = TVP_THRESHOLD_C
 DIRECT_MAX_OUT_BITS = 512  # outputs up to this length use the sliding-window parities
 HARDWARE_CLMUL = bool(cpu_has_pclmul())
 
-cdef Py_ssize_t _threshold = KARATSUBA_THRESHOLD
+ctypedef void (*base_fn)(const uint64_t*, const uint64_t*, Py_ssize_t, uint64_t*) noexcept nogil
 
 
-ctypedef void (*school_fn)(const uint64_t*, Py_ssize_t, const uint64_t*, Py_ssize_t, uint64_t*) noexcept nogil
+cdef void _tvp(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y, uint64_t* scratch,
+               base_fn base) noexcept nogil:
+    """y (k entries of 2 words) = T x with T[i][j] = D[i - j + k - 1]; k is a power of two times a base size.
 
-
-cdef void _karatsuba(const uint64_t* a, const uint64_t* b, Py_ssize_t k, uint64_t* out, uint64_t* scratch,
-                     school_fn school) noexcept nogil:
-    """out[0 .. 2k) = a[0 .. k) * b[0 .. k); scratch holds at least 4k + 64 log2(k) words."""
-    cdef Py_ssize_t h, low, i
-    cdef uint64_t* a_sum
-    cdef uint64_t* b_sum
-    cdef uint64_t* middle
-    if k <= _threshold:
-        memset(out, 0, 2 * k * sizeof(uint64_t))
-        school(a, k, b, k, out)
+    Scratch: 6k words per level plus the next level's (at most 12k in total).
+    """
+    cdef Py_ssize_t h, i
+    cdef uint64_t* x_sum
+    cdef uint64_t* d_sum
+    cdef uint64_t* part
+    if k <= TVP_THRESHOLD_C:
+        base(D, x, k, y)
         return
-    h = k - k // 2
-    low = k // 2  # length of the high halves a1, b1
-    a_sum = scratch
-    b_sum = scratch + h
-    middle = scratch + 2 * h
-    _karatsuba(a, b, h, out, scratch + 4 * h, school)  # P0 = a0 b0
-    _karatsuba(a + h, b + h, low, out + 2 * h, scratch + 4 * h, school)  # P2 = a1 b1
+    h = k // 2
+    x_sum = scratch
+    d_sum = scratch + h
+    part = scratch + h + k
     for i in range(h):
-        a_sum[i] = a[i]
-        b_sum[i] = b[i]
-    for i in range(low):
-        a_sum[i] ^= a[h + i]
-        b_sum[i] ^= b[h + i]
-    _karatsuba(a_sum, b_sum, h, middle, scratch + 4 * h, school)  # P1 = (a0+a1)(b0+b1)
+        x_sum[i] = x[i] ^ x[h + i]
+    _tvp(D + h, x_sum, h, y, part, base)  # P0 = T1 (x0 + x1), into y0
     for i in range(2 * h):
-        middle[i] ^= out[i]
-    for i in range(2 * low):
-        middle[i] ^= out[2 * h + i]
+        y[2 * h + i] = y[i]  # y1 = P0 as well
+    for i in range(k - 1):
+        d_sum[i] = D[i] ^ D[h + i]  # T0 + T1
+    _tvp(d_sum, x + h, h, part, part + 2 * h, base)
     for i in range(2 * h):
-        out[h + i] ^= middle[i]
+        y[i] ^= part[i]
+    for i in range(k - 1):
+        d_sum[i] = D[k + i] ^ D[h + i]  # T2 + T1
+    _tvp(d_sum, x, h, part, part + 2 * h, base)
+    for i in range(2 * h):
+        y[2 * h + i] ^= part[i]
 
 
-cdef void _multiply(const uint64_t* a, Py_ssize_t na, const uint64_t* b, Py_ssize_t nb, uint64_t* out,
-                    uint64_t* scratch, school_fn school) noexcept nogil:
-    """out[0 .. na+nb) ^= a * b, cutting the longer operand into pieces as long as the shorter."""
-    cdef Py_ssize_t offset, i
-    cdef uint64_t* piece
-    if na < nb:
-        a, na, b, nb = b, nb, a, na
-    if nb == 0:
-        return
-    if nb <= _threshold:
-        school(a, na, b, nb, out)
-        return
-    piece = scratch
-    offset = 0
-    while offset + nb <= na:
-        _karatsuba(a + offset, b, nb, piece, scratch + 2 * nb, school)
-        for i in range(2 * nb):
-            out[offset + i] ^= piece[i]
-        offset += nb
-    if offset < na:
-        _multiply(a + offset, na - offset, b, nb, out + offset, scratch, school)
+cdef Py_ssize_t _block_size(Py_ssize_t k):
+    """Smallest b * 2^L >= k with b <= TVP_THRESHOLD_C, so the recursion halves evenly down to b."""
+    cdef Py_ssize_t shift = 0
+    while (k + (1 << shift) - 1) >> shift > TVP_THRESHOLD_C:
+        shift += 1
+    return ((k + (1 << shift) - 1) >> shift) << shift
 
 
-cdef Py_ssize_t _scratch_words(Py_ssize_t k):
-    return 6 * k + 64 * 64 + 256
+cdef double _tiling_cost(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t k):
+    """Work of covering a rows x cols word matrix with k x k tiles (k^log2(3) each)."""
+    return ((rows + k - 1) // k) * ((cols + k - 1) // k) * pow(<double>k, 1.585)
 
 
-def _pack(bits):
-    """Little-endian bit packing into uint64 words (bit i -> word i // 64, bit i % 64), one spare word."""
-    packed = np.packbits(bits, bitorder="little")
-    words = np.zeros(packed.size // 8 + 3, dtype="<u8")
-    words.view(np.uint8)[: packed.size] = packed
-    return np.ascontiguousarray(words.astype(np.uint64, copy=False))
-
-
-def poly_multiply(a_words, b_words, bint hardware=True):
-    """Carry-less product of two uint64 word arrays (tests compare hardware, software and Python ints)."""
-    cdef const uint64_t[::1] a = np.ascontiguousarray(a_words, dtype=np.uint64)
-    cdef const uint64_t[::1] b = np.ascontiguousarray(b_words, dtype=np.uint64)
-    cdef Py_ssize_t na = a.shape[0], nb = b.shape[0]
-    result = np.zeros(na + nb, dtype=np.uint64)
-    if na == 0 or nb == 0:
-        return result
-    cdef uint64_t[::1] out = result
-    cdef school_fn school = clmul_school_hw if (hardware and HARDWARE_CLMUL) else clmul_school_sw
-    cdef uint64_t* scratch = <uint64_t*>calloc(_scratch_words(min(na, nb)), sizeof(uint64_t))
-    if scratch == NULL:
-        raise MemoryError()
-    with nogil:
-        _multiply(&a[0], na, &b[0], nb, &out[0], scratch, school)
-    free(scratch)
-    return result
+def _pack(bits, Py_ssize_t lead_bits=0, Py_ssize_t total_words=0):
+    """Little-endian bit packing (bit i -> word i // 64, bit i % 64) after ``lead_bits`` zero bits."""
+    size = max(total_words, (lead_bits + bits.shape[0] + 63) // 64 + 1)
+    padded = np.zeros(size * 64, dtype=np.uint8)
+    padded[lead_bits : lead_bits + bits.shape[0]] = bits
+    return np.ascontiguousarray(np.packbits(padded, bitorder="little").view("<u8").astype(np.uint64, copy=False))
 
 
 def toeplitz_product(bits, Py_ssize_t out_bits, seed):
     """y_i = XOR_j seed[i - j + n - 1] x_j for i < out_bits (see ``privacy.toeplitz_product``)."""
-    cdef Py_ssize_t n = bits.shape[0]
     if out_bits <= DIRECT_MAX_OUT_BITS:
         return _toeplitz_direct(bits, out_bits, seed)
-    x_words = _pack(bits)
-    s_words = _pack(seed)
-    cdef Py_ssize_t nx = (n + 63) // 64
-    cdef Py_ssize_t ns = (n + out_bits - 1 + 63) // 64
-    product = poly_multiply(x_words[:nx], s_words[:ns], True)
-    cdef const uint64_t[::1] p = product
-    cdef Py_ssize_t first = n - 1, q = first // 64, r = first % 64
-    cdef Py_ssize_t out_words = (out_bits + 63) // 64, k
-    result = np.zeros(out_words, dtype=np.uint64)
+    return toeplitz_tvp(bits, out_bits, seed, HARDWARE_CLMUL)
+
+
+def toeplitz_tvp(bits, Py_ssize_t out_bits, seed, bint hardware):
+    """The Toeplitz product by word-level subquadratic Toeplitz-vector products (any output length).
+
+    ``hardware`` selects PCLMULQDQ (ignored when the CPU lacks it) or the portable multiply; tests
+    check both against the dense-matrix reference.
+    """
+    cdef Py_ssize_t n = bits.shape[0]
+    cdef Py_ssize_t kx = (n + 63) // 64
+    cdef Py_ssize_t shift = (-(n - 1)) % 64  # bits that align product bit n-1 to a word start
+    cdef Py_ssize_t out_words = (out_bits + 63) // 64
+    cdef Py_ssize_t rows = out_words + 1  # C_w for w = W0 - 1 .. W0 + out_words - 1
+    cdef Py_ssize_t k_rows = _block_size(min(rows, kx)), k_other = _block_size(max(rows, kx))
+    cdef Py_ssize_t k = k_rows
+    if _tiling_cost(rows, kx, k_other) < _tiling_cost(rows, kx, k_rows):
+        k = k_other
+    cdef Py_ssize_t row_tiles = (rows + k - 1) // k, col_tiles = (kx + k - 1) // k
+    cdef Py_ssize_t lead = col_tiles * k + 2  # zero words before the seed so every diagonal index is >= 0
+    cdef Py_ssize_t first_row = lead + (n - 1 + shift) // 64 - 1
+    x_words = _pack(bits, 0, col_tiles * k)
+    s_words = _pack(seed, 64 * lead + shift, first_row + row_tiles * k + k + 2)
+    product = np.zeros(2 * row_tiles * k, dtype=np.uint64)
+    cdef const uint64_t[::1] xw = x_words
+    cdef const uint64_t[::1] sw = s_words
+    cdef uint64_t[::1] c = product
+    cdef base_fn base = tvp_base_hw if (hardware and HARDWARE_CLMUL) else tvp_base_sw
+    cdef uint64_t* scratch = <uint64_t*>malloc((14 * k + 64) * sizeof(uint64_t))
+    cdef uint64_t* tile = scratch + 12 * k + 32
+    cdef Py_ssize_t rt, ct, i
+    if scratch == NULL:
+        raise MemoryError()
+    with nogil:
+        for rt in range(row_tiles):
+            for ct in range(col_tiles):
+                _tvp(&sw[0] + first_row + rt * k - ct * k - (k - 1), &xw[0] + ct * k, k, tile, scratch, base)
+                for i in range(2 * k):
+                    c[2 * rt * k + i] ^= tile[i]
+    free(scratch)
+    result = np.empty(out_words, dtype=np.uint64)
     cdef uint64_t[::1] y = result
-    for k in range(out_words):
-        if r == 0:
-            y[k] = p[q + k]
-        elif q + k + 1 < p.shape[0]:
-            y[k] = (p[q + k] >> r) | (p[q + k + 1] << (64 - r))
-        else:
-            y[k] = p[q + k] >> r
+    for i in range(out_words):  # product word W0 + i = low half of C_{W0+i} ^ high half of C_{W0+i-1}
+        y[i] = c[2 * (i + 1)] ^ c[2 * i + 1]
     return np.unpackbits(result.astype("<u8").view(np.uint8), count=out_bits, bitorder="little")
 
 
@@ -208,7 +215,7 @@ def _toeplitz_direct(bits, Py_ssize_t out_bits, seed):
     """Each output bit as parity(reversed key AND seed window at offset i): y_i = XOR_k seed[i+k] x[n-1-k]."""
     cdef Py_ssize_t n = bits.shape[0]
     x_words = _pack(np.ascontiguousarray(bits[::-1]))
-    s_words = _pack(seed)
+    s_words = _pack(seed, 0, (n + out_bits + 63) // 64 + 2)
     cdef const uint64_t[::1] x = x_words
     cdef const uint64_t[::1] s = s_words
     cdef Py_ssize_t nx = (n + 63) // 64, i, k, q
