@@ -31,6 +31,7 @@ device (HKDF, see :mod:`qesif_core.crypto`) wrapped under the device's key-encry
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -40,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from qesif_core import crypto
+
+logger = logging.getLogger(__name__)
 
 
 class KeyDeliveryError(RuntimeError):
@@ -199,6 +202,8 @@ class KeyPool:
         for key_id in expired_slave:
             del self._awaiting_slave[key_id]
         self.keys_expired += len(expired) + len(expired_slave)
+        if expired or expired_slave:
+            logger.debug("link %s: %d keys expired", self.link, len(expired) + len(expired_slave))
         return len(expired) + len(expired_slave)
 
     # ----------------------------------------------------------------- ETSI GS QKD 014 delivery
@@ -255,6 +260,7 @@ class KeyPool:
             entry.delivered_to_master = True
             self._awaiting_slave[key_id] = entry
             keys.append(entry)
+        logger.debug("link %s: enc_keys to %s: %s", self.link, caller, [k.key_id for k in keys])
         return _container(keys)
 
     def dec_keys(
@@ -279,6 +285,7 @@ class KeyPool:
             )
         keys = [self._awaiting_slave.pop(k) for k in wanted]
         self.keys_delivered += len(keys)
+        logger.debug("link %s: dec_keys to %s: %s", self.link, caller, wanted)
         return _container(keys)
 
     # ----------------------------------------------------------------- Eq. (6)
