@@ -20,6 +20,8 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,14 @@ class DatasetSpec(_Strict):
     max_rows: PositiveInt | None = Field(None, description="cap on records read (null: all)")
 
 
+class ScenarioDataset(DatasetSpec):
+    """A dataset entry of a scenario file: a relative ``path`` is taken from the scenario file's folder;
+    ``if_missing: synthetic`` runs on the schema-compatible generator when the file is absent (the run's
+    ``synthetic`` attribute then says so) instead of failing validation."""
+
+    if_missing: Literal["error", "synthetic"] = "error"
+
+
 class ChannelSpec(BaseModel):
     """A channel preset (``clean``, ``noisy``, ``eavesdropped``) with optional ChannelParams overrides."""
 
@@ -93,13 +103,13 @@ class Scenario(_Strict):
     rounds: PositiveInt = 100
     round_duration_s: PositiveFloat = 1.0
     backend: Literal["builtin", "omnetpp"] = "builtin"
-    datasets: list[DatasetSpec] = Field(
-        default_factory=lambda: [DatasetSpec(name=n) for n in DATASETS], min_length=1
+    datasets: list[ScenarioDataset] = Field(
+        default_factory=lambda: [ScenarioDataset(name=n) for n in DATASETS], min_length=1
     )
     channels: list[ChannelSpec] = Field(
         default_factory=lambda: [ChannelSpec(name=n) for n in CHANNELS], min_length=1
     )
-    schemes: list[str] = Field(default_factory=lambda: ["qesif"], min_length=1)
+    schemes: list[str] = Field(default_factory=lambda: ["QESIF"], min_length=1)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     qkd: QkdSpec = Field(default_factory=QkdSpec)
     qids: dict[str, Any] = Field(default_factory=dict, description="Q-IDS parameters (owner validates)")
@@ -243,6 +253,27 @@ def resolve_channel(source: str, where: str, channel: Mapping[str, Any]) -> dict
     return {"name": name, **resolved}
 
 
+def resolve_dataset(source: str, index: int, dataset: ScenarioDataset) -> dict[str, Any]:
+    """The run spec's dataset entry: an absolute path to an existing file, or null for synthetic."""
+    resolved = {"name": dataset.name, "path": None, "max_rows": dataset.max_rows}
+    if dataset.path is None:
+        return resolved
+    path = Path(os.path.expandvars(os.path.expanduser(dataset.path)))
+    if not path.is_absolute():
+        path = Path(source).resolve().parent / path
+    if path.is_file():
+        resolved["path"] = str(path.resolve())
+    elif dataset.if_missing == "error":
+        raise UserInputError(f"{source}: field 'datasets[{index}].path': file not found ({dataset.path!r})")
+    else:
+        print(
+            f"{source}: datasets[{index}]: {dataset.path!r} not found; using the synthetic {dataset.name} "
+            "generator (if_missing: synthetic)",
+            file=sys.stderr,
+        )
+    return resolved
+
+
 def _check_schemes(source: str, names: list[str]) -> None:
     from qesif_core.schemes import available_schemes
 
@@ -315,15 +346,16 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
     sweep_values = list(itertools.product(*(scenario.sweeps[p] for p in sweep_paths)))
     runs: list[Run] = []
     seen: set[str] = set()
+    datasets = [resolve_dataset(source, i, d) for i, d in enumerate(scenario.datasets)]
     for dataset, channel, scheme, values, seed in itertools.product(
-        scenario.datasets, channels, scenario.schemes, sweep_values, scenario.seeds
+        datasets, channels, scenario.schemes, sweep_values, scenario.seeds
     ):
         spec: dict[str, Any] = {
             "seed": seed,
             "rounds": scenario.rounds,
             "round_duration_s": scenario.round_duration_s,
             "backend": backend or scenario.backend,
-            "dataset": dataset.model_dump(),
+            "dataset": dict(dataset),
             "channel": copy.deepcopy(channel),
             "scheme": scheme,
             "network": scenario.network.model_dump(),
