@@ -1,0 +1,168 @@
+import json
+
+import pytest
+
+from bridge import cli
+from bridge.scenario import expand, load_runs, load_scenario, parse_scenario, run_key
+from qesif_core.errors import UserInputError
+
+MALFORMED = {
+    "unknown scheme": ("name: x\nschemes: [QESIF, QESIFF]\n", "schemes[1]", "QESIFF"),
+    "typo key": ("name: x\nround: 3\n", "round", "unknown field"),
+    "nested typo": ("name: x\nnetwork: {devises: 3}\n", "network.devises", "unknown field"),
+    "negative rate": (
+        "name: x\nnetwork: {mean_interarrival_s: -0.1}\n",
+        "network.mean_interarrival_s",
+        "-0.1",
+    ),
+    "negative channel": (
+        "name: x\nchannels: [{name: noisy, intrinsic_error: -1}]\n",
+        "channels[0].intrinsic_error",
+        "-1",
+    ),
+    "wrong type": ("name: x\nrounds: many\n", "rounds", "many"),
+    "wrong list type": ("name: x\nseeds: 3\n", "seeds", "3"),
+    "invalid yaml": ("name: x\nrounds: [1\n", "invalid YAML", "line"),
+    "empty file": ("", "empty", ""),
+    "not a mapping": ("- a\n- b\n", "mapping", ""),
+    "unknown channel preset": ("name: x\nchannels: [foggy]\n", "channels[0].name", "foggy"),
+    "unknown sweep path": ("name: x\nsweeps: {qkd.pulses: [1, 2]}\n", "sweeps.qkd.pulses", "unknown"),
+    "bad sweep value": ("name: x\nsweeps: {rounds: [10, -1]}\n", "sweeps.rounds", "-1"),
+    "missing dataset file": (
+        "name: x\ndatasets: [{name: ton_iot, path: nope.csv}]\n",
+        "datasets[0].path",
+        "nope.csv",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_scenario_exits_2_naming_file_and_field(case, tmp_path, capsys):
+    text, field, value = MALFORMED[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert field in err
+    assert value in err
+    assert "Traceback" not in err
+
+
+def test_missing_file_exits_2(tmp_path, capsys):
+    assert cli.main(["validate", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml: scenario file not found" in capsys.readouterr().err
+
+
+def test_defaults_follow_table_2():
+    scenario = parse_scenario({"name": "t"})
+    assert scenario.network.devices == 100
+    assert scenario.network.gateways == 10
+    assert scenario.network.mean_interarrival_s == 0.1
+    assert scenario.rounds == 100
+    assert [c.name for c in scenario.channels] == ["clean", "noisy", "eavesdropped"]
+
+
+def test_expansion_is_the_full_grid_with_resolved_json_specs():
+    scenario = parse_scenario(
+        {"name": "t", "schemes": ["QESIF", "QRHE"], "seeds": [1, 2], "datasets": ["ton_iot", "bot_iot"]}
+    )
+    runs = expand(scenario)
+    assert len(runs) == 2 * 3 * 2 * 2
+    assert len({r.key for r in runs}) == len(runs)
+    spec = runs[0].spec
+    json.dumps(spec, allow_nan=False)
+    assert set(spec) == {
+        "seed",
+        "rounds",
+        "round_duration_s",
+        "backend",
+        "dataset",
+        "channel",
+        "scheme",
+        "network",
+        "qkd",
+        "qids",
+        "keys",
+        "costs",
+    }
+    assert spec["channel"]["name"] == "clean" and spec["channel"]["intrinsic_error"] == pytest.approx(0.01)
+    eaves = next(r.spec["channel"] for r in runs if r.spec["channel"]["name"] == "eavesdropped")
+    assert eaves["eve"] == "intercept-resend"
+    assert run_key(spec) == runs[0].key
+
+
+def test_keys_do_not_depend_on_formatting_or_order(tmp_path):
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text("name: one\nschemes: [QESIF, QRHE]\nchannels: [clean, noisy]\nrounds: 4\n")
+    b.write_text("rounds: 4\nchannels:\n  - noisy\n  - clean\nschemes: [QRHE, QESIF]\nname: other\n")
+    keys_a = {r.key for r in load_runs(a)[1]}
+    keys_b = {r.key for r in load_runs(b)[1]}
+    assert keys_a == keys_b
+
+
+def test_seed_and_every_parameter_change_the_key():
+    base = expand(parse_scenario({"name": "t", "channels": ["clean"]}))[0]
+    other_seed = expand(parse_scenario({"name": "t", "channels": ["clean"], "seeds": [2]}))[0]
+    other_rate = expand(parse_scenario({"name": "t", "channels": ["clean"], "network": {"devices": 99}}))[0]
+    assert len({base.key, other_seed.key, other_rate.key}) == 3
+
+
+def test_sweeps_over_dotted_paths_set_values_and_itervars():
+    scenario = parse_scenario(
+        {
+            "name": "t",
+            "channels": ["noisy"],
+            "datasets": ["ton_iot"],
+            "sweeps": {"qkd.pulses_per_block": [1000, 2000], "channel.intrinsic_error": [0.02, 0.05]},
+        }
+    )
+    runs = expand(scenario)
+    assert len(runs) == 4
+    seen = {(r.spec["qkd"]["pulses_per_block"], r.spec["channel"]["intrinsic_error"]) for r in runs}
+    assert seen == {(1000, 0.02), (1000, 0.05), (2000, 0.02), (2000, 0.05)}
+    assert runs[0].itervars == {"qkd.pulses_per_block": 1000, "channel.intrinsic_error": 0.02}
+
+
+def test_open_sections_accept_new_keys_by_sweep():
+    runs = expand(
+        parse_scenario(
+            {
+                "name": "t",
+                "datasets": ["ton_iot"],
+                "channels": ["clean"],
+                "sweeps": {"keys.epsilon_min": [0.5, 2]},
+            }
+        )
+    )
+    assert [r.spec["keys"]["epsilon_min"] for r in runs] == [0.5, 2]
+
+
+def test_relative_dataset_path_and_synthetic_fallback(tmp_path, capsys):
+    data = tmp_path / "flows.csv"
+    data.write_text("x\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\nchannels: [clean]\ndatasets:\n"
+        "  - {name: ton_iot, path: flows.csv}\n"
+        "  - {name: bot_iot, path: absent.csv, if_missing: synthetic}\n"
+    )
+    runs = load_runs(path)[1]
+    assert runs[0].spec["dataset"]["path"] == str(data.resolve())
+    assert runs[1].spec["dataset"]["path"] is None
+    assert "absent.csv" in capsys.readouterr().err
+
+
+def test_shipped_scenarios_are_valid(repo_root):
+    for name in ("smoke", "paper", "ablation"):
+        _scenario, runs = load_runs(repo_root / "scenarios" / f"{name}.yaml")
+        assert runs, name
+    paper = load_scenario(repo_root / "scenarios" / "paper.yaml")
+    assert paper.rounds == 100
+    assert sorted(paper.schemes) == sorted(["QESIF", "QRHE", "HyQuSec", "QuIDS", "QLSN"])
+
+
+def test_parse_errors_are_user_input_errors():
+    with pytest.raises(UserInputError, match="<scenario>: field 'rounds'"):
+        parse_scenario({"name": "t", "rounds": 0})
