@@ -1,0 +1,281 @@
+"""QuISP parsers against real QuISP 0.3.0 outputs (../shared/fixtures/quisp), and the launcher mechanics."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.backends import quisp
+from qesif_core.errors import UserInputError
+from qesif_core.qkd.keyrate import SecurityParams, entropy_per_bit
+
+RUNS = ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15", "repeater_2x10km_q01")
+# README of the fixtures: per-km x = y = z = p on every fibre; measurements per tomography
+PER_KM = {"twonode_10km_q01": 0.0005, "twonode_10km_q07": 0.0037, "twonode_10km_q15": 0.0088}
+CONFIGS = Path(__file__).resolve().parents[3] / "quisp_configs"
+
+
+@pytest.fixture(params=RUNS)
+def run_dir(request, shared_path):
+    return request.param, shared_path("fixtures", "quisp", request.param)
+
+
+def test_output_lines_parse_and_both_ends_agree(run_dir):
+    name, folder = run_dir
+    results = quisp.parse_tomography_output(folder / f"{name}.output")
+    assert len(results) == 2
+    a, b = results
+    assert (a.node, a.partner) == (b.partner, b.node) == ("EndNode1", "EndNode2")
+    assert (a.fidelity, a.x_error, a.y_error, a.z_error) == (b.fidelity, b.x_error, b.y_error, b.z_error)
+    # the four Bell-state weights of a trace-one matrix add up to 1 (to print precision)
+    assert a.fidelity + a.x_error + a.y_error + a.z_error == pytest.approx(1.0, abs=5e-6)
+    assert a.number("tomography_measurements") == a.number("actual_meas")
+    assert a.number("distance") == 10.0
+
+
+def test_stdout_matches_output_file_and_its_matrices(run_dir):
+    name, folder = run_dir
+    report = quisp.parse_stdout(folder / "stdout.txt")
+    assert report.run_id is not None and report.run_id.startswith(name + "-0-")
+    from_file = quisp.parse_tomography_output(folder / f"{name}.output")
+    assert [(r.node, r.partner, r.fidelity, r.x_error, r.z_error, r.y_error) for r in report.results] == [
+        (r.node, r.partner, r.fidelity, r.x_error, r.z_error, r.y_error) for r in from_file
+    ]
+    dm_file = quisp.parse_density_matrices(folder / f"{name}.output_dm")
+    assert [(n, p) for n, p, _ in dm_file] == [(r.node, r.partner) for r in from_file]
+    for printed, (_, _, rho) in zip(report.density_matrices, dm_file, strict=True):
+        np.testing.assert_allclose(printed, rho, atol=1e-12)  # same 6-digit print in both places
+
+
+def test_density_matrix_reproduces_the_error_rates(run_dir):
+    """HardwareMonitor's projections of the _dm matrix give the .output values (6 printed digits)."""
+    name, folder = run_dir
+    results = {(r.node, r.partner): r for r in quisp.parse_tomography_output(folder / f"{name}.output")}
+    for node, partner, rho in quisp.parse_density_matrices(folder / f"{name}.output_dm"):
+        res = results[(node, partner)]
+        fractions = quisp.bell_fractions(rho)
+        for key in ("fidelity", "x_error", "y_error", "z_error"):
+            assert fractions[key] == pytest.approx(getattr(res, key), abs=2e-6), key
+        # QBER_Z is the weight of |01> and |10> in the computational basis
+        assert rho[1, 1].real + rho[2, 2].real == pytest.approx(res.qber_z, abs=2e-6)
+        np.testing.assert_allclose(rho, rho.conj().T, atol=1e-12)  # Hermitian as printed
+
+
+def test_end_node_two_matrix_is_qubit_swap_of_end_node_one(shared_path):
+    folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
+    (_, _, rho1), (_, _, rho2) = quisp.parse_density_matrices(folder / "twonode_10km_q07.output_dm")
+    swap = [0, 2, 1, 3]
+    np.testing.assert_allclose(rho2, rho1[np.ix_(swap, swap)], atol=1e-12)
+
+
+def test_mapping_to_qber(shared_path):
+    folder = shared_path("fixtures", "quisp", "repeater_2x10km_q01")
+    (res, _) = quisp.parse_tomography_output(folder / "repeater_2x10km_q01.output")
+    assert res.x_error < 0  # linear-inversion estimates can be negative; the parser keeps the sign
+    assert res.qber_z == pytest.approx(-0.00422382 + 0.0133981)
+    assert res.qber_x == pytest.approx(0.0141248 + 0.0133981)
+
+
+@pytest.mark.parametrize("name", sorted(PER_KM))
+def test_measured_qber_agrees_with_the_channel_model(shared_path, name):
+    """The per-km channel model predicts the QBER QuISP measured, within 4 binomial standard errors."""
+    folder = shared_path("fixtures", "quisp", name)
+    run = quisp.load_run(folder / f"{name}.output")
+    p = PER_KM[name]
+    rates = {"channel_x_error_rate": p, "channel_y_error_rate": p, "channel_z_error_rate": p}
+    expected_z, expected_x = quisp.expected_qber(rates, 10.0)
+    assert expected_z == pytest.approx((1 - (1 - 4 * p) ** 10) / 2)  # closed form in the fixtures README
+    n = run.measurements / quisp.BASIS_PAIRS
+    for measured, expected in ((run.result.qber_z, expected_z), (run.result.qber_x, expected_x)):
+        assert abs(measured - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
+
+
+def test_per_km_rates_round_trip():
+    for qz, qx, d, y, loss in (
+        (0.01, 0.01, 10, 0.0, 0.0),
+        (0.07, 0.03, 25, 0.0005, 0.02),
+        (0.147, 0.147, 10, 0.0005, 0),
+    ):
+        rates = quisp.per_km_error_rates(qz, qx, d, y_rate=y, loss_rate=loss)
+        assert quisp.expected_qber(rates, d) == pytest.approx((qz, qx), rel=1e-12)
+    with pytest.raises(UserInputError, match="qber_z must be in"):
+        quisp.per_km_error_rates(0.6, 0.1, 10)
+    with pytest.raises(UserInputError, match="y_rate"):
+        quisp.per_km_error_rates(0.001, 0.001, 10, y_rate=0.01)
+
+
+def test_trace_has_the_engine_columns_and_definitions(shared_path):
+    runs = [
+        quisp.load_run(shared_path("fixtures", "quisp", name, f"{name}.output"))
+        for name in ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15")
+    ]
+    trace = quisp.quisp_trace(runs)
+    assert tuple(trace.columns) == quisp.TRACE_COLUMNS
+    assert trace["block"].tolist() == [0, 1, 2]
+    assert trace["qber_z"].tolist() == [r.result.qber_z for r in runs]
+    n = round(20000 / 9)
+    errors = [round(q * n) for q in trace["qber_z"]], [round(q * n) for q in trace["qber_x"]]
+    expected_h = [
+        entropy_per_bit(ez, n, ex, n, SecurityParams().eps_pe) for ez, ex in zip(*errors, strict=True)
+    ]
+    assert trace["h_q"].tolist() == expected_h
+    assert trace["h_q"].is_monotonic_decreasing and trace["h_q"].iloc[0] > 0 > trace["h_q"].iloc[2]
+    assert trace["sifted_bits"].tolist() == [2 * n] * 3
+    assert trace["secret_bits"].iloc[0] == math.floor(expected_h[0] * n) and trace["secret_bits"].iloc[2] == 0
+    assert trace["basis_mismatch_entropy"].isna().all() and trace["loss_fraction"].isna().all()
+
+
+def test_pair_rate_from_the_log_not_bellpair_per_sec(shared_path):
+    folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
+    run = quisp.load_run(folder / "twonode_10km_q07.output", jsonl=folder / "twonode_10km_q07-0.jsonl")
+    rate = run.pair_rates[("2", "1")]
+    assert rate.events == 120 and rate.first_time_s == pytest.approx(10.00011506646)
+    # every logged pair but the last batch (7 pairs at t = 10.00299172796), over the span of the log
+    assert rate.pairs_per_s == pytest.approx((120 - 7) / (10.00299172796 - 10.00011506646), rel=1e-12)
+    # the tomography's own figure counts the 10 s notification buffer: 20000 / 10.464 s
+    assert run.result.number("bellpair_per_sec") == pytest.approx(20000 / 10.46424513287, rel=1e-5)
+    assert rate.pairs_per_s > 10 * run.result.number("bellpair_per_sec")
+
+
+def test_appended_output_is_rejected(tmp_path, shared_path):
+    src = shared_path("fixtures", "quisp", "twonode_10km_q07", "twonode_10km_q07.output")
+    doubled = tmp_path / "x.output"
+    doubled.write_text(src.read_text() * 2, encoding="utf-8")
+    with pytest.raises(UserInputError, match="several runs"):
+        quisp.load_run(doubled)
+
+
+def test_parse_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.output"
+    bad.write_text("\nEndNode1<-->QuantumChannel{cost=1}<-->EndNode2; F=abc\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"bad\.output:2: not a QuISP tomography line"):
+        quisp.parse_tomography_output(bad)
+    dm = tmp_path / "bad.output_dm"
+    dm.write_text("EndNode1<--->EndNode2\nREAL\n1 0 0 0\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"bad\.output_dm:2: expected REAL and IMAGINARY"):
+        quisp.parse_density_matrices(dm)
+    log = tmp_path / "bad.jsonl"
+    log.write_text('{"event_type": "BellPairGenerated", "simtime": 1}\n', encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"bad\.jsonl:1: bad BellPairGenerated event"):
+        quisp.pair_generation_rate(log)
+
+
+# ----------------------------------------------------------------------------------------- templates
+
+
+def test_templates_use_quisp_parameter_names_and_reach_their_qber():
+    ini = (CONFIGS / "qesif_links.ini").read_text(encoding="utf-8")
+    for config in ("clean", "noisy", "eavesdropped"):
+        assert f"[Config {config}]" in ini
+    sections = {}
+    current = None
+    for line in ini.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("["):
+            current = line.strip("[]").removeprefix("Config ")
+            sections[current] = {}
+        elif "=" in line and current is not None:
+            key, value = (s.strip() for s in line.split("=", 1))
+            sections[current][key.lstrip("*.")] = value
+    distance = float(sections["General"]["fiber_km"].removesuffix("km"))
+    targets = {"clean": 0.01, "noisy": 0.07, "eavesdropped": 1 - (1 - 2 * 0.01) * (1 - 0.56 / 2)}
+    for config, target in targets.items():
+        rates = {k: float(v) for k, v in sections[config].items() if k.startswith("channel_")}
+        qz, qx = quisp.expected_qber(rates, distance)
+        assert qz == pytest.approx(target / 2 if config == "eavesdropped" else target, abs=5e-4), config
+        assert qx == pytest.approx(qz, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------------------- launcher
+
+
+FAKE = """\
+#!{python}
+# stand-in for the QuISP executable: checks the argv, then writes recorded fixture outputs
+import os, re, shutil, sys, time
+args = sys.argv[1:]
+assert args[:3] == ["-u", "Cmdenv", "--cmdenv-express-mode=true"], args
+ini = open(args[args.index("-f") + 1]).read()
+assert args[args.index("-c") + 1] == "qesif_run"
+if "sleep" in ini:
+    time.sleep(60)
+out = re.search(r'tomography_output_filename = "(.*)"', ini).group(1)
+log = re.search(r'log_filename = "(.*)"', ini).group(1)
+src = {src!r}
+shutil.copy(os.path.join(src, "twonode_10km_q07.output"), out)
+shutil.copy(os.path.join(src, "twonode_10km_q07.output_dm"), out + "_dm")
+shutil.copy(os.path.join(src, "twonode_10km_q07-0.jsonl"), log)
+print("seed", re.search(r"seed-set = (\\d+)", ini).group(1))
+"""
+
+
+@pytest.fixture
+def fake_quisp(tmp_path, shared_path):
+    src = shared_path("fixtures", "quisp", "twonode_10km_q07")
+    exe = tmp_path / "bin" / "quisp"
+    exe.parent.mkdir()
+    exe.write_text(FAKE.format(python=sys.executable, src=str(src)), encoding="utf-8")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return exe
+
+
+def test_launcher_runs_blocks_with_seeds_from_the_generator(fake_quisp, tmp_path, rng):
+    launch = quisp.QuispLaunch(
+        executable=fake_quisp,
+        ini=CONFIGS / "qesif_links.ini",
+        config="noisy",
+        run_dir=tmp_path / "runs",
+        seed=0,
+    )
+    trace, runs = quisp.run_blocks(launch, rng, 2, timeout_s=60)
+    assert len(trace) == 2 and trace["qber_z"].tolist() == [runs[0].result.qber_z] * 2
+    seeds = quisp.seeds_for_blocks(np.random.default_rng(20250116), 2)
+    for block, seed in enumerate(seeds):
+        run_dir = tmp_path / "runs" / f"block{block:04d}"
+        assert (run_dir / "stdout.txt").read_text().strip() == f"seed {seed}"
+        ini = (run_dir / "qesif_run.ini").read_text()
+        assert "extends = noisy" in ini and f"include {(CONFIGS / 'qesif_links.ini').resolve()}" in ini
+    assert runs[0].pair_rates[("2", "1")].events == 120
+
+
+def test_launcher_timeout_stops_the_process(fake_quisp, tmp_path):
+    launch = quisp.QuispLaunch(
+        executable=fake_quisp,
+        ini=CONFIGS / "qesif_links.ini",
+        config="clean",
+        run_dir=tmp_path / "slow",
+        seed=1,
+        overrides={"# sleep": ""},
+    )
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"exceeded 0\.5 s"):
+        quisp.run_quisp(launch, timeout_s=0.5, grace_s=2)
+    assert time.monotonic() - start < 10
+
+
+def test_launcher_rejects_unknown_config(fake_quisp, tmp_path):
+    launch = quisp.QuispLaunch(
+        executable=fake_quisp, ini=CONFIGS / "qesif_links.ini", config="nope", run_dir=tmp_path, seed=1
+    )
+    with pytest.raises(UserInputError, match=r"has no \[Config nope\]"):
+        quisp.run_quisp(launch, timeout_s=5)
+
+
+@pytest.mark.quisp
+def test_real_quisp_noisy_link(tmp_path, rng):
+    exe = quisp.find_quisp()
+    if exe is None:
+        pytest.skip(f"QuISP not installed (set ${quisp.QUISP_ENV} or put 'quisp' on PATH)")
+    launch = quisp.QuispLaunch(
+        executable=exe, ini=CONFIGS / "qesif_links.ini", config="noisy", run_dir=tmp_path, seed=0
+    )
+    trace, runs = quisp.run_blocks(launch, rng, 1, timeout_s=float(os.environ.get("QUISP_TIMEOUT_S", "600")))
+    n = runs[0].measurements / quisp.BASIS_PAIRS
+    assert abs(trace["qber_z"].iloc[0] - 0.07) < 4 * math.sqrt(0.07 * 0.93 / n)
