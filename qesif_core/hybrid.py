@@ -14,8 +14,9 @@ switch, and any two switches are at least ``min_dwell`` sessions apart, so
 
     switches <= floor((N - 1) / min_dwell);
 
-moreover every switch needs the smoothed rate to cross the whole band since the previous switch, so
-switches <= the number of band traversals of the smoothed trace (:func:`band_traversals`).
+moreover every switch after the first needs the smoothed rate to cross the whole band since the previous
+switch (the first may start inside the band, where the initial mode is set by epsilon_min), so
+switches <= 1 + the number of band traversals of the smoothed trace (:func:`band_traversals`).
 Hysteresis only delays a *voluntary* switch: a session with no QKD key available, or on a link the Q-IDS
 flags, falls back to classical at once (schemes do this in ``plan_session``; not counted as a switch of
 the controller).

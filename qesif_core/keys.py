@@ -135,6 +135,7 @@ class KeyPool:
         self._available: OrderedDict[str, QkdKey] = OrderedDict()  # not yet given to the master SAE
         self._awaiting_slave: dict[str, QkdKey] = {}  # given to the master, not yet to the slave
         self._issued_ids: set[str] = set()
+        self._provenance: dict[str, KeyProvenance] = {}
         self._generated_at: list[float] = []
         self._pending_bits = np.zeros(0, dtype=np.uint8)
         self._pending_provenance: KeyProvenance | None = None
@@ -186,12 +187,20 @@ class KeyPool:
         while key_id in self._issued_ids:  # 2^-122 per draw, but uniqueness is a guarantee, not a hope
             key_id = _uuid_from(self._rng)
         self._issued_ids.add(key_id)
+        self._provenance[key_id] = provenance
         self.keys_generated += 1
         self._generated_at.append(now)
         if len(self._available) >= self.max_key_count:
             self.keys_dropped_full += 1  # the KME store is full: the key is erased unused
             return
         self._available[key_id] = QkdKey(key_id, key, provenance, now + self.key_lifetime_s)
+
+    def provenance(self, key_id: str) -> KeyProvenance:
+        """Provenance of any key this pool has issued (kept after delivery; it holds no key bytes)."""
+        try:
+            return self._provenance[key_id]
+        except KeyError:
+            raise KeyError(f"link {self.link!r} never issued key_ID {key_id!r}") from None
 
     def expire(self, now: float) -> int:
         """Erase keys past their lifetime (both stores); returns how many."""

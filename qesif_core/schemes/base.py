@@ -111,6 +111,8 @@ class SecurityScheme:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     detector: ClassVar[DetectorSpec]
+    #: The scheme's weakest non-QKD key establishment; it defines S_classical in Theorem 1's bookkeeping.
+    classical_handshake: ClassVar[str] = "x25519"
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = dict(params or {})
@@ -138,6 +140,8 @@ def _check_scheme_class(cls: Any, origin: str) -> type[SecurityScheme]:
         raise UserInputError(f"{origin}: scheme {cls.name!r} has no one-line `description`")
     if not isinstance(getattr(cls, "detector", None), DetectorSpec):
         raise UserInputError(f"{origin}: scheme {cls.name!r} has no `detector` (a DetectorSpec)")
+    if cls.classical_handshake not in HANDSHAKES or cls.classical_handshake == "qkd-psk":
+        raise UserInputError(f"{origin}: scheme {cls.name!r} has an invalid classical_handshake")
     if cls.plan_session is SecurityScheme.plan_session:
         raise UserInputError(f"{origin}: scheme {cls.name!r} does not implement plan_session")
     return cls

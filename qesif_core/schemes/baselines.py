@@ -47,6 +47,7 @@ class Qrhe(_BaselineScheme):
     """
 
     name = "QRHE"
+    classical_handshake = "mlkem768"
     description = "Baseline [10]: post-quantum hybrid encryption (ML-KEM-768 + AES-256-GCM) every session"
     detector = FLOW_ONLY_DETECTOR
 
@@ -68,6 +69,7 @@ class HyQuSec(_BaselineScheme):
     """
 
     name = "HyQuSec"
+    classical_handshake = "mlkem768"
     description = "Baseline [21]: static QKD + ML-KEM-768 hybrid, no adaptation to channel conditions"
     detector = FLOW_ONLY_DETECTOR
 
@@ -113,6 +115,7 @@ class Qlsn(_BaselineScheme):
     """
 
     name = "QLSN"
+    classical_handshake = "x25519-mlkem768"
     description = "Baseline [23]: QKD keys plus X25519+ML-KEM-768 lattice operations on every session"
     detector = FLOW_ONLY_DETECTOR
 
