@@ -129,7 +129,7 @@ def cell_model(params: ChannelParams, mu: float) -> tuple[np.ndarray, np.ndarray
     y0, e_d = params.dark_count_prob, params.intrinsic_error
     honest_click = _click_probability(n, params.transmittance)
     yields = [1.0 - (1.0 - y0) * (1.0 - honest_click)]
-    errors = [((1.0 - y0) * honest_click * e_d + 0.5 * y0) / yields[0]]
+    errors = [_error_probability((1.0 - y0) * honest_click * e_d + 0.5 * y0, yields[0])]
     probabilities = [pmf]
     if params.eve != "none" and params.eve_fraction > 0.0:
         f = params.eve_fraction
@@ -145,8 +145,15 @@ def cell_model(params: ChannelParams, mu: float) -> tuple[np.ndarray, np.ndarray
             photon_error = e_d
         attacked_yield = 1.0 - (1.0 - y0) * (1.0 - attacked_click)
         yields.append(attacked_yield)
-        errors.append(((1.0 - y0) * attacked_click * photon_error + 0.5 * y0) / attacked_yield)
+        errors.append(
+            _error_probability((1.0 - y0) * attacked_click * photon_error + 0.5 * y0, attacked_yield)
+        )
     return np.concatenate(probabilities), np.concatenate(yields), np.concatenate(errors)
+
+
+def _error_probability(wrong: np.ndarray, yields: np.ndarray) -> np.ndarray:
+    """P(wrong bit | detection); cells that never click get 1/2 (unused, but a valid probability)."""
+    return np.divide(wrong, yields, out=np.full_like(yields, 0.5), where=yields > 0)
 
 
 def single_photon_truth(params: ChannelParams) -> tuple[float, float]:
