@@ -16,7 +16,17 @@ from qesif_core import __version__
 from qesif_core.errors import UserInputError
 
 #: Sub-command modules, in the order ``qesif --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("validate", "run", "results", "figures", "report", "qkd", "schemes")
+COMMAND_MODULES: tuple[str, ...] = (
+    "validate",
+    "run",
+    "results",
+    "figures",
+    "report",
+    "qkd",
+    "schemes",
+    "datasets",
+    "ids",
+)
 
 EXIT_USER_ERROR = 2
 

@@ -41,8 +41,8 @@ TRACE_COLUMNS = ("h_q", "qber", "secret_bits")
 #: Smallest QBER_ref and noise standard deviation accepted, so that ratios stay finite.
 MIN_QBER_REF = 1e-6
 MIN_NOISE_STD = 1e-9
-#: Default ROC operating points: threshold starts m + k*s for these k.
-ROC_SIGMAS = tuple(float(k) for k in np.linspace(-2.0, 40.0, 43))
+#: Number of ROC operating points when they are chosen from the data.
+ROC_POINTS = 41
 
 
 @dataclass(frozen=True)
@@ -257,16 +257,19 @@ def roc_curve(
     benign_traces: Sequence[pd.DataFrame],
     attack_traces: Sequence[pd.DataFrame],
     params: QidsParams | None = None,
-    sigmas: Sequence[float] | np.ndarray = ROC_SIGMAS,
+    sigmas: Sequence[float] | np.ndarray | None = None,
     impl: str | None = None,
 ) -> pd.DataFrame:
     """ROC of Algorithm 2, one point per operating point, per block.
 
     The operating point is the threshold start ``m + k*s`` (k in ``sigmas``); the clamp band moves with it
-    (its offsets from the start are those of ``params``). TPR = flagged attack blocks / attack blocks,
-    FPR = flagged benign blocks / benign blocks (NaN blocks excluded). Rows: k, alpha_start, fpr, tpr.
+    (its offsets from the start are those of ``params``). Without ``sigmas``, the starts are quantiles of
+    all the scores (benign and attack), so the curve spans the data. TPR = flagged attack blocks / attack
+    blocks, FPR = flagged benign blocks / benign blocks (NaN blocks excluded). Rows: k, alpha_start, fpr, tpr.
     """
     params = params or QidsParams()
+    if sigmas is None:
+        sigmas = _data_sigmas(calibration, [*benign_traces, *attack_traces], params)
     below = params.alpha_start_sigmas - params.alpha_min_sigmas
     above = params.alpha_max_sigmas - params.alpha_start_sigmas
     rows = []
@@ -288,6 +291,26 @@ def roc_curve(
         start = calibration.thresholds(point)[0]
         rows.append({"k": float(k), "alpha_start": start, "fpr": rates[0], "tpr": rates[1]})
     return pd.DataFrame(rows)
+
+
+def _data_sigmas(calibration: Calibration, traces: Sequence[pd.DataFrame], params: QidsParams) -> np.ndarray:
+    drop = key_drop_ratio(stack_traces(traces, "secret_bits"), params.key_drop_window)
+    scores = anomaly_score(
+        stack_traces(traces, "h_q"),
+        stack_traces(traces, "qber"),
+        drop,
+        calibration.hbar_q,
+        calibration.qber_ref,
+        params,
+    )
+    scores = scores[np.isfinite(scores)]
+    if scores.size == 0:
+        return np.zeros(1)
+    starts = np.quantile(scores, np.linspace(0.0, 1.0, ROC_POINTS))
+    starts = np.concatenate(
+        [[starts[0] - calibration.noise_std], starts, [starts[-1] + calibration.noise_std]]
+    )
+    return np.unique((starts - calibration.noise_mean) / calibration.noise_std)
 
 
 def roc_auc(roc: pd.DataFrame) -> float:

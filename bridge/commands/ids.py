@@ -1,0 +1,155 @@
+"""``qesif ids evaluate``: the cross-layer Q-IDS on a dataset file (or the synthetic generator);
+``qesif ids roc``: the ROC of Algorithm 2 on clean, noisy and eavesdropped QKD traces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+
+from bridge.datasets import DATASETS
+from bridge.datasets.evaluate import DEFAULT_SPEC, EvaluationSetup, QuantumSetting, evaluate
+from qesif_core.errors import UserInputError
+from qesif_core.qids import anomaly
+from qesif_core.qids.flows import FLOW_CLASSIFIERS
+from qesif_core.qids.fusion import FUSION_RULES, DetectorSpec
+
+CHANNELS = ("clean", "noisy", "eavesdropped")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("ids", help="evaluate the cross-layer Q-IDS; ROC of Algorithm 2")
+    sub = parser.add_subparsers(dest="ids_command", metavar="ACTION", required=True)
+    ev = sub.add_parser("evaluate", help="train on a split of a dataset file, test on the rest")
+    ev.add_argument("--dataset", required=True, choices=list(DATASETS))
+    ev.add_argument("--path", help="dataset file (none: the schema-compatible synthetic generator)")
+    ev.add_argument("--train", dest="train_path", help="training file (with --test)")
+    ev.add_argument("--test", dest="test_path", help="test file (with --train)")
+    ev.add_argument("--scheme", help="take the detector of this security scheme (qesif schemes list)")
+    ev.add_argument(
+        "--classifier", choices=list(FLOW_CLASSIFIERS), help="flow classifier (default random_forest)"
+    )
+    ev.add_argument(
+        "--fusion", choices=list(FUSION_RULES), help="fusion rule (default none, or the scheme's)"
+    )
+    ev.add_argument("--channel", choices=CHANNELS, help="QKD channel of the gateway links (quantum score)")
+    ev.add_argument("--gateways", type=int, default=10, help="gateway links (default 10)")
+    ev.add_argument("--blocks", type=int, default=100, help="QKD blocks per link over the test rows")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--train-fraction", type=float, default=0.7)
+    ev.add_argument("--max-train-rows", type=int, default=100_000)
+    ev.add_argument("--chunksize", type=int, default=100_000)
+    ev.add_argument("--synthetic-rows", type=int, default=20_000)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_evaluate)
+    roc = sub.add_parser("roc", help="ROC of Algorithm 2 (clean/noisy benign vs eavesdropped traces)")
+    roc.add_argument("--links", type=int, default=4)
+    roc.add_argument("--blocks", type=int, default=100)
+    roc.add_argument("--pulses", type=int, default=1_000_000, help="pulses per QKD block")
+    roc.add_argument("--seed", type=int, default=0)
+    roc.add_argument("--json", action="store_true", help="print one JSON object")
+    roc.set_defaults(func=cmd_roc)
+
+
+def detector_spec(args: argparse.Namespace) -> DetectorSpec:
+    """The scheme's detector when --scheme is given, with --classifier/--fusion overriding its parts."""
+    spec = DEFAULT_SPEC
+    if args.scheme:
+        from qesif_core.schemes import get_scheme
+
+        spec = get_scheme(args.scheme).detector
+    classifier = args.classifier or spec.classifier
+    fusion = args.fusion or spec.fusion
+    return DetectorSpec(classifier, fusion != "none", fusion)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    spec = detector_spec(args)
+    if spec.uses_quantum_score and args.channel is None:
+        raise UserInputError(f"--fusion {spec.fusion!r} fuses the quantum score: give --channel")
+    quantum = None
+    if args.channel is not None:
+        if args.gateways < 1 or args.blocks < 1:
+            raise UserInputError(f"--gateways and --blocks must be >= 1, got {args.gateways}, {args.blocks}")
+        quantum = QuantumSetting(args.channel, n_gateways=args.gateways, n_blocks=args.blocks)
+    result = evaluate(
+        EvaluationSetup(
+            dataset=args.dataset,
+            path=args.path,
+            train_path=args.train_path,
+            test_path=args.test_path,
+            seed=args.seed,
+            train_fraction=args.train_fraction,
+            max_train_rows=args.max_train_rows,
+            chunksize=args.chunksize,
+            synthetic_rows=args.synthetic_rows,
+            spec=spec,
+            quantum=quantum,
+        )
+    )
+    result["scheme"] = args.scheme
+    result = _jsonable(result)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    source = "SYNTHETIC rows" if result["synthetic"] else (result["path"] or result["test_path"])
+    print(f"{args.dataset} ({source}): {spec.classifier}, fusion {spec.fusion}, channel {args.channel}")
+    print(f"  split: {result['split']['kind']}, n_train {result['n_train']}, n_test {result['n_test']}")
+    for key in ("adr", "fpr", "precision", "f1"):
+        value = result[key]
+        print(f"  {key:9s} {'n/a' if value is None else f'{value:.4f}'}")
+    for kind, recall in result["per_class_recall"].items():
+        support = result["per_class_support"][kind]
+        print(f"  recall {kind:22s} {'n/a' if recall is None else f'{recall:.4f}'} ({support} rows)")
+    return 0
+
+
+def channel_roc(links: int, blocks: int, pulses: int, seed: int) -> dict:
+    """ROC of Algorithm 2: benign = clean or noisy traces, attack = eavesdropped traces (built-in engine)."""
+    from qesif_core.qkd.channel import preset
+    from qesif_core.qkd.trace import link_trace
+
+    if links < 1 or blocks < 2:
+        raise UserInputError(f"--links must be >= 1 and --blocks >= 2, got {links}, {blocks}")
+    rng = np.random.default_rng(seed)
+    streams = iter(rng.spawn(1 + 3 * links))
+    calibration = anomaly.calibrate([link_trace(preset("clean"), blocks, pulses, next(streams))])
+    traces = {
+        ch: [link_trace(preset(ch), blocks, pulses, next(streams)) for _ in range(links)] for ch in CHANNELS
+    }
+    out: dict = {"calibration": calibration.__dict__, "links": links, "blocks": blocks, "pulses": pulses}
+    for benign in ("clean", "noisy"):
+        roc = anomaly.roc_curve(calibration, traces[benign], traces["eavesdropped"])
+        out[f"{benign}_vs_eavesdropped"] = {"auc": anomaly.roc_auc(roc), "points": roc.to_dict("records")}
+    return out
+
+
+def cmd_roc(args: argparse.Namespace) -> int:
+    out = channel_roc(args.links, args.blocks, args.pulses, args.seed)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    cal = out["calibration"]
+    print(
+        f"Algorithm 2 ROC ({args.links} links x {args.blocks} blocks, {args.pulses} pulses/block); "
+        "calibration: "
+        f"Hbar_q {cal['hbar_q']:.4f}, QBER_ref {cal['qber_ref']:.4f}, benign score {cal['noise_mean']:.3f} "
+        f"+- {cal['noise_std']:.3f}"
+    )
+    for benign in ("clean", "noisy"):
+        curve = out[f"{benign}_vs_eavesdropped"]
+        print(f"  benign={benign:5s} vs eavesdropped: AUC {curve['auc']:.4f}")
+        print("     k  alpha_start     FPR     TPR")
+        for p in curve["points"][::6]:
+            print(f"  {p['k']:5.1f}  {p['alpha_start']:10.4f}  {p['fpr']:.4f}  {p['tpr']:.4f}")
+    return 0

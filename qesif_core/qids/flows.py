@@ -1,0 +1,117 @@
+"""The classical flow detector of the cross-layer Q-IDS: a scikit-learn classifier on flow-table features.
+
+Features: the traffic columns of the common flow table (bytes and packets each way, duration), the
+protocol (stable hash code) and every ``feat_*`` column of the dataset loader. Device keys and
+timestamps are not features (they identify the capture, not the behaviour). Each feature goes through
+``sign(x) * log1p(|x|)`` (heavy-tailed byte counts) and NaN becomes -1 (a value the transform never
+produces), so every classifier sees finite inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from qesif_core.errors import UserInputError
+
+TRAFFIC_FEATURES = ("bytes_out", "bytes_in", "pkts_out", "pkts_in", "duration")
+FEATURE_PREFIX = "feat_"
+MISSING_VALUE = -1.0
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+#: Registry: name -> factory(rng) of an unfitted estimator (contracts.md item 2). Naive Bayes has no
+#: randomness, so it draws nothing from the generator.
+FLOW_CLASSIFIERS: dict[str, Callable[[np.random.Generator], ClassifierMixin]] = {
+    "random_forest": lambda rng: RandomForestClassifier(
+        n_estimators=100, min_samples_leaf=1, n_jobs=1, random_state=_seed(rng)
+    ),
+    "gradient_boosting": lambda rng: HistGradientBoostingClassifier(max_iter=200, random_state=_seed(rng)),
+    "logistic_regression": lambda rng: make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=2000, random_state=_seed(rng))
+    ),
+    "mlp": lambda rng: make_pipeline(
+        StandardScaler(),
+        MLPClassifier(
+            hidden_layer_sizes=(64, 32), max_iter=300, early_stopping=True, random_state=_seed(rng)
+        ),
+    ),
+    "decision_tree": lambda rng: DecisionTreeClassifier(random_state=_seed(rng)),
+    "naive_bayes": lambda rng: make_pipeline(StandardScaler(), GaussianNB()),
+}
+
+
+def make_classifier(name: str, rng: np.random.Generator) -> ClassifierMixin:
+    if name not in FLOW_CLASSIFIERS:
+        raise UserInputError(f"unknown flow classifier {name!r}; known: {', '.join(FLOW_CLASSIFIERS)}")
+    return FLOW_CLASSIFIERS[name](rng)
+
+
+def feature_columns(flows: pd.DataFrame) -> list[str]:
+    """The feature columns of a flow table, in a fixed order."""
+    extra = sorted(c for c in flows.columns if c.startswith(FEATURE_PREFIX))
+    present = [c for c in TRAFFIC_FEATURES if c in flows.columns]
+    return [*present, "protocol", *extra] if "protocol" in flows.columns else [*present, *extra]
+
+
+def feature_matrix(flows: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """float64 matrix of ``columns`` (missing columns raise), transformed as the module docstring says."""
+    absent = [c for c in columns if c not in flows.columns]
+    if absent:
+        raise UserInputError(f"flow table lacks feature column(s) {', '.join(absent)} seen in training")
+    out = np.empty((len(flows), len(columns)), dtype=np.float64)
+    for j, column in enumerate(columns):
+        if column == "protocol":
+            values = flows[column].astype(str)
+            hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
+            out[:, j] = (hashed % np.uint64(2**31)).astype(np.float64)
+        else:
+            out[:, j] = pd.to_numeric(flows[column], errors="coerce").to_numpy(dtype=np.float64)
+    out = np.sign(out) * np.log1p(np.abs(out))
+    out[~np.isfinite(out)] = MISSING_VALUE
+    return out
+
+
+class FlowDetector:
+    """A named classifier trained on flow rows; ``attack_probability`` gives P(attack) per row."""
+
+    def __init__(self, classifier: str, rng: np.random.Generator) -> None:
+        self.classifier = classifier
+        self.model = make_classifier(classifier, rng)
+        self.columns: list[str] = []
+        self.constant: bool | None = None
+
+    def fit(self, flows: pd.DataFrame) -> FlowDetector:
+        if len(flows) == 0:
+            raise UserInputError("the training split is empty")
+        self.columns = feature_columns(flows)
+        labels = flows["label"].to_numpy(dtype=bool)
+        if labels.all() or not labels.any():
+            # one class only (e.g. an attack-only capture): nothing to learn, predict that class
+            self.constant = bool(labels[0])
+            return self
+        self.constant = None
+        self.model.fit(feature_matrix(flows, self.columns), labels)
+        return self
+
+    def attack_probability(self, flows: pd.DataFrame) -> np.ndarray:
+        if self.constant is not None:
+            return np.full(len(flows), 1.0 if self.constant else 0.0)
+        if not self.columns:
+            raise RuntimeError("FlowDetector.fit was not called")
+        proba = self.model.predict_proba(feature_matrix(flows, self.columns))
+        classes = list(self.model.classes_)
+        return proba[:, classes.index(True)]
