@@ -112,6 +112,8 @@ class _Results:
 
 def _tokenize(line: str, where: str) -> list[str]:
     """Split a result-file line on whitespace; double-quoted tokens are unquoted (backslash escapes)."""
+    if '"' not in line:
+        return line.split()
     tokens: list[str] = []
     i, n = 0, len(line)
     while i < n:

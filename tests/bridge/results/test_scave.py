@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -243,3 +244,23 @@ def test_scavetool_missing_is_a_user_error(monkeypatch, fixture_files):
     monkeypatch.setattr(scave, "find_scavetool", lambda: None)
     with pytest.raises(UserInputError, match="opp_scavetool not found"):
         scave.scavetool_export([fixture_files["sca"]])
+
+
+def test_scavetool_wrapper_argv_and_errors(tmp_path, fixture_files):
+    """A stand-in opp_scavetool that checks the argument list and writes the recorded export."""
+    fake = tmp_path / "opp_scavetool"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import shutil, sys\n"
+        "args = sys.argv[1:]\n"
+        "assert args[:3] == ['export', '-F', 'CSV-R'] and args[3] == '-o', args\n"
+        "if any(a.endswith('.bad') for a in args):\n"
+        '    sys.exit("Error: cannot open \'" + args[-1] + "\'")\n'
+        f"shutil.copy({str(fixture_files['csvr'])!r}, args[4])\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    exported = scave.scavetool_export([fixture_files["sca"], fixture_files["vec"]], scavetool=str(fake))
+    assert_tables_equal(exported, scave.read_csvr(fixture_files["csvr"]))
+    with pytest.raises(UserInputError, match=r"export failed \(exit 1\).*cannot open"):
+        scave.scavetool_export([tmp_path / "x.bad"], scavetool=str(fake))
