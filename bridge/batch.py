@@ -34,6 +34,8 @@ LOG_TAIL_LINES = 40
 #: How many times a local pool whose worker process died is replaced before the remaining runs fail.
 POOL_RESTARTS = 2
 BRIDGES = ("inprocess", "zmq")
+#: How long to wait for a Dask scheduler before giving up.
+SCHEDULER_TIMEOUT = "10s"
 
 RunFunction = Callable[..., Any]
 
@@ -158,7 +160,7 @@ def _dask(
     except ImportError:
         raise UserInputError("--scheduler: needs dask[distributed] (pip install 'qesif[dask]')") from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout=SCHEDULER_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise UserInputError(f"--scheduler: cannot connect to {address!r}: {exc}") from None
     with client:

@@ -1,0 +1,43 @@
+from bridge import cli
+from bridge.batch import run_batch
+from bridge.results.figures import FIGURE_NAMES, make_figures
+from bridge.scenario import expand, parse_scenario
+from bridge.store import ResultStore
+
+PAPER_SCHEMES = ["QESIF", "QuIDS", "QRHE", "HyQuSec", "QLSN"]
+ABLATION_SCHEMES = ["QESIF", "QESIF-QKD", "QESIF-QIDS", "QESIF-hybrid"]
+
+
+def _store(path, schemes, fake_run_once):
+    runs = expand(
+        parse_scenario({"name": "t", "schemes": schemes, "rounds": 6, "datasets": ["ton_iot", "bot_iot"]})
+    )
+    store = ResultStore(path)
+    run_batch(runs, store, run_function=fake_run_once, progress=False)
+    return store
+
+
+def test_all_six_figures_are_written_as_png_and_pdf(tmp_path, fake_run_once):
+    store = _store(tmp_path / "res", PAPER_SCHEMES + ABLATION_SCHEMES[1:], fake_run_once)
+    assert cli.main(["figures", str(store.root), "--out", str(tmp_path / "fig")]) == 0
+    for name in FIGURE_NAMES:
+        for suffix in (".png", ".pdf"):
+            path = tmp_path / "fig" / f"{name}{suffix}"
+            assert path.stat().st_size > 10_000, path
+    assert (tmp_path / "fig" / "fig2_qber.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_7_is_skipped_without_ablation_runs(tmp_path, fake_run_once):
+    store = _store(tmp_path / "res", PAPER_SCHEMES, fake_run_once)
+    written, skipped = make_figures(store.load(), tmp_path / "fig")
+    assert skipped == ["fig7_ablation"]
+    assert len(written) == 10
+
+
+def test_same_results_give_identical_png_bytes(tmp_path, fake_run_once):
+    store = _store(tmp_path / "res", ["QESIF", "QRHE"], fake_run_once)
+    table = store.load()
+    make_figures(table, tmp_path / "a")
+    make_figures(table, tmp_path / "b")
+    for name in ("fig4_latency.png", "fig4_latency.pdf"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -1,0 +1,63 @@
+import re
+
+import numpy as np
+
+from bridge import cli
+from bridge.batch import run_batch
+from bridge.results import tidy
+from bridge.results.report import comparison_rows, load_reference
+from bridge.scenario import expand, parse_scenario
+from bridge.store import ResultStore
+
+
+def _store(path, fake_run_once):
+    schemes = ["QESIF", "QuIDS", "QRHE", "HyQuSec", "QLSN", "QESIF-QKD", "QESIF-QIDS", "QESIF-hybrid"]
+    runs = expand(parse_scenario({"name": "t", "schemes": schemes, "rounds": 5, "datasets": ["ton_iot"]}))
+    store = ResultStore(path)
+    run_batch(runs, store, run_function=fake_run_once, progress=False)
+    return store
+
+
+def test_report_is_one_self_contained_page_with_figures_and_comparison(tmp_path, fake_run_once):
+    store = _store(tmp_path / "res", fake_run_once)
+    out = tmp_path / "report.html"
+    assert cli.main(["report", str(store.root), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.count('src="data:image/png;base64,') == 6
+    assert not re.search(r'src="(?!data:)', page)
+    assert "<th>paper</th>" in page and "Sec. 4.3, Fig. 5" in page
+
+
+def test_our_values_are_computed_from_the_results_and_large_deviations_get_notes(tmp_path, fake_run_once):
+    store = _store(tmp_path / "res", fake_run_once)
+    table = store.load()
+    specs = {k: store.spec(k) for k in table["run"].unique()}
+    _, reference = load_reference()
+    rows = comparison_rows(table, reference, specs)
+    latency = next(
+        r
+        for r in rows
+        if r["entry"]["metric"] == "latency_ms"
+        and r["entry"]["scheme"] == "QESIF"
+        and r["entry"].get("channel") == "noisy"
+        and not r["entry"].get("ablation")
+    )
+    attrs = tidy.run_attributes(table)
+    runs = attrs.index[(attrs["scheme"] == "QESIF") & (attrs["channel"] == "noisy")]
+    samples = tidy.vector_rounds(table[table["run"].isin(runs)], "network/latency_ms")["value"]
+    assert latency["ours"] == np.mean(samples)
+    assert latency["n"] == 5
+    throughput = [r for r in rows if r["entry"]["metric"] == "throughput_kbps" and r["large"]]
+    assert all(r["notes"] for r in throughput)
+    qber = next(r for r in rows if r["entry"]["metric"] == "qber" and r["entry"]["channel"] == "eavesdropped")
+    assert qber["large"]
+    assert any("intercept-resend on a fraction 0.56" in n for n in qber["notes"])
+
+
+def test_every_reference_value_quotes_its_source():
+    paper, reference = load_reference()
+    assert "Smart Cities 2025" in paper
+    assert len(reference) > 50
+    for entry in reference:
+        assert entry["source"].startswith(("Sec.", "Abstract"))
+        assert sum(k in entry for k in ("value", "range", "at_least")) == 1
