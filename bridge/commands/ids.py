@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--fusion", choices=list(FUSION_RULES), help="fusion rule (default none, or the scheme's)"
     )
-    ev.add_argument("--channel", choices=CHANNELS, help="QKD channel of the gateway links (quantum score)")
+    ev.add_argument(
+        "--channel",
+        choices=CHANNELS,
+        help="QKD channel of the gateway links for the quantum score (default: clean if the fusion uses it)",
+    )
     ev.add_argument("--gateways", type=int, default=10, help="gateway links (default 10)")
     ev.add_argument("--blocks", type=int, default=100, help="QKD blocks per link over the test rows")
     ev.add_argument("--seed", type=int, default=0)
@@ -75,13 +79,12 @@ def _jsonable(value: object) -> object:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     spec = detector_spec(args)
-    if spec.uses_quantum_score and args.channel is None:
-        raise UserInputError(f"--fusion {spec.fusion!r} fuses the quantum score: give --channel")
+    channel = args.channel or ("clean" if spec.uses_quantum_score else None)
     quantum = None
-    if args.channel is not None:
+    if channel is not None:
         if args.gateways < 1 or args.blocks < 1:
             raise UserInputError(f"--gateways and --blocks must be >= 1, got {args.gateways}, {args.blocks}")
-        quantum = QuantumSetting(args.channel, n_gateways=args.gateways, n_blocks=args.blocks)
+        quantum = QuantumSetting(channel, n_gateways=args.gateways, n_blocks=args.blocks)
     result = evaluate(
         EvaluationSetup(
             dataset=args.dataset,
@@ -103,7 +106,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     source = "SYNTHETIC rows" if result["synthetic"] else (result["path"] or result["test_path"])
-    print(f"{args.dataset} ({source}): {spec.classifier}, fusion {spec.fusion}, channel {args.channel}")
+    print(f"{args.dataset} ({source}): {spec.classifier}, fusion {spec.fusion}, channel {channel}")
     print(f"  split: {result['split']['kind']}, n_train {result['n_train']}, n_test {result['n_test']}")
     for key in ("adr", "fpr", "precision", "f1"):
         value = result[key]

@@ -1,0 +1,70 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from qesif_core.errors import UserInputError
+from qesif_core.qids.flows import FLOW_CLASSIFIERS, FlowDetector, feature_columns, feature_matrix
+
+REQUIRED = {
+    "random_forest",
+    "gradient_boosting",
+    "logistic_regression",
+    "mlp",
+    "decision_tree",
+    "naive_bayes",
+}
+
+
+def toy_flows(rng, n=400):
+    label = rng.random(n) < 0.5
+    return pd.DataFrame(
+        {
+            "device_key": rng.choice(["a", "b"], n),
+            "ts": np.arange(n, dtype=float),
+            "bytes_out": np.where(label, rng.lognormal(8, 0.5, n), rng.lognormal(4, 0.5, n)),
+            "bytes_in": rng.lognormal(5, 1, n),
+            "pkts_out": np.nan,
+            "pkts_in": rng.integers(1, 9, n).astype(float),
+            "duration": rng.exponential(1, n),
+            "protocol": rng.choice(["tcp", "udp"], n),
+            "label": label,
+            "attack_type": np.where(label, "ddos", "normal"),
+            "feat_x": rng.normal(0, 1, n),
+        }
+    )
+
+
+def test_registry_has_the_contract_names():
+    assert set(FLOW_CLASSIFIERS) >= REQUIRED
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_every_classifier_learns_a_separable_feature_and_is_seeded(rng, name):
+    train, test = toy_flows(rng), toy_flows(rng)
+    p1 = FlowDetector(name, np.random.default_rng(3)).fit(train).attack_probability(test)
+    p2 = FlowDetector(name, np.random.default_rng(3)).fit(train).attack_probability(test)
+    np.testing.assert_array_equal(p1, p2)
+    accuracy = np.mean((p1 >= 0.5) == test["label"].to_numpy())
+    assert accuracy > 0.9
+
+
+def test_features_exclude_identifiers_and_are_finite(rng):
+    flows = toy_flows(rng, 50)
+    columns = feature_columns(flows)
+    assert "ts" not in columns and "device_key" not in columns and "label" not in columns
+    assert "feat_x" in columns and "protocol" in columns
+    matrix = feature_matrix(flows, columns)
+    assert np.isfinite(matrix).all()
+    assert (matrix[:, columns.index("pkts_out")] == -1.0).all()  # NaN marker
+
+
+def test_single_class_training_predicts_that_class(rng):
+    flows = toy_flows(rng, 50)
+    flows["label"] = True
+    detector = FlowDetector("random_forest", rng).fit(flows)
+    assert (detector.attack_probability(flows) == 1.0).all()
+
+
+def test_unknown_classifier_is_a_user_error(rng):
+    with pytest.raises(UserInputError, match=r"svm.*random_forest"):
+        FlowDetector("svm", rng)
