@@ -23,17 +23,22 @@ state is Psi+ or Psi-, an X-basis bit when it is Phi- or Psi-:
 and each uses only the ZZ (resp. XX) measurements; each side picks X, Y or Z with probability 1/3
 (``StationaryQubit::Random_Measurement_Basis_Selection``), so about ``actual_meas / 9`` pairs fall in each.
 
-The trace has exactly the columns of ``qesif_core.qkd.trace.link_trace`` (docs/design.md), one row per QuISP
-run (= one block, a run per seed):
+Two QKD traces, both with exactly the columns of ``qesif_core.qkd.trace.link_trace`` (docs/design.md) and one
+row per QuISP run (= one block; a run per seed):
 
-- ``qber_z``, ``qber_x`` as above; ``qber`` their mean (both bases are sampled equally often);
-- ``h_q`` = ``qesif_core.qkd.keyrate.entropy_per_bit`` (the QKD engine's H_q = 1 - h2(e_Z^U) - h2(e_X^U) at
-  Clopper-Pearson upper bounds), with n = round(actual_meas / 9) pairs per basis and round(QBER * n) errors
-  (QuISP prints rates, not counts; negative estimates count as 0 errors);
-- ``sifted_bits`` = 2 n (ZZ and XX pairs); ``secret_bits`` = floor(max(0, h_q) * n) (Shor-Preskill with the
-  Z pairs as raw key and ideal error correction: QuISP produces no key bits to run Cascade on);
-- ``basis_mismatch_entropy`` and ``loss_fraction`` are NaN: QuISP does not report per-pair bases or the
-  emitted photon count, and a constant or configured value would not be a measurement.
+- :func:`engine_trace` (for the orchestrator): QuISP's measured channel drives the QKD engine. Each run
+  becomes a ``BellPairModel`` (:func:`bell_pair_model`: x, y, z >= 0 keeping QuISP's QBER_Z and QBER_X,
+  and the pair rate measured from the log) and one BBM92 block of ``qesif_core.qkd.session.run_block``
+  (sifting, parameter estimation, Cascade, verification, privacy amplification), so every column means what
+  it means for the built-in engine. The pairs are heralded pairs in memories measured ideally
+  (:data:`HERALDED_PAIRS`): QuISP has already applied the fibre, so ``loss_fraction`` is 0 and loss shows
+  in the pair rate instead.
+- :func:`quisp_trace`: QuISP's own tomography statistics, no key distillation. ``qber_z``, ``qber_x`` as
+  above, ``qber`` their mean (both bases are sampled equally often); ``h_q`` =
+  ``qesif_core.qkd.keyrate.entropy_per_bit`` (the engine's H_q = 1 - h2(e_Z^U) - h2(e_X^U)) with
+  n = round(actual_meas / 9) pairs per basis and round(QBER * n) errors (QuISP prints rates, not counts;
+  negative estimates count as 0); ``sifted_bits`` = 2 n; ``secret_bits`` = floor(max(0, h_q) * n) (ideal
+  error correction); ``basis_mismatch_entropy`` and ``loss_fraction`` are NaN (QuISP reports neither).
 
 Rates: ``bellpair_per_sec`` is ``tomography_measurements / tomography_time`` and the time includes the
 ``initial_notification_timing_buffer`` (HardwareMonitor.cc, ``Bellpair_per_sec = max_count / finish``), so it
@@ -58,7 +63,10 @@ import numpy as np
 import pandas as pd
 
 from qesif_core.errors import UserInputError
+from qesif_core.qkd.channel import ChannelParams
+from qesif_core.qkd.entangled import BellPairModel
 from qesif_core.qkd.keyrate import SecurityParams, entropy_per_bit
+from qesif_core.qkd.session import run_block
 
 TRACE_COLUMNS = (
     "block",
@@ -124,7 +132,12 @@ class TomographyResult:
             raise UserInputError(
                 f"QuISP tomography line {self.node}<-->{self.partner} has no field {name!r}"
             ) from None
-        return float(text.removesuffix("km"))
+        try:
+            return float(text.removesuffix("km"))
+        except ValueError:
+            raise UserInputError(
+                f"QuISP tomography field {name}={text!r} ({self.node}<-->{self.partner}) is not a number"
+            ) from None
 
 
 def _fields(block: str) -> dict[str, str]:
@@ -390,6 +403,62 @@ def quisp_trace(runs: Sequence[QuispRun], *, security: SecurityParams | None = N
     return frame.astype({"block": np.int64, "sifted_bits": np.int64, "secret_bits": np.int64})
 
 
+def link_pair_rate(run: QuispRun) -> float | None:
+    """Measured pairs/s of the run's link: the mean of both ends' :func:`pair_generation_rate` when the log
+    covers exactly one pair of nodes (a direct link); None otherwise (a repeater chain logs per hop)."""
+    links = {tuple(sorted(key)) for key in run.pair_rates}
+    if len(links) != 1:
+        return None
+    rates = [r.pairs_per_s for r in run.pair_rates.values() if math.isfinite(r.pairs_per_s)]
+    return float(np.mean(rates)) if rates else None
+
+
+def bell_pair_model(run: QuispRun) -> BellPairModel:
+    """The QKD engine's Bell-pair model from QuISP's estimates: the Pauli model with x, y, z >= 0 that keeps
+    QuISP's QBER_Z = x + y and QBER_X = z + y (y = Yerror clipped to [0, min(QBER_Z, QBER_X)]; linear
+    inversion can give slightly negative weights, as in the repeater fixture), plus the measured pair rate."""
+    res = run.result
+    qz, qx = min(max(res.qber_z, 0.0), 1.0), min(max(res.qber_x, 0.0), 1.0)
+    y = min(max(res.y_error, 0.0), qz, qx)
+    return BellPairModel(x_error=qz - y, y_error=y, z_error=qx - y, pair_rate_hz=link_pair_rate(run))
+
+
+#: Heralded pairs held in quantum memories and measured by ideal detectors: QuISP has already applied the
+#: fibre (its loss shows in the pair rate), so the engine must not add fibre loss or dark counts again.
+HERALDED_PAIRS = ChannelParams(
+    distance_km=0.0, detector_efficiency=1.0, dark_count_prob=0.0, intrinsic_error=0.0
+)
+
+
+def engine_trace(
+    runs: Sequence[QuispRun],
+    pairs_per_block: int,
+    rng: np.random.Generator,
+    *,
+    params: ChannelParams = HERALDED_PAIRS,
+    security: SecurityParams | None = None,
+    cascade_variant: str = "yanetal",
+) -> pd.DataFrame:
+    """The QKD trace from QuISP's channel through the QKD engine: one BBM92 block (``run_block`` with
+    ``bell_model``: sifting, parameter estimation, Cascade, verification, privacy amplification) of
+    ``pairs_per_block`` pairs per QuISP run. Same columns and definitions as the built-in engine's trace."""
+    rows = []
+    for block, run in enumerate(runs):
+        result = run_block(
+            params,
+            pairs_per_block,
+            rng,
+            "bbm92",
+            bell_model=bell_pair_model(run),
+            security=security,
+            cascade_variant=cascade_variant,
+        )
+        figures = result.figures()
+        rows.append({"block": block, **{name: figures[name] for name in TRACE_COLUMNS[1:]}})
+    frame = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
+    return frame.astype({"block": np.int64, "sifted_bits": np.int64, "secret_bits": np.int64})
+
+
 # --------------------------------------------------------------------------------------------- channel
 
 
@@ -591,8 +660,8 @@ def seeds_for_blocks(rng: np.random.Generator, n_blocks: int) -> list[int]:
 
 def run_blocks(
     launch: QuispLaunch, rng: np.random.Generator, n_blocks: int, *, timeout_s: float = 600.0
-) -> tuple[pd.DataFrame, list[QuispRun]]:
-    """``n_blocks`` QuISP runs with seeds from ``rng`` (one run directory each) and their QKD trace."""
+) -> list[QuispRun]:
+    """``n_blocks`` QuISP runs with seeds from ``rng``, one run directory each, parsed (one per block)."""
     runs = []
     for block, seed in enumerate(seeds_for_blocks(rng, n_blocks)):
         spec = QuispLaunch(
@@ -607,4 +676,4 @@ def run_blocks(
         )
         outcome = run_quisp(spec, timeout_s=timeout_s)
         runs.append(load_run(outcome.output, jsonl=outcome.jsonl if outcome.jsonl.exists() else None))
-    return quisp_trace(runs), runs
+    return runs

@@ -132,6 +132,42 @@ def test_trace_has_the_engine_columns_and_definitions(shared_path):
     assert trace["basis_mismatch_entropy"].isna().all() and trace["loss_fraction"].isna().all()
 
 
+def test_bell_pair_model_keeps_quisp_qbers(shared_path):
+    folder = shared_path("fixtures", "quisp", "repeater_2x10km_q01")
+    run = quisp.load_run(folder / "repeater_2x10km_q01.output", jsonl=folder / "repeater_2x10km_q01-0.jsonl")
+    model = quisp.bell_pair_model(run)
+    # Xerror is negative here: y is clipped so that x >= 0 while both QBERs stay QuISP's
+    assert min(model.x_error, model.y_error, model.z_error) >= 0
+    assert (model.qber_z, model.qber_x) == pytest.approx((run.result.qber_z, run.result.qber_x), abs=1e-15)
+    assert model.pair_rate_hz is None  # a repeater chain logs pairs per hop, not end to end
+    folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
+    direct = quisp.load_run(folder / "twonode_10km_q07.output", jsonl=folder / "twonode_10km_q07-0.jsonl")
+    direct_model = quisp.bell_pair_model(direct)
+    assert (direct_model.x_error, direct_model.y_error, direct_model.z_error) == pytest.approx(
+        (direct.result.x_error, direct.result.y_error, direct.result.z_error), abs=1e-15
+    )
+    assert direct_model.pair_rate_hz == pytest.approx(direct.pair_rates[("1", "2")].pairs_per_s)
+
+
+def test_engine_trace_runs_the_qkd_engine_on_quisp_channels(shared_path):
+    runs = [
+        quisp.load_run(shared_path("fixtures", "quisp", name, f"{name}.output"))
+        for name in ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15")
+    ]
+    pairs = 40_000
+    trace = quisp.engine_trace(runs, pairs, np.random.default_rng(7))
+    assert tuple(trace.columns) == quisp.TRACE_COLUMNS
+    assert not trace.isna().any().any()
+    assert (trace["loss_fraction"] == 0).all()  # heralded pairs: QuISP already applied the fibre
+    for row, run in zip(trace.itertuples(), runs, strict=True):
+        n_z = pairs * 0.9 * 0.25  # key pairs: both in Z, outside the 10 % CHSH rounds
+        for measured, expected in ((row.qber_z, run.result.qber_z), (row.qber_x, run.result.qber_x)):
+            assert abs(measured - expected) < 5 * math.sqrt(expected * (1 - expected) / n_z)
+    assert trace["secret_bits"].iloc[0] > 0 and trace["secret_bits"].iloc[2] == 0  # 1 % vs 15 % QBER
+    again = quisp.engine_trace(runs, pairs, np.random.default_rng(7))
+    assert trace.equals(again)  # same seed, same trace
+
+
 def test_pair_rate_from_the_log_not_bellpair_per_sec(shared_path):
     folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
     run = quisp.load_run(folder / "twonode_10km_q07.output", jsonl=folder / "twonode_10km_q07-0.jsonl")
@@ -234,7 +270,8 @@ def test_launcher_runs_blocks_with_seeds_from_the_generator(fake_quisp, tmp_path
         run_dir=tmp_path / "runs",
         seed=0,
     )
-    trace, runs = quisp.run_blocks(launch, rng, 2, timeout_s=60)
+    runs = quisp.run_blocks(launch, rng, 2, timeout_s=60)
+    trace = quisp.quisp_trace(runs)
     assert len(trace) == 2 and trace["qber_z"].tolist() == [runs[0].result.qber_z] * 2
     seeds = quisp.seeds_for_blocks(np.random.default_rng(20250116), 2)
     for block, seed in enumerate(seeds):
@@ -276,6 +313,7 @@ def test_real_quisp_noisy_link(tmp_path, rng):
     launch = quisp.QuispLaunch(
         executable=exe, ini=CONFIGS / "qesif_links.ini", config="noisy", run_dir=tmp_path, seed=0
     )
-    trace, runs = quisp.run_blocks(launch, rng, 1, timeout_s=float(os.environ.get("QUISP_TIMEOUT_S", "600")))
+    runs = quisp.run_blocks(launch, rng, 1, timeout_s=float(os.environ.get("QUISP_TIMEOUT_S", "600")))
     n = runs[0].measurements / quisp.BASIS_PAIRS
-    assert abs(trace["qber_z"].iloc[0] - 0.07) < 4 * math.sqrt(0.07 * 0.93 / n)
+    assert abs(runs[0].result.qber_z - 0.07) < 4 * math.sqrt(0.07 * 0.93 / n)
+    assert quisp.link_pair_rate(runs[0]) is not None
