@@ -1,0 +1,231 @@
+"""The built-in network backend: the IoT network of ``qesif_core.network`` driven round by round.
+
+It plays the part OMNeT++ plays in a co-simulation: at the start of each round it asks the orchestrator for
+the grants of the sessions that will start in the round (one batched KEY_REQUEST, cached at the gateways so a
+session start costs no round trip), simulates the round's traffic with the granted plans and reports
+TELEMETRY, to which the orchestrator answers with the Q-IDS VERDICT. The same :class:`BuiltinNetwork` runs
+in the orchestrator's process (``bridge="inprocess"``) or as a separate process speaking the ZeroMQ protocol
+(``python -m bridge.backends.builtin --endpoint ipc://... --spec run.json``); both give identical results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from bridge.cosim import protocol
+from bridge.cosim.runsetup import prepare_flows, run_streams
+from qesif_core.costs import CostModel, load_cost_model
+from qesif_core.errors import UserInputError
+from qesif_core.network.ieee802154 import Ieee802154
+from qesif_core.network.model import (
+    DevicePower,
+    NetworkParams,
+    QueueState,
+    SessionCosts,
+    simulate_round,
+)
+from qesif_core.network.traffic import RecordReplay, build_topology, poisson_arrivals, round_traffic
+
+log = logging.getLogger(__name__)
+
+#: Bounds of one message's application payload: a record's mean bytes per packet, clipped to a sensor
+#: reading at least and one application message at most (larger flows are bulk transfers).
+PAYLOAD_MIN_BYTES = 16
+PAYLOAD_MAX_BYTES = 256
+AES_BLOCK_BYTES = 16
+
+#: ``call(type, body) -> (reply_type, reply_body)``: how a backend reaches the orchestrator.
+Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def network_params(costs: CostModel) -> NetworkParams:
+    """Network parameters with the radio and device figures of the run's cost model."""
+    dev = lambda name: float(costs.value(f"device.{name}"))  # noqa: E731
+    radio = lambda name: float(costs.value(f"radio.{name}"))  # noqa: E731
+    access = Ieee802154(
+        bitrate_bps=radio("bitrate_bps"),
+        phy_overhead_bytes=int(radio("phy_overhead_bytes")),
+        mac_overhead_bytes=int(radio("mac_overhead_bytes")),
+        max_mpdu_bytes=int(radio("max_psdu_bytes")),
+    )
+    power = DevicePower(
+        supply_v=dev("supply_v"),
+        radio_tx_a=radio("tx_ma") * 1e-3,
+        radio_rx_a=radio("rx_ma") * 1e-3,
+        radio_idle_a=radio("idle_ma") * 1e-3,
+        radio_sleep_a=radio("sleep_ma") * 1e-3,
+        mcu_active_a=dev("cpu_active_ua_per_mhz") * 1e-6 * dev("cpu_hz") / 1e6,
+        mcu_sleep_a=dev("cpu_sleep_ua") * 1e-6,
+        cpu_hz=dev("cpu_hz"),
+    )
+    return NetworkParams(access=access, power=power, gateway_hz=float(costs.value("gateway.cpu_hz")))
+
+
+def record_payloads(bytes_out: np.ndarray, pkts_out: np.ndarray) -> np.ndarray:
+    """Application payload of a message carrying a record: its mean bytes per packet, clipped."""
+    per_packet = np.nan_to_num(bytes_out, nan=0.0) / np.maximum(np.nan_to_num(pkts_out, nan=1.0), 1.0)
+    return np.clip(np.round(per_packet), PAYLOAD_MIN_BYTES, PAYLOAD_MAX_BYTES).astype(np.int64)
+
+
+class BuiltinNetwork:
+    """The network side of one run (see the module docstring)."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        net = spec["network"]
+        if net.get("access", "802.15.4") != "802.15.4":
+            raise UserInputError(
+                f"network.access: the built-in backend models '802.15.4' only, got {net['access']!r}"
+            )
+        self.rounds = int(spec["rounds"])
+        self.round_duration_s = float(spec["round_duration_s"])
+        self.mean_interarrival_s = float(net["mean_interarrival_s"])
+        self.n_devices = int(net["devices"])
+        self.n_gateways = int(net["gateways"])
+        if self.n_gateways > self.n_devices:
+            raise UserInputError(
+                f"network.gateways ({self.n_gateways}) exceeds network.devices ({self.n_devices})"
+            )
+        streams = run_streams(spec["seed"])
+        self.params = network_params(load_cost_model(spec.get("costs") or {}))
+        self.topology = build_topology(
+            self.n_devices, self.n_gateways, float(net["mqtt_fraction"]), streams.topology
+        )
+        flows, _, test_index = prepare_flows(spec, streams)
+        held_out = flows.iloc[test_index]
+        self._record_ids = test_index
+        self._payload = record_payloads(
+            held_out["bytes_out"].to_numpy(float), held_out["pkts_out"].to_numpy(float)
+        )
+        source = held_out["device_key"].astype(str).to_numpy()
+        self._replay = RecordReplay(source, held_out["ts"].to_numpy(float), self.n_devices)
+        self._rng = streams.traffic
+        self._state = QueueState.idle(self.n_gateways)
+        self._pending: dict[str, Any] | None = None
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "version": protocol.PROTOCOL_VERSION,
+            "peer": "qesif-builtin",
+            "devices": self.n_devices,
+            "gateways": self.n_gateways,
+        }
+
+    def begin_round(self, round_index: int) -> dict[str, Any]:
+        """Draw the round's messages and ask for the grants of its sessions (KEY_REQUEST body)."""
+        start = round_index * self.round_duration_s
+        device, time = poisson_arrivals(
+            self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self._rng
+        )
+        slot = self._replay.take(device)
+        traffic = round_traffic(device, time, self._payload[slot])
+        first_time = np.full(traffic.session_device.size, np.inf)
+        np.minimum.at(first_time, traffic.session, time)
+        self._pending = {"round": round_index, "traffic": traffic, "slot": slot}
+        return {
+            "round": round_index,
+            "device": traffic.session_device.tolist(),
+            "gateway": self.topology.gateway[traffic.session_device].tolist(),
+            "time": first_time.tolist(),
+        }
+
+    def finish_round(self, grant: Mapping[str, Any]) -> dict[str, Any]:
+        """Simulate the round with the granted plans; the TELEMETRY body."""
+        pending = self._pending
+        if pending is None or grant["round"] != pending["round"]:
+            raise RuntimeError(f"KEY_GRANT for round {grant['round']} does not answer the pending request")
+        traffic = pending["traffic"]
+        if grant["device"] != traffic.session_device.tolist():
+            raise RuntimeError(f"KEY_GRANT of round {grant['round']} does not list the requested sessions")
+        column = lambda name: np.asarray(grant[name], dtype=np.float64)  # noqa: E731
+        costs = SessionCosts(
+            handshake_up_bytes=np.asarray(grant["handshake_up_bytes"], dtype=np.int64),
+            handshake_down_bytes=np.asarray(grant["handshake_down_bytes"], dtype=np.int64),
+            handshake_device_s=column("handshake_device_s"),
+            handshake_gateway_s=column("handshake_gateway_s"),
+            extra_bytes=np.asarray(grant["extra_bytes"], dtype=np.int64),
+            cipher_device_s_fixed=column("cipher_device_s_fixed"),
+            cipher_device_s_per_block=column("cipher_device_s_per_block"),
+            cipher_gateway_s_fixed=column("cipher_gateway_s_fixed"),
+            cipher_gateway_s_per_byte=column("cipher_gateway_s_per_byte"),
+        )
+        result = simulate_round(
+            self.params,
+            self.topology.gateway,
+            self.topology.protocol,
+            traffic,
+            costs,
+            self.round_duration_s,
+            self._state,
+            self._rng,
+        )
+        self._pending = None
+        slot = pending["slot"]
+        records, first = np.unique(self._record_ids[slot], return_index=True)
+        return {
+            "round": pending["round"],
+            "messages_sent": int(traffic.device.size),
+            "messages_delivered": int(result.delivered.sum()),
+            "payload_bytes_delivered": int(traffic.payload_bytes[result.delivered].sum()),
+            "latency_s": result.latency_s[result.delivered].tolist(),
+            "session_device": traffic.session_device.tolist(),
+            "session_energy_j": result.session_energy_j.tolist(),
+            "record": records.tolist(),
+            "record_gateway": self.topology.gateway[traffic.device[first]].tolist(),
+            "frames": result.frames,
+            "mac_drops": result.mac_drops,
+            "retransmissions": int(result.retransmissions.sum()),
+        }
+
+
+def drive(network: BuiltinNetwork, call: Call) -> None:
+    """The backend's side of a run: HELLO, per round KEY_REQUEST then TELEMETRY, BYE."""
+    kind, welcome = call(protocol.HELLO, network.hello())
+    _expect(kind, protocol.WELCOME, welcome)
+    if welcome["rounds"] != network.rounds or welcome["devices"] != network.n_devices:
+        raise RuntimeError("WELCOME does not describe this backend's run (rounds or devices differ)")
+    for round_index in range(network.rounds):
+        kind, grant = call(protocol.KEY_REQUEST, network.begin_round(round_index))
+        _expect(kind, protocol.KEY_GRANT, grant)
+        kind, verdict = call(protocol.TELEMETRY, network.finish_round(grant))
+        _expect(kind, protocol.VERDICT, verdict)
+    kind, body = call(protocol.BYE, {"reason": "done"})
+    _expect(kind, protocol.BYE, body)
+
+
+def _expect(kind: str, wanted: str, body: Mapping[str, Any]) -> None:
+    if kind == protocol.ERROR:
+        raise RuntimeError(f"orchestrator replied ERROR {body.get('code')}: {body.get('detail')}")
+    if kind != wanted:
+        raise RuntimeError(f"orchestrator replied {kind}, expected {wanted}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the built-in backend as a peer process of the orchestrator."""
+    from bridge.cosim.client import ZmqClient
+
+    parser = argparse.ArgumentParser(prog="python -m bridge.backends.builtin", description=main.__doc__)
+    parser.add_argument(
+        "--endpoint", required=True, help="orchestrator endpoint (ipc:// or tcp://127.0.0.1:PORT)"
+    )
+    parser.add_argument("--spec", required=True, help="JSON file with the resolved run spec")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with open(args.spec, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    network = BuiltinNetwork(spec)
+    with ZmqClient(args.endpoint, timeout_s=args.timeout) as client:
+        drive(network, client.call)
+    log.info("built-in backend finished %d rounds", network.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

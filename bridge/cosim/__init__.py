@@ -1,0 +1,1 @@
+"""Co-simulation: the orchestrator, its ZeroMQ protocol, and the supervision of peer processes."""

@@ -1,0 +1,584 @@
+"""The orchestrator: QKD per gateway link, key pools, the security scheme and the Q-IDS, in round lockstep.
+
+A network backend (the built-in one, or OMNeT++ through the C++ client) drives a run with the messages of
+:mod:`bridge.cosim.protocol`; :class:`Orchestrator` answers them:
+
+- ``KEY_REQUEST`` for round r: every gateway link runs one QKD block (``qesif_core.qkd.session.run_block``),
+  Algorithm 1 accepts or discards the block's key material, Algorithm 2 scores the link; then each session
+  of the round is planned by the run's scheme (``plan_session`` with K_IoT of Eq. 1, key availability and the
+  link's Q-IDS flag) and quantum sessions get a QKD key ID from the gateway's key pool (ETSI GS QKD 014
+  enc_keys in batches into a gateway-side cache, dec_keys by the peer). The KEY_GRANT carries each plan and
+  its costs (``qesif_core.costs``) but never key bytes.
+- ``TELEMETRY`` for round r: the network's measurements are recorded; the flow records the round carried
+  are judged by the scheme's cross-layer detector (flow classifier fused with the Algorithm 2 margin of the
+  record's gateway link); the ``VERDICT`` lists the flagged links and records.
+
+:func:`run_once` runs one spec in-process (direct calls) or over ZeroMQ with the backend in a supervised
+child process, and returns the run's CSV-R table.
+
+Choices (see docs/protocol.md): Algorithm 1 gates each link's block (one slot per round, trust gamma = 1,
+eta = 0 unless ``keys.energy_budget_j`` is set, then eta = the device's previous session energy / budget);
+K_IoT per device (Eq. 1) feeds the scheme; the Q-IDS is calibrated on ``qids.calibration_blocks`` blocks
+of the clean preset; the detector is trained on the ``qids.train_fraction`` split of the dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zmq
+
+from bridge.cosim import protocol
+from bridge.cosim.runsetup import prepare_flows, run_streams
+from bridge.cosim.supervise import PeerFailure, PeerProcess
+from qesif_core import crypto
+from qesif_core.costs import load_cost_model
+from qesif_core.entropy_keys import KeyPolicy, SlotObservation, decoherence_factor, generate_key, k_iot
+from qesif_core.errors import UserInputError
+from qesif_core.keys import KeyPool
+from qesif_core.qids.anomaly import QidsParams, calibrate, key_drop_ratio, run_matrices
+from qesif_core.qids.fusion import CrossLayerDetector
+from qesif_core.qids.metrics import detection_metrics
+from qesif_core.qkd.channel import ChannelParams, preset
+from qesif_core.qkd.session import run_block
+from qesif_core.qkd.trace import link_trace
+from qesif_core.schemes import get_scheme
+from qesif_core.schemes.base import SessionContext, SessionPlan
+
+log = logging.getLogger(__name__)
+
+BRIDGES = ("inprocess", "zmq")
+DEFAULT_CALIBRATION_BLOCKS = 20
+#: Receive timeout of the orchestrator while a peer runs (seconds): a silent peer this long has failed.
+DEFAULT_PEER_TIMEOUT_S = 60.0
+GATEWAY_ID = "gateway-{}"
+CONTROL_CENTRE_ID = "control-centre"
+
+
+def _qids_params(section: Mapping[str, Any]) -> QidsParams:
+    names = {f.name for f in dataclasses.fields(QidsParams)}
+    values = {k: v for k, v in section.items() if k in names}
+    if "weights" in values:
+        values["weights"] = tuple(values["weights"])
+    try:
+        return QidsParams(**values)
+    except TypeError as exc:
+        raise UserInputError(f"qids: {exc}") from None
+
+
+class Orchestrator:
+    """The orchestrator's state for one run; :meth:`handle` answers one protocol message."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.rounds = int(spec["rounds"])
+        self.round_duration_s = float(spec["round_duration_s"])
+        self.n_devices = int(spec["network"]["devices"])
+        self.n_gateways = int(spec["network"]["gateways"])
+        streams = run_streams(spec["seed"])
+        keys_section = dict(spec.get("keys") or {})
+        qids_section = dict(spec.get("qids") or {})
+        self.channel = ChannelParams.from_dict(dict(spec["channel"]))
+        self.qkd_protocol = spec["qkd"]["protocol"]
+        self.pulses = int(spec["qkd"]["pulses_per_block"])
+        self.costs = load_cost_model(spec.get("costs") or {})
+        self.scheme = get_scheme(spec["scheme"])(keys_section)
+        self.policy = KeyPolicy.from_mapping(keys_section)
+        self.energy_budget_j = keys_section.get("energy_budget_j")
+        self.qids_params = _qids_params(qids_section)
+        calibration_blocks = int(qids_section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS))
+        self._link_rngs = streams.qkd.spawn(self.n_gateways)
+        clean = dataclasses.replace(preset("clean"), distance_km=self.channel.distance_km)
+        self.calibration = calibrate(
+            [link_trace(clean, calibration_blocks, self.pulses, streams.qkd.spawn(1)[0], self.qkd_protocol)],
+            self.qids_params,
+        )
+        self.pools = [
+            KeyPool(
+                link=f"link-{g}",
+                source_kme_id=f"kme-{GATEWAY_ID.format(g)}",
+                target_kme_id=f"kme-{CONTROL_CENTRE_ID}",
+                master_sae_id=GATEWAY_ID.format(g),
+                slave_sae_id=CONTROL_CENTRE_ID,
+                rng=rng,
+            )
+            for g, rng in enumerate(streams.keys.spawn(self.n_gateways))
+        ]
+        self._cache: list[list[str]] = [[] for _ in range(self.n_gateways)]
+        self.flows, train_index, self.test_index = prepare_flows(spec, streams)
+        self.detector = CrossLayerDetector(self.scheme.detector, streams.ids).fit(
+            self.flows.iloc[train_index]
+        )
+        self._labels = self.flows["label"].to_numpy(dtype=bool)
+        self._attack_types = self.flows["attack_type"].astype(str).to_numpy()
+        self._plan_costs: dict[tuple[str, str, bool, int], dict[str, float | int]] = {}
+
+        shape = (self.n_gateways, self.rounds)
+        self.qber = np.full(shape, np.nan)
+        self.h_q = np.full(shape, np.nan)
+        self.secret_bits = np.full(shape, np.nan)
+        self.margin = np.full(shape, np.nan)
+        self.link_flags = np.zeros(shape, dtype=bool)
+        self.windows_accepted = 0
+        self.windows_discarded = 0
+        self._window_discarded = np.zeros(self.n_gateways, dtype=bool)
+        self._previous_mode: dict[int, str] = {}
+        self._device_energy_j = np.zeros(self.n_devices)
+        self.mode_counts = {"quantum": 0, "classical": 0, "pq-hybrid": 0}
+        self.mode_switches = 0
+        self.keys_used = 0
+        self.telemetry: list[dict[str, Any]] = []
+        self._ids_true: list[np.ndarray] = []
+        self._ids_pred: list[np.ndarray] = []
+        self._ids_type: list[np.ndarray] = []
+        self.round_adr: list[float] = []
+        self._state = "hello"
+        self._round = 0
+
+    # ------------------------------------------------------------------ protocol
+    def handle(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Answer one validated message; errors of the peer's making become ERROR replies."""
+        try:
+            if kind == protocol.HELLO:
+                return self._hello(body)
+            if self._state == "hello":
+                raise protocol.ProtocolError(protocol.E_STATE, f"{kind} before HELLO")
+            if kind == protocol.BYE:
+                self._state = "closed"
+                return protocol.BYE, {"reason": "ok"}
+            if self._state == "closed":
+                raise protocol.ProtocolError(protocol.E_STATE, f"{kind} after BYE")
+            if kind == protocol.KEY_REQUEST:
+                return self._key_request(body)
+            if kind == protocol.TELEMETRY:
+                return self._telemetry(body)
+            raise protocol.ProtocolError(protocol.E_TYPE, f"{kind} is not a request the orchestrator serves")
+        except protocol.ProtocolError as exc:
+            return protocol.ERROR, {"code": exc.code, "detail": exc.detail[:500]}
+
+    @property
+    def finished(self) -> bool:
+        return self._state == "closed" and self._round == self.rounds
+
+    def _hello(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if body["version"] != protocol.PROTOCOL_VERSION:
+            raise protocol.ProtocolError(
+                protocol.E_VERSION,
+                f"peer speaks version {body['version']}, this is {protocol.PROTOCOL_VERSION}",
+            )
+        if body["devices"] != self.n_devices or body["gateways"] != self.n_gateways:
+            raise protocol.ProtocolError(
+                protocol.E_FIELD,
+                f"peer has {body['devices']} devices / {body['gateways']} gateways, the run "
+                f"{self.n_devices} / {self.n_gateways}",
+            )
+        if self._state != "hello":
+            raise protocol.ProtocolError(protocol.E_STATE, "HELLO twice")
+        self._state = "keys"
+        log.info("peer %s joined", body["peer"])
+        return protocol.WELCOME, {
+            "version": protocol.PROTOCOL_VERSION,
+            "rounds": self.rounds,
+            "round_duration_s": self.round_duration_s,
+            "devices": self.n_devices,
+            "gateways": self.n_gateways,
+        }
+
+    def _check_round(self, body: dict[str, Any], state: str) -> int:
+        r = body["round"]
+        if self._state != state or r != self._round or r >= self.rounds:
+            raise protocol.ProtocolError(
+                protocol.E_STATE,
+                f"round {r} {'KEY_REQUEST' if state == 'keys' else 'TELEMETRY'} out of order "
+                f"(expecting {self._state} of round {self._round} of {self.rounds})",
+            )
+        return r
+
+    # ------------------------------------------------------------------ QKD and Q-IDS per round
+    def _advance_qkd(self, r: int) -> None:
+        now = r * self.round_duration_s
+        for g in range(self.n_gateways):
+            block = run_block(self.channel, self.pulses, self._link_rngs[g], self.qkd_protocol)
+            self.qber[g, r], self.h_q[g, r], self.secret_bits[g, r] = block.qber, block.h_q, block.secret_bits
+            slot = SlotObservation(
+                h_q=block.h_q, theta=block.qber, loss=block.loss_fraction, key=block.alice_key
+            )
+            decision = generate_key(f"link-{g}", [slot], gamma=1.0, policy=self.policy)
+            self._window_discarded[g] = not decision.accepted
+            if decision.accepted:
+                self.windows_accepted += 1
+                if decision.key_bits:
+                    self.pools[g].add_block(decision.key, block=r, qber=block.qber, epsilon=0.0, now=now)
+            else:
+                self.windows_discarded += 1
+        upto = r + 1
+        drop = key_drop_ratio(self.secret_bits[:, :upto], self.qids_params.key_drop_window)
+        result = run_matrices(
+            self.h_q[:, :upto], self.qber[:, :upto], drop, self.calibration, self.qids_params
+        )
+        self.margin[:, r] = result.score[:, r] - result.threshold[:, r]
+        self.link_flags[:, r] = result.flags[:, r]
+
+    def _take_key(self, g: int, now: float) -> str | None:
+        """A QKD key ID for a session at gateway ``g``: from the gateway's cache, refilled in ETSI batches."""
+        pool = self.pools[g]
+        if not self._cache[g]:
+            pool.expire(now)
+            number = min(pool.max_key_per_request, pool.stored_key_count)
+            if number == 0:
+                return None
+            container = pool.enc_keys(CONTROL_CENTRE_ID, caller=pool.master_sae_id, now=now, number=number)
+            self._cache[g] = [entry["key_ID"] for entry in container["keys"]]
+        key_id = self._cache[g].pop(0)
+        pool.dec_keys(pool.master_sae_id, [key_id], caller=pool.slave_sae_id, now=now)  # the peer's copy
+        self.keys_used += 1
+        return key_id
+
+    def _costs_of(self, plan: SessionPlan) -> dict[str, float | int]:
+        key = (plan.handshake, plan.cipher, plan.consumes_qkd_key, plan.extra_bytes_per_message)
+        cached = self._plan_costs.get(key)
+        if cached is None:
+            setup = self.costs.session_setup(plan)
+            empty, one_block = self.costs.record(plan.cipher, 0), self.costs.record(plan.cipher, 16)
+            device_hz = float(self.costs.value("device.cpu_hz"))
+            cached = {
+                "extra_bytes": crypto.AEAD_RECORD_OVERHEAD + plan.extra_bytes_per_message,
+                "handshake_up_bytes": setup.bytes_device_to_gateway,
+                "handshake_down_bytes": setup.bytes_gateway_to_device,
+                "handshake_device_s": setup.device_seconds
+                + self.costs.session_key_setup_cycles(plan.cipher) / device_hz,
+                "handshake_gateway_s": setup.gateway_seconds,
+                "cipher_device_s_fixed": empty.device_seconds,
+                "cipher_device_s_per_block": one_block.device_seconds - empty.device_seconds,
+                "cipher_gateway_s_fixed": empty.gateway_seconds,
+                "cipher_gateway_s_per_byte": (one_block.gateway_seconds - empty.gateway_seconds) / 16,
+            }
+            self._plan_costs[key] = cached
+        return cached
+
+    def _key_request(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        r = self._check_round(body, "keys")
+        devices, gateways, times = body["device"], body["gateway"], body["time"]
+        if any(not 0 <= d < self.n_devices for d in devices) or any(
+            not 0 <= g < self.n_gateways for g in gateways
+        ):
+            raise protocol.ProtocolError(
+                protocol.E_FIELD, "KEY_REQUEST names a device or gateway out of range"
+            )
+        self._advance_qkd(r)
+        columns: dict[str, list[Any]] = {
+            name: [] for name in protocol.SCHEMAS[protocol.KEY_GRANT] if name != "round"
+        }
+        # Plan in order of session start, so scarce keys go to the earliest sessions.
+        order = sorted(range(len(devices)), key=lambda i: (times[i], devices[i]))
+        planned: dict[int, tuple[SessionPlan, str | None]] = {}
+        for i in order:
+            d, g, t = devices[i], gateways[i], times[i]
+            eta = self._device_energy_j[d] / self.energy_budget_j if self.energy_budget_j else 0.0
+            rate = k_iot(
+                self.h_q[g, r], 1.0, eta, decoherence_factor(self.qber[g, r], self.policy.delta_slope)
+            )
+            ctx = SessionContext(
+                device=d,
+                gateway=g,
+                time=t,
+                k_iot=float(rate),
+                quantum_key_available=bool(self._cache[g]) or self.pools[g].stored_key_count > 0,
+                link_flagged=bool(self.link_flags[g, r] or self._window_discarded[g]),
+                previous_mode=self._previous_mode.get(d),
+            )
+            plan = self.scheme.plan_session(ctx)
+            key_id = self._take_key(g, t) if plan.consumes_qkd_key else None
+            if plan.consumes_qkd_key and key_id is None:
+                raise RuntimeError(
+                    f"scheme {self.scheme.name} planned a quantum session at gateway {g} "
+                    "without an available key"
+                )
+            if ctx.previous_mode is not None and ctx.previous_mode != plan.mode:
+                self.mode_switches += 1
+            self._previous_mode[d] = plan.mode
+            self.mode_counts[plan.mode] += 1
+            planned[i] = (plan, key_id)
+        for i in range(len(devices)):
+            plan, key_id = planned[i]
+            columns["device"].append(devices[i])
+            columns["mode"].append(plan.mode)
+            columns["handshake"].append(plan.handshake)
+            columns["cipher"].append(plan.cipher)
+            columns["key_id"].append(key_id)
+            for name, value in self._costs_of(plan).items():
+                columns[name].append(value)
+        self._state = "telemetry"
+        return protocol.KEY_GRANT, {"round": r, **columns}
+
+    def _telemetry(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        r = self._check_round(body, "telemetry")
+        records = np.asarray(body["record"], dtype=np.int64)
+        record_gateway = np.asarray(body["record_gateway"], dtype=np.int64)
+        if records.size and (records.min() < 0 or records.max() >= len(self.flows)):
+            raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a flow record out of range")
+        if record_gateway.size and (record_gateway.min() < 0 or record_gateway.max() >= self.n_gateways):
+            raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a gateway out of range")
+        session_device = np.asarray(body["session_device"], dtype=np.int64)
+        if session_device.size and (session_device.min() < 0 or session_device.max() >= self.n_devices):
+            raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a device out of range")
+        self.telemetry.append(body)
+        self._device_energy_j[session_device] = body["session_energy_j"]
+        if records.size:
+            judged = self.flows.iloc[records]
+            score = self.margin[record_gateway, r] if self.detector.spec.uses_quantum_score else None
+            predicted = np.asarray(self.detector.predict(judged, score), dtype=bool)
+            truth = self._labels[records]
+            self._ids_true.append(truth)
+            self._ids_pred.append(predicted)
+            self._ids_type.append(self._attack_types[records])
+            attacks = truth.sum()
+            self.round_adr.append(float((predicted & truth).sum() / attacks) if attacks else float("nan"))
+        else:
+            predicted = np.zeros(0, dtype=bool)
+            self.round_adr.append(float("nan"))
+        self._round += 1
+        self._state = "keys"
+        return protocol.VERDICT, {
+            "round": r,
+            "link_flagged": self.link_flags[:, r].tolist(),
+            "flagged_records": records[predicted].tolist(),
+        }
+
+    # ------------------------------------------------------------------ results
+    def table(self, backend: str = "builtin") -> pd.DataFrame:
+        """The run's CSV-R table (run attributes, scalars, per-round vectors)."""
+        if not self.finished:
+            raise RuntimeError(
+                f"run not finished: {self._round} of {self.rounds} rounds, state {self._state}"
+            )
+        spec = self.spec
+        rows: list[dict[str, Any]] = []
+        attrs = {
+            "dataset": spec["dataset"]["name"],
+            "channel": spec["channel"]["name"],
+            "scheme": spec["scheme"],
+            "seed": str(spec["seed"]),
+            "backend": backend,
+            "synthetic": str(bool(self.flows.attrs.get("synthetic", False))).lower(),
+        }
+        for name, value in attrs.items():
+            rows.append({"type": "runattr", "attrname": name, "attrvalue": value})
+
+        def scalar(module: str, name: str, value: float) -> None:
+            rows.append({"type": "scalar", "module": module, "name": name, "value": float(value)})
+
+        def vector(module: str, name: str, values: list[float]) -> None:
+            times = [(i + 1) * self.round_duration_s for i in range(len(values))]
+            rows.append(
+                {"type": "vector", "module": module, "name": name, "vectime": times, "vecvalue": list(values)}
+            )
+
+        tel = self.telemetry
+        latencies = np.concatenate([np.asarray(t["latency_s"], dtype=float) for t in tel])
+        energies = np.concatenate([np.asarray(t["session_energy_j"], dtype=float) for t in tel])
+        payload_bits = 8.0 * sum(t["payload_bytes_delivered"] for t in tel)
+        duration = self.rounds * self.round_duration_s
+        finite_qber = self.qber[np.isfinite(self.qber)]
+        scalar("qkd", "qber_mean", finite_qber.mean() if finite_qber.size else np.nan)
+        scalar("qkd", "secret_bits", np.nansum(self.secret_bits))
+        scalar("qkd", "keys_accepted", self.windows_accepted)
+        scalar("qkd", "keys_discarded", self.windows_discarded)
+        if self._ids_true:
+            metrics = detection_metrics(
+                np.concatenate(self._ids_true), np.concatenate(self._ids_pred), np.concatenate(self._ids_type)
+            )
+        else:
+            metrics = {}
+        for name in ("adr", "fpr", "precision", "f1"):
+            scalar("ids", name, metrics.get(name, np.nan))
+        scalar("ids", "link_flags", self.link_flags.sum())
+        scalar("network", "latency_mean_ms", 1e3 * latencies.mean() if latencies.size else np.nan)
+        scalar("network", "latency_p95_ms", 1e3 * np.percentile(latencies, 95) if latencies.size else np.nan)
+        scalar("network", "goodput_kbps", payload_bits / duration / 1e3)
+        scalar("network", "energy_per_session_mJ", 1e3 * energies.mean() if energies.size else np.nan)
+        scalar("network", "messages_sent", sum(t["messages_sent"] for t in tel))
+        scalar("network", "messages_delivered", sum(t["messages_delivered"] for t in tel))
+        scalar("network", "frames", sum(t["frames"] for t in tel))
+        scalar("network", "mac_drops", sum(t["mac_drops"] for t in tel))
+        scalar("network", "retransmissions", sum(t["retransmissions"] for t in tel))
+        scalar("hybrid", "mode_switches", self.mode_switches)
+        scalar("hybrid", "quantum_sessions", self.mode_counts["quantum"])
+        scalar("hybrid", "classical_sessions", self.mode_counts["classical"])
+        scalar("hybrid", "pq_hybrid_sessions", self.mode_counts["pq-hybrid"])
+        scalar("keys", "keys_used", self.keys_used)
+        scalar("keys", "keys_discarded", sum(p.keys_expired + p.keys_dropped_full for p in self.pools))
+        scalar("keys", "keys_generated", sum(p.keys_generated for p in self.pools))
+
+        vector("qkd", "qber", np.nanmean(self.qber, axis=0).tolist())
+        vector("ids", "adr", self.round_adr)
+        vector(
+            "network",
+            "latency_ms",
+            [1e3 * float(np.mean(t["latency_s"])) if t["latency_s"] else np.nan for t in tel],
+        )
+        vector(
+            "network",
+            "goodput_kbps",
+            [8.0 * t["payload_bytes_delivered"] / self.round_duration_s / 1e3 for t in tel],
+        )
+        vector(
+            "network",
+            "energy_mJ",
+            [1e3 * float(np.mean(t["session_energy_j"])) if t["session_energy_j"] else np.nan for t in tel],
+        )
+        table = pd.DataFrame(
+            rows,
+            columns=[
+                "run",
+                "type",
+                "module",
+                "name",
+                "attrname",
+                "attrvalue",
+                "value",
+                "vectime",
+                "vecvalue",
+            ],
+        )
+        table["run"] = run_label(spec)
+        return table
+
+
+def run_label(spec: Mapping[str, Any]) -> str:
+    return f"{spec['scheme']}-{spec['dataset']['name']}-{spec['channel']['name']}-{spec['seed']}"
+
+
+# ---------------------------------------------------------------------- serving over ZeroMQ
+def check_endpoint(endpoint: str) -> str:
+    """Only ipc:// and loopback TCP endpoints are allowed (never a routable address)."""
+    if endpoint.startswith("ipc://"):
+        return endpoint
+    for prefix in ("tcp://127.0.0.1:", "tcp://[::1]:", "tcp://localhost:"):
+        if endpoint.startswith(prefix):
+            return endpoint
+    raise UserInputError(f"endpoint {endpoint!r}: only ipc:// or loopback tcp://127.0.0.1:PORT are allowed")
+
+
+def serve(
+    orchestrator: Orchestrator,
+    socket: zmq.Socket,
+    *,
+    timeout_s: float,
+    peer: PeerProcess | None = None,
+) -> None:
+    """Answer frames on a bound ROUTER socket until the peer says BYE.
+
+    Malformed frames get ERROR replies and serving goes on. Each wait is bounded: ``timeout_s`` without a
+    frame, or the peer process exiting, raises :class:`PeerFailure`.
+    """
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not poller.poll(timeout=200):
+            if peer is not None and peer.exited():
+                raise PeerFailure(f"peer exited with code {peer.returncode} before BYE", peer.log_tail())
+            if time.monotonic() > deadline:
+                raise PeerFailure(
+                    f"no message from the peer for {timeout_s:g} s", peer.log_tail() if peer else ""
+                )
+            continue
+        deadline = time.monotonic() + timeout_s
+        frames = socket.recv_multipart(copy=True)
+        if len(frames) < 2:
+            continue  # a ROUTER always prefixes the identity; anything else cannot be answered
+        identity, payload, delimiter = frames[0], frames[-1], frames[1:-1]
+        try:
+            if len(delimiter) > 1 or (delimiter and delimiter[0] != b""):
+                raise protocol.ProtocolError(
+                    protocol.E_MALFORMED, "expected one frame (optionally after an empty delimiter)"
+                )
+            message = protocol.decode(payload)
+            kind, body = orchestrator.handle(message.type, message.body)
+            reply = protocol.encode(kind, body)
+        except protocol.ProtocolError as exc:
+            kind, reply = protocol.ERROR, protocol.error_frame(exc.code, exc.detail)
+        except Exception as exc:  # a bug while serving a valid request: report it, then fail the run
+            socket.send_multipart(
+                [identity, *delimiter, protocol.error_frame(protocol.E_INTERNAL, type(exc).__name__)]
+            )
+            raise
+        socket.send_multipart([identity, *delimiter, reply])
+        if kind == protocol.BYE:
+            return
+
+
+def _inprocess_call(orchestrator: Orchestrator):
+    def call(kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return orchestrator.handle(kind, body)
+
+    return call
+
+
+def run_once(
+    spec: Mapping[str, Any], *, bridge: str = "inprocess", timeout_s: float = DEFAULT_PEER_TIMEOUT_S
+) -> pd.DataFrame:
+    """Run one resolved spec and return its CSV-R table.
+
+    ``bridge="inprocess"``: the built-in backend calls the orchestrator directly. ``bridge="zmq"``: the
+    backend runs in a supervised child process over ipc://; a peer that dies, hangs or misbehaves fails the
+    run with :class:`PeerFailure` (its log tail attached) and leaves no process behind.
+    """
+    if bridge not in BRIDGES:
+        raise UserInputError(f"--bridge: unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
+    backend = spec.get("backend", "builtin")
+    if backend != "builtin":
+        raise UserInputError(f"backend {backend!r}: run_once drives the built-in backend only so far")
+    orchestrator = Orchestrator(spec)
+    if bridge == "inprocess":
+        from bridge.backends.builtin import BuiltinNetwork, drive
+
+        drive(BuiltinNetwork(spec), _inprocess_call(orchestrator))
+    else:
+        with tempfile.TemporaryDirectory(prefix="qesif-run-") as workdir:
+            spec_path = os.path.join(workdir, "spec.json")
+            with open(spec_path, "w", encoding="utf-8") as handle:
+                json.dump(spec, handle)
+            endpoint = f"ipc://{workdir}/orchestrator.sock"
+            argv = [sys.executable, "-m", "bridge.backends.builtin", "--endpoint", endpoint]
+            argv += ["--spec", spec_path, "--timeout", str(timeout_s)]
+            serve_with_peer(orchestrator, endpoint, argv, cwd=workdir, timeout_s=timeout_s)
+    if not orchestrator.finished:
+        raise PeerFailure(f"peer said BYE after {orchestrator._round} of {orchestrator.rounds} rounds", "")
+    return orchestrator.table()
+
+
+def serve_with_peer(
+    orchestrator: Orchestrator, endpoint: str, argv: list[str], *, cwd: str, timeout_s: float
+) -> PeerProcess:
+    """Bind ``endpoint``, start the peer ``argv``, serve it until BYE, and end it (always)."""
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES + 1024)
+    socket.bind(check_endpoint(endpoint))
+    peer = PeerProcess(argv, cwd=cwd)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(socket.close)
+            stack.callback(peer.stop)
+            peer.start()
+            serve(orchestrator, socket, timeout_s=timeout_s, peer=peer)
+            peer.wait(timeout_s)
+            if peer.returncode != 0:
+                raise PeerFailure(f"peer exited with code {peer.returncode} after BYE", peer.log_tail())
+    finally:
+        peer.stop()
+    return peer

@@ -1,0 +1,80 @@
+"""What both sides of a run derive identically from its spec: random streams and the flow split.
+
+The orchestrator and a network backend may live in different processes; each builds its own generators
+from the run's seed with :func:`run_streams`, so no random state crosses the bridge and the in-process and
+bridged runs draw the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bridge.datasets import load_flows
+from qesif_core.errors import UserInputError
+
+#: Share of each class's records used to train the flow detector; the rest drive the network (held out).
+DEFAULT_TRAIN_FRACTION = 0.7
+
+_STREAMS = ("dataset", "split", "topology", "traffic", "qkd", "keys", "ids")
+
+
+@dataclass(frozen=True)
+class RunStreams:
+    """One independent generator per concern, all spawned from the run's seed."""
+
+    dataset: np.random.Generator
+    split: np.random.Generator
+    topology: np.random.Generator
+    traffic: np.random.Generator
+    qkd: np.random.Generator
+    keys: np.random.Generator
+    ids: np.random.Generator
+
+
+def run_streams(seed: int) -> RunStreams:
+    children = np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))
+    return RunStreams(*(np.random.default_rng(child) for child in children))
+
+
+def train_fraction(spec: Mapping[str, Any]) -> float:
+    value = spec.get("qids", {}).get("train_fraction", DEFAULT_TRAIN_FRACTION)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise UserInputError(f"qids.train_fraction must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def prepare_flows(
+    spec: Mapping[str, Any], streams: RunStreams
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The run's flow table and its stratified split: ``(flows, train_index, test_index)``.
+
+    Each class (benign, attack) is shuffled and split at ``qids.train_fraction``; the held-out records are
+    the ones the network replays and the Q-IDS judges.
+    """
+    dataset = spec["dataset"]
+    flows = load_flows(
+        dataset["name"], dataset.get("path"), streams.dataset, max_rows=dataset.get("max_rows")
+    )
+    if len(flows) < 2:
+        raise UserInputError(f"dataset {dataset['name']!r}: needs at least 2 flow records, got {len(flows)}")
+    fraction = train_fraction(spec)
+    labels = flows["label"].to_numpy(dtype=bool)
+    train, test = [], []
+    for cls in (False, True):
+        members = np.flatnonzero(labels == cls)
+        members = members[streams.split.permutation(members.size)]
+        cut = round(fraction * members.size)
+        train.append(members[:cut])
+        test.append(members[cut:])
+    train_index, test_index = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    if test_index.size == 0 or train_index.size == 0:
+        raise UserInputError(
+            f"qids.train_fraction {fraction} leaves no "
+            f"{'test' if test_index.size == 0 else 'training'} records"
+        )
+    return flows, train_index, test_index

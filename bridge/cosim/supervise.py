@@ -1,0 +1,111 @@
+"""Supervision of a peer process (a network backend or simulator talking to the orchestrator).
+
+Lessons from ns3-gym and veins-gym: start the peer from an argv list (no shell) in its own process group
+with its output in a log file; never wait on it without a timeout; end it with terminate, a grace period,
+then kill, of the whole group, and reap it so no zombie remains; end every peer still running when the
+interpreter exits (atexit). A failed peer is reported with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import signal
+import subprocess
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+LOG_TAIL_LINES = 40
+TERMINATE_GRACE_S = 5.0
+
+_LIVE: weakref.WeakSet[PeerProcess] = weakref.WeakSet()
+
+
+class PeerFailure(RuntimeError):
+    """The peer crashed, hung or broke the protocol; ``log_tail`` holds the end of its log."""
+
+    def __init__(self, reason: str, log_tail: str) -> None:
+        super().__init__(f"{reason}\n--- peer log tail ---\n{log_tail}" if log_tail else reason)
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+class PeerProcess:
+    """One supervised peer: ``start``, ``exited``, ``wait``, ``stop`` (idempotent), ``log_tail``."""
+
+    def __init__(self, argv: Sequence[str], *, cwd: str | Path, log_path: str | Path | None = None) -> None:
+        if isinstance(argv, str) or not argv:
+            raise ValueError("argv must be a non-empty list of arguments (no shell command lines)")
+        self.argv = [str(a) for a in argv]
+        self.cwd = Path(cwd)
+        self.log_path = Path(log_path) if log_path else self.cwd / "peer.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches its children too
+            )
+        _LIVE.add(self)
+
+    def exited(self) -> bool:
+        return self._proc is not None and self._proc.poll() is not None
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Wait at most ``timeout_s`` for the peer to exit; its return code, or None if still running."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace_s: float = TERMINATE_GRACE_S) -> None:
+        """Terminate the peer's process group, wait ``grace_s``, kill it, and reap the peer."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                proc.wait()
+        _LIVE.discard(self)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """Signal the group while its leader is unreaped (so the group id cannot name another group)."""
+        assert self._proc is not None
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                return "".join(collections.deque(handle, maxlen=lines)).rstrip()
+        except FileNotFoundError:
+            return ""
+
+
+@atexit.register
+def _stop_all() -> None:
+    for peer in list(_LIVE):
+        peer.stop(grace_s=1.0)
