@@ -16,6 +16,7 @@ import numpy as np
 from qesif_core import entropy_keys
 from qesif_core.errors import UserInputError
 from qesif_core.qkd import cascade
+from qesif_core.qkd.bb84 import check_pulses
 from qesif_core.qkd.channel import CHANNEL_PRESETS, EVE_MODES
 from qesif_core.qkd.session import PROTOCOLS, BlockResult, run_block
 
@@ -82,8 +83,7 @@ def _channel(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.pulses <= 0:
-        raise UserInputError(f"--pulses must be a positive integer (got {args.pulses!r})")
+    check_pulses(args.pulses, "--pulses")
     params = _channel(args)
     rng = np.random.default_rng(args.seed)
     result = run_block(params, args.pulses, rng, args.protocol, cascade_variant=args.cascade)

@@ -35,6 +35,9 @@ from qesif_core.qkd.channel import ChannelParams
 INTENSITY_CLASSES = ("signal", "decoy", "vacuum")
 #: Poisson tails beyond this many standard deviations (plus a margin) are folded into the last cell.
 _TAIL_SIGMAS = 12.0
+#: One block is held in memory: beyond these sizes, split the run into more blocks.
+MAX_PULSES = 10**15
+MAX_RAW_KEY_BITS = 2 * 10**8
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,11 @@ class Detections:
 
 
 def check_pulses(pulses: int, option: str = "pulses") -> int:
-    """Emitted pulses (or pairs) must be a positive integer."""
+    """Emitted pulses (or pairs) must be a positive integer, at most ``MAX_PULSES`` per block."""
     if isinstance(pulses, bool) or not isinstance(pulses, int | np.integer) or pulses <= 0:
         raise UserInputError(f"{option} must be a positive integer (got {pulses!r})")
+    if pulses > MAX_PULSES:
+        raise UserInputError(f"{option} must be at most {MAX_PULSES:.0e} per block (got {pulses!r})")
     return int(pulses)
 
 
@@ -220,6 +225,11 @@ def _vacuum_cells(params: ChannelParams) -> tuple[np.ndarray, np.ndarray, np.nda
 def draw_raw_key(n_bits: int, n_errors: int, rng: np.random.Generator) -> RawKey:
     """Alice's uniformly random bits and Bob's copy with ``n_errors`` flips at uniformly random positions
     (detections are exchangeable, so this is the distribution of the sifted key given its error count)."""
+    if n_bits > MAX_RAW_KEY_BITS:
+        raise UserInputError(
+            f"one block would hold {n_bits} raw key bits (at most {MAX_RAW_KEY_BITS:.0e}): "
+            "emit fewer pulses per block and run more blocks"
+        )
     alice = rng.integers(0, 2, n_bits, dtype=np.uint8)
     bob = alice.copy()
     if n_errors:

@@ -54,6 +54,7 @@ def test_readable_summary(capsys):
         (["--eve-fraction", "-0.1"], "--eve-fraction"),
         (["--intrinsic-error", "0.9"], "--intrinsic-error"),
         (["--pulses", "0"], "--pulses"),
+        (["--pulses", "1e20"], "--pulses"),
         (["--pulses", "many"], "--pulses"),
         (["--protocol", "e92"], "--protocol"),
         (["--eve", "pns", "--protocol", "bbm92"], "--eve"),

@@ -114,6 +114,13 @@ def test_pulses_must_be_positive_integers(pulses, rng):
         bb84.simulate(CHANNEL_PRESETS["clean"], pulses, rng)
 
 
+def test_blocks_too_large_for_memory_are_refused(rng):
+    with pytest.raises(UserInputError, match="at most"):
+        bb84.simulate(CHANNEL_PRESETS["clean"], 10**16, rng)
+    with pytest.raises(UserInputError, match="raw key bits"):
+        bb84.simulate(ChannelParams(distance_km=0.0, detector_efficiency=1.0), 10**10, rng)
+
+
 def test_photon_number_pmf_sums_to_one_and_is_poisson():
     pmf = bb84.photon_number_pmf(0.5)
     assert pmf.sum() == pytest.approx(1.0)
