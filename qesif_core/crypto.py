@@ -269,3 +269,47 @@ HANDSHAKE_FUNCTIONS = {
     "x25519-mlkem768": hybrid_x25519_mlkem768_handshake,
     "mlkem768": mlkem768_handshake,
 }
+
+
+def establish(
+    handshake: str,
+    *,
+    key_bytes: int = 16,
+    qkd_key: bytes | None = None,
+    key_id: bytes | None = None,
+    device_id: str = "",
+    device_kek: bytes | None = None,
+    rng: np.random.Generator | None = None,
+) -> Handshake:
+    """Run the key establishment a :class:`~qesif_core.schemes.SessionPlan` names, for real.
+
+    ``qkd-psk`` needs ``qkd_key``, ``key_id`` and the device's ``device_kek``. A post-quantum or classical
+    handshake given a ``qkd_key`` too mixes both: each side derives HKDF(k_exchange || k_qkd), so the
+    session key is secret while either input is; the bytes of both exchanges are counted.
+    """
+    if handshake == "qkd-psk" or qkd_key is not None:
+        if qkd_key is None or key_id is None or device_kek is None:
+            raise ValueError(f"{handshake}: a QKD key needs qkd_key, key_id and device_kek")
+        psk = qkd_psk_handshake(
+            qkd_key, key_id=key_id, device_id=device_id, device_kek=device_kek, key_bytes=key_bytes, rng=rng
+        )
+        if handshake == "qkd-psk":
+            return psk
+    try:
+        exchange = HANDSHAKE_FUNCTIONS[handshake](key_bytes=key_bytes, rng=rng)
+    except KeyError:
+        raise ValueError(f"unknown handshake kind {handshake!r}") from None
+    if qkd_key is None:
+        return exchange
+    info = b"qesif " + handshake.encode() + b"+qkd-psk"
+    return Handshake(
+        kind=f"{handshake}+qkd-psk",
+        bytes_initiator_to_responder=exchange.bytes_initiator_to_responder + psk.bytes_initiator_to_responder,
+        bytes_responder_to_initiator=exchange.bytes_responder_to_initiator + psk.bytes_responder_to_initiator,
+        initiator_key=hkdf(
+            exchange.initiator_key + psk.initiator_key, salt=None, info=info, length=key_bytes
+        ),
+        responder_key=hkdf(
+            exchange.responder_key + psk.responder_key, salt=None, info=info, length=key_bytes
+        ),
+    )

@@ -80,3 +80,26 @@ def test_aead_channel_encrypts_authenticates_and_never_reuses_nonces(rng):
 def test_unknown_handshake_kind_is_an_error():
     with pytest.raises(ValueError, match="unknown handshake"):
         crypto.handshake_wire_bytes("rsa-2048")
+
+
+@pytest.mark.parametrize("handshake", ["qkd-psk", "x25519", "mlkem768", "x25519-mlkem768"])
+@pytest.mark.parametrize("with_qkd_key", [True, False])
+def test_establish_runs_what_a_plan_names(handshake, with_qkd_key, rng):
+    if handshake == "qkd-psk" and not with_qkd_key:
+        with pytest.raises(ValueError, match="needs qkd_key"):
+            crypto.establish(handshake, rng=rng)
+        return
+    qkd = (
+        {"qkd_key": rng.bytes(32), "key_id": rng.bytes(16), "device_kek": rng.bytes(16)}
+        if with_qkd_key
+        else {}
+    )
+    result = crypto.establish(handshake, key_bytes=32, device_id="dev-2", rng=rng, **qkd)
+    assert result.initiator_key == result.responder_key and len(result.session_key) == 32
+    sizes = crypto.handshake_wire_bytes(handshake, 32)
+    if with_qkd_key and handshake != "qkd-psk":
+        extra = crypto.handshake_wire_bytes("qkd-psk", 32)
+        sizes = (sizes[0] + extra[0], sizes[1] + extra[1])
+    assert (result.bytes_initiator_to_responder, result.bytes_responder_to_initiator) == sizes
+    channel = crypto.AeadChannel(result.responder_key)
+    assert crypto.AeadChannel(result.initiator_key).open(channel.seal(b"telemetry")) == b"telemetry"
