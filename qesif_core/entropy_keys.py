@@ -2,7 +2,8 @@
 
 Binding interpretation (``../shared/DESIGN.md``): H_q is the secret fraction per sifted bit,
 H_q = 1 - h2(e_Z^U) - h2(e_X^U), with both error rates at their Clopper-Pearson upper bounds for the block's
-sample size (``qesif_core.qkd.keyrate.entropy_per_bit``); it is 0 at about 11% QBER and negative above.
+sample size (:func:`quantum_entropy`); it is 0 at about 11% QBER and negative above. The raw
+basis-mismatch entropy h2(mismatched / detected) is kept beside it as a source-health signal.
 
 Forms and defaults of the factors the paper leaves open (all in :class:`KeyPolicy`, set from a scenario's
 ``keys`` mapping):
@@ -27,6 +28,15 @@ from typing import Any
 import numpy as np
 
 from qesif_core.errors import UserInputError
+from qesif_core.qkd.keyrate import entropy_per_bit, h2
+
+#: H_q per block (defined once, in ``keyrate``, where the QuISP backend also uses it).
+quantum_entropy = entropy_per_bit
+
+
+def basis_mismatch_entropy(mismatched: int, detected: int) -> float:
+    """h2 of the fraction of detections whose bases differed (1 for unbiased, independent choices)."""
+    return float(h2(mismatched / detected)) if detected else 0.0
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qesif_core import entropy_keys
 from qesif_core.errors import UserInputError
 from qesif_core.qkd import bb84, cascade, entangled, keyrate, privacy
 from qesif_core.qkd.channel import ChannelParams
@@ -145,8 +146,8 @@ def run_block(
         ec_efficiency=float(efficiency),
         frame_error=frame_error,
         secret_bits=int(secret_bits),
-        h_q=keyrate.entropy_per_bit(errors_z, n_key, errors_x, n_x, security.eps_pe),
-        basis_mismatch_entropy=float(keyrate.h2(_rate(int(counts.mismatched.sum()), detected, default=0.0))),
+        h_q=entropy_keys.quantum_entropy(errors_z, n_key, errors_x, n_x, security.eps_pe),
+        basis_mismatch_entropy=entropy_keys.basis_mismatch_entropy(int(counts.mismatched.sum()), detected),
         loss_fraction=1.0 - detected / detections.pulses,
         keys_match=not frame_error and bool(np.array_equal(alice_key, bob_key)),
         phase_error_upper=estimate.phase_error_upper,

@@ -72,3 +72,19 @@ def test_policy_from_scenario_mapping_and_validation():
         ek.KeyPolicy(lambda_loss=-1.0)
     with pytest.raises(UserInputError, match="gamma"):
         ek.generate_key("dev", [_slot(0.5)], gamma=1.5)
+
+
+def test_quantum_entropy_is_negative_above_eleven_percent():
+    n = 10**8
+    assert ek.quantum_entropy(round(0.10 * n), n, round(0.10 * n), n, 1e-10) > 0
+    assert ek.quantum_entropy(round(0.12 * n), n, round(0.12 * n), n, 1e-10) < 0
+    # Small samples are penalised: the same observed rate gives less entropy.
+    assert ek.quantum_entropy(10, 1000, 10, 1000, 1e-10) < ek.quantum_entropy(
+        10**5, 10**7, 10**5, 10**7, 1e-10
+    )
+
+
+def test_basis_mismatch_entropy():
+    assert ek.basis_mismatch_entropy(500, 1000) == pytest.approx(1.0)
+    assert ek.basis_mismatch_entropy(0, 1000) == 0.0
+    assert ek.basis_mismatch_entropy(0, 0) == 0.0

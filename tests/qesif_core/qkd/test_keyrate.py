@@ -82,13 +82,3 @@ def test_sampling_deviation_shrinks_with_sample_size():
     large = keyrate.sampling_deviation(1e6, 1e6, 0.02, 1e-10)
     assert large < small / 5
     assert keyrate.sampling_deviation(1e4, 1e4, 0.0, 1e-10) > 0
-
-
-def test_entropy_per_bit_is_negative_above_eleven_percent():
-    n = 10**8
-    assert keyrate.entropy_per_bit(round(0.10 * n), n, round(0.10 * n), n, 1e-10) > 0
-    assert keyrate.entropy_per_bit(round(0.12 * n), n, round(0.12 * n), n, 1e-10) < 0
-    # Small samples are penalised: the same observed rate gives less entropy.
-    assert keyrate.entropy_per_bit(10, 1000, 10, 1000, 1e-10) < keyrate.entropy_per_bit(
-        10**5, 10**7, 10**5, 10**7, 1e-10
-    )
