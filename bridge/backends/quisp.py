@@ -35,7 +35,7 @@ row per QuISP run (= one block; a run per seed):
   in the pair rate instead.
 - :func:`quisp_trace`: QuISP's own tomography statistics, no key distillation. ``qber_z``, ``qber_x`` as
   above, ``qber`` their mean (both bases are sampled equally often); ``h_q`` =
-  ``qesif_core.qkd.keyrate.entropy_per_bit`` (the engine's H_q = 1 - h2(e_Z^U) - h2(e_X^U)) with
+  ``qesif_core.entropy_keys.quantum_entropy`` (the engine's H_q = 1 - h2(e_Z^U) - h2(e_X^U)) with
   n = round(actual_meas / 9) pairs per basis and round(QBER * n) errors (QuISP prints rates, not counts;
   negative estimates count as 0); ``sifted_bits`` = 2 n; ``secret_bits`` = floor(max(0, h_q) * n) (ideal
   error correction); ``basis_mismatch_entropy`` and ``loss_fraction`` are NaN (QuISP reports neither).
@@ -52,9 +52,6 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,23 +59,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bridge.backends.omnetpp import RUN_CONFIG, run_supervised, tail, write_wrapper_ini
+from qesif_core.entropy_keys import quantum_entropy
 from qesif_core.errors import UserInputError
 from qesif_core.qkd.channel import ChannelParams
 from qesif_core.qkd.entangled import BellPairModel
-from qesif_core.qkd.keyrate import SecurityParams, entropy_per_bit
+from qesif_core.qkd.keyrate import SecurityParams
 from qesif_core.qkd.session import run_block
+from qesif_core.qkd.trace import TRACE_COLUMNS
 
-TRACE_COLUMNS = (
-    "block",
-    "qber",
-    "qber_z",
-    "qber_x",
-    "h_q",
-    "basis_mismatch_entropy",
-    "sifted_bits",
-    "secret_bits",
-    "loss_fraction",
-)
 BASIS_PAIRS = 9  # 3 bases on each side, chosen uniformly and independently
 QUISP_ENV = "QUISP"  # path of the quisp executable, overrides PATH lookup
 
@@ -385,7 +374,7 @@ def quisp_trace(runs: Sequence[QuispRun], *, security: SecurityParams | None = N
             raise UserInputError(f"QuISP run {block} ({res.node}<-->{res.partner}) has no measurements")
         errors_z = min(n_basis, max(0, round(res.qber_z * n_basis)))
         errors_x = min(n_basis, max(0, round(res.qber_x * n_basis)))
-        h_q = entropy_per_bit(errors_z, n_basis, errors_x, n_basis, security.eps_pe)
+        h_q = quantum_entropy(errors_z, n_basis, errors_x, n_basis, security.eps_pe)
         rows.append(
             {
                 "block": block,
@@ -542,34 +531,17 @@ class QuispLaunch:
         return self.run_dir / "results" / "qesif_run-0.jsonl"
 
 
-RUN_CONFIG = "qesif_run"
-
-
 def write_run_ini(launch: QuispLaunch) -> Path:
-    """The wrapper ini: includes the template and derives ``qesif_run`` from its config with the seed, output
-    file names and overrides (a derived section is searched first, so its lines win)."""
-    template = launch.ini.resolve()
-    if not template.is_file():
-        raise UserInputError(f"QuISP ini template not found: {template}")
-    if not re.search(
-        rf"^\[Config {re.escape(launch.config)}\]\s*$", template.read_text(encoding="utf-8"), re.M
-    ):
-        raise UserInputError(f"QuISP ini {template} has no [Config {launch.config}]")
+    """The wrapper ini (``omnetpp.write_wrapper_ini``): the template's config plus the seed, this run's
+    output file names and the overrides, in a derived config whose lines win."""
     lines = [
-        f"include {template}",
-        "",
-        f"[Config {RUN_CONFIG}]",
-        f"extends = {launch.config}",
         f"seed-set = {int(launch.seed)}",
         f'**.tomography_output_filename = "{launch.output_file}"',
         "**.logger.enabled_log = true",
         f'**.logger.log_filename = "{launch.jsonl_file}"',
         *(f"{key} = {value}" for key, value in launch.overrides.items()),
     ]
-    path = launch.run_dir / "qesif_run.ini"
-    launch.run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_wrapper_ini(launch.ini, launch.config, launch.run_dir, lines)
 
 
 def quisp_argv(launch: QuispLaunch, run_ini: Path) -> list[str]:
@@ -603,11 +575,9 @@ class QuispRunOutcome:
 
 
 def run_quisp(launch: QuispLaunch, *, timeout_s: float = 600.0, grace_s: float = 10.0) -> QuispRunOutcome:
-    """Run QuISP once in ``launch.run_dir`` and wait; on timeout terminate, wait ``grace_s``, then kill.
-
-    Output files that QuISP appends to are deleted first, so the parsers see this run only. A non-zero
-    exit raises :class:`UserInputError` quoting the end of stderr; a timeout raises ``TimeoutError``.
-    """
+    """Run QuISP once in ``launch.run_dir`` and wait (``omnetpp.run_supervised``: on timeout SIGTERM, wait
+    ``grace_s``, SIGKILL, ``TimeoutError``). Output files QuISP appends to are deleted first, so the parsers
+    see this run only. A non-zero exit raises :class:`UserInputError` quoting the end of stderr."""
     run_ini = write_run_ini(launch)
     (launch.run_dir / "results").mkdir(parents=True, exist_ok=True)
     for stale in (
@@ -617,40 +587,19 @@ def run_quisp(launch: QuispLaunch, *, timeout_s: float = 600.0, grace_s: float =
     ):
         stale.unlink(missing_ok=True)
     stdout_path, stderr_path = launch.run_dir / "stdout.txt", launch.run_dir / "stderr.txt"
-    argv = quisp_argv(launch, run_ini)
-    start = time.monotonic()
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(argv, cwd=launch.run_dir, stdout=out, stderr=err, start_new_session=True)
-        try:
-            returncode = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _stop(proc, grace_s)
-            raise TimeoutError(
-                f"QuISP run in {launch.run_dir} exceeded {timeout_s} s and was stopped"
-            ) from None
-    wall = time.monotonic() - start
+    returncode, wall = run_supervised(
+        quisp_argv(launch, run_ini),
+        cwd=launch.run_dir,
+        stdout_path=stdout_path,
+        stderr_path=stderr_path,
+        timeout_s=timeout_s,
+        grace_s=grace_s,
+    )
     if returncode != 0:
-        tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-800:].strip()
         raise UserInputError(
-            f"QuISP exited with {returncode} (config {launch.config}, {launch.run_dir}): {tail}"
+            f"QuISP exited with {returncode} (config {launch.config}, {launch.run_dir}): {tail(stderr_path)}"
         )
     return QuispRunOutcome(returncode, wall, stdout_path, stderr_path, launch.output_file, launch.jsonl_file)
-
-
-def _stop(proc: subprocess.Popen, grace_s: float) -> None:
-    """terminate -> wait -> kill, addressed to the child's own process group only."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 def seeds_for_blocks(rng: np.random.Generator, n_blocks: int) -> list[int]:

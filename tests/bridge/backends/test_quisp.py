@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from bridge.backends import quisp
+from qesif_core.entropy_keys import quantum_entropy
 from qesif_core.errors import UserInputError
-from qesif_core.qkd.keyrate import SecurityParams, entropy_per_bit
+from qesif_core.qkd.keyrate import SecurityParams
+from qesif_core.qkd.trace import TRACE_COLUMNS
 
 RUNS = ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15", "repeater_2x10km_q01")
 # README of the fixtures: per-km x = y = z = p on every fibre; measurements per tomography
@@ -117,13 +119,13 @@ def test_trace_has_the_engine_columns_and_definitions(shared_path):
         for name in ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15")
     ]
     trace = quisp.quisp_trace(runs)
-    assert tuple(trace.columns) == quisp.TRACE_COLUMNS
+    assert tuple(trace.columns) == TRACE_COLUMNS
     assert trace["block"].tolist() == [0, 1, 2]
     assert trace["qber_z"].tolist() == [r.result.qber_z for r in runs]
     n = round(20000 / 9)
     errors = [round(q * n) for q in trace["qber_z"]], [round(q * n) for q in trace["qber_x"]]
     expected_h = [
-        entropy_per_bit(ez, n, ex, n, SecurityParams().eps_pe) for ez, ex in zip(*errors, strict=True)
+        quantum_entropy(ez, n, ex, n, SecurityParams().eps_pe) for ez, ex in zip(*errors, strict=True)
     ]
     assert trace["h_q"].tolist() == expected_h
     assert trace["h_q"].is_monotonic_decreasing and trace["h_q"].iloc[0] > 0 > trace["h_q"].iloc[2]
@@ -156,7 +158,7 @@ def test_engine_trace_runs_the_qkd_engine_on_quisp_channels(shared_path):
     ]
     pairs = 40_000
     trace = quisp.engine_trace(runs, pairs, np.random.default_rng(7))
-    assert tuple(trace.columns) == quisp.TRACE_COLUMNS
+    assert tuple(trace.columns) == TRACE_COLUMNS
     assert not trace.isna().any().any()
     assert (trace["loss_fraction"] == 0).all()  # heralded pairs: QuISP already applied the fibre
     for row, run in zip(trace.itertuples(), runs, strict=True):
