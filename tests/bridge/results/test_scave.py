@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -264,3 +265,40 @@ def test_scavetool_wrapper_argv_and_errors(tmp_path, fixture_files):
     assert_tables_equal(exported, scave.read_csvr(fixture_files["csvr"]))
     with pytest.raises(UserInputError, match=r"export failed \(exit 1\).*cannot open"):
         scave.scavetool_export([tmp_path / "x.bad"], scavetool=str(fake))
+
+
+def test_itervars_config_and_quoting(tmp_path):
+    sca = tmp_path / "it.sca"
+    sca.write_text(
+        "version 3\n"
+        "run General-0-x\n"
+        'attr iterationvars "$n=2, $rate=5"\n'
+        "attr configname General\n"
+        "itervar rate 5\n"
+        "itervar n 2\n"
+        "config **.n 2\n"
+        "param **.legacy 1\n"  # obsolete form of config
+        "config **.n 9\n"  # repeated key kept, in file order
+        'par Net.a name "\\"x, y\\""\n'
+        'scalar Net.a "odd name" 1e-300\n'
+        'attr title "say \\"hi\\""\n',
+        encoding="utf-8",
+    )
+    df = scave.read_result_files(sca)
+    rows = list(zip(df["type"], df["attrname"].fillna(""), df["attrvalue"].fillna(""), strict=True))
+    assert rows[:7] == [
+        ("runattr", "configname", "General"),
+        ("runattr", "iterationvars", "$n=2, $rate=5"),
+        ("itervar", "n", "2"),
+        ("itervar", "rate", "5"),
+        ("config", "**.n", "2"),
+        ("config", "**.legacy", "1"),
+        ("config", "**.n", "9"),
+    ]
+    assert df.loc[df["type"] == "param", "value"].item() == '"x, y"'
+    scalar = df[df["type"] == "scalar"].iloc[0]
+    assert scalar["name"] == "odd name" and scalar["value"] == 1e-300
+    text = scave.write_csvr(df)
+    assert ',param,Net.a,name,,,"""x, y"""' in text
+    assert ',attr,Net.a,odd name,title,"say ""hi"""' in text
+    assert_tables_equal(scave.read_csvr(io.StringIO(text)), scave.round_significant(df))
