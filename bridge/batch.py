@@ -199,6 +199,7 @@ def run_batch(
         raise UserInputError(f"--jobs: must be >= 1 (got {jobs})")
     if bridge not in BRIDGES:
         raise UserInputError(f"--bridge: unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
+    result_store.remove_stale_temporaries()
     todo = [run for run in runs if not result_store.is_finished(run.key)]
     skipped = len(runs) - len(todo)
     outcomes: Iterable[Outcome]

@@ -124,6 +124,13 @@ class ResultStore:
         self.failed_dir = self.root / "failed"
         self.scenarios_dir = self.root / "scenarios"
 
+    def remove_stale_temporaries(self) -> int:
+        """Delete half-written files left by a batch that was killed mid-write (never a finished run)."""
+        stale = [p for d in (self.runs_dir, self.failed_dir) if d.is_dir() for p in d.glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def run_path(self, key: str) -> Path:
         return self.runs_dir / f"{key}.parquet"
 

@@ -1,0 +1,98 @@
+"""End to end with the real orchestrator (``run_once``) on small scenarios: the CLI, resumability after
+SIGKILL, and byte-identical results whatever ``--jobs``."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from bridge import cli
+from bridge.store import ResultStore
+
+QESIF = [sys.executable, "-m", "bridge.cli"]
+
+
+def _qesif(*args, cwd):
+    return subprocess.run([*QESIF, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
+
+
+def _parquet_bytes(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "runs").glob("*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """smoke.yaml run with --jobs 2 and with --jobs 1 into two fresh directories."""
+    repo = Path(__file__).resolve().parents[2]
+    base = tmp_path_factory.mktemp("smoke")
+    procs = {}
+    for jobs in (2, 1):
+        procs[jobs] = _qesif(
+            "run", "scenarios/smoke.yaml", "--jobs", str(jobs), "--out", str(base / f"j{jobs}"), cwd=repo
+        )
+    return base, procs
+
+
+def test_smoke_batch_runs_every_run_with_the_real_orchestrator(smoke_results):
+    base, procs = smoke_results
+    for jobs, proc in procs.items():
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert "4 run now, 0 already stored, 0 failed" in proc.stderr, jobs
+    table = ResultStore(base / "j2").load()
+    assert set(table.loc[table["type"] == "runattr", "attrname"]) >= {"dataset", "channel", "scheme", "seed"}
+    qber = table[(table["type"] == "vector") & (table["module"] == "qkd") & (table["name"] == "qber")]
+    assert len(qber) == 4 and all(len(v) == 5 for v in qber["vecvalue"])
+
+
+def test_results_are_byte_identical_whatever_jobs(smoke_results):
+    base, _ = smoke_results
+    two, one = _parquet_bytes(base / "j2"), _parquet_bytes(base / "j1")
+    assert len(one) == 4
+    assert one == two
+
+
+def test_figures_and_report_from_a_real_batch(smoke_results, tmp_path):
+    base, _ = smoke_results
+    assert cli.main(["figures", str(base / "j1"), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "fig2_qber.png").stat().st_size > 10_000
+    assert cli.main(["report", str(base / "j1"), "--out", str(tmp_path / "r.html")]) == 0
+    assert "data:image/png;base64," in (tmp_path / "r.html").read_text()
+
+
+def test_sigkill_mid_batch_then_rerun_loses_and_recomputes_nothing(tmp_path, repo_root):
+    scenario = tmp_path / "kill.yaml"
+    scenario.write_text(
+        "name: kill\nseeds: [1, 2, 3, 4]\nrounds: 3\nround_duration_s: 0.5\n"
+        "datasets: [{name: ton_iot, max_rows: 2000}]\nchannels: [clean]\nschemes: [QESIF]\n"
+        "network: {devices: 6, gateways: 2}\nqkd: {pulses_per_block: 20000}\n"
+    )
+    out = tmp_path / "res"
+    proc = subprocess.Popen(
+        [*QESIF, "run", str(scenario), "--jobs", "2", "--out", str(out), "--no-progress"],
+        cwd=repo_root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list((out / "runs").glob("*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = _parquet_bytes(out)
+    assert 1 <= len(finished) < 4, "the kill should land mid-batch"
+    for name in finished:
+        pq.read_table(out / "runs" / name)  # every stored run is complete
+    rerun = _qesif("run", str(scenario), "--jobs", "2", "--out", str(out), "--no-progress", cwd=repo_root)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{4 - len(finished)} run now, {len(finished)} already stored, 0 failed" in rerun.stderr
+    after = _parquet_bytes(out)
+    assert len(after) == 4
+    assert all(after[name] == data for name, data in finished.items())
+    assert not list((out / "runs").glob(".*"))
