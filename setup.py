@@ -18,6 +18,7 @@ CYTHON_DIRECTIVES = {
 EXTENSIONS = [
     # (module name, source); each module ``pkg._name`` has a pure twin ``pkg.name_py`` or similar.
     ("qesif_core.qids._anomaly", "qesif_core/qids/_anomaly.pyx"),
+    ("qesif_core.network._channel", "qesif_core/network/_channel.pyx"),
     ("qesif_core.qkd._cascade", "qesif_core/qkd/_cascade.pyx"),
     ("qesif_core.qkd._privacy", "qesif_core/qkd/_privacy.pyx"),
 ]

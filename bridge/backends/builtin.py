@@ -106,7 +106,7 @@ class BuiltinNetwork:
         source = held_out["device_key"].astype(str).to_numpy()
         self._replay = RecordReplay(source, held_out["ts"].to_numpy(float), self.n_devices)
         self._rng = streams.traffic
-        self._state = QueueState.idle(self.n_gateways)
+        self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
 
     def hello(self) -> dict[str, Any]:

@@ -2,10 +2,15 @@
 
 Constants are those of IEEE Std 802.15.4-2006 (sections 6.4, 7.4 and 7.5.1.4) and RFC 4944/6282. The shared
 channel of one PAN is modelled as a FIFO server: a station that senses the channel busy defers, which is what
-the queue represents, and each transmission attempt pays its random backoff, CCA, turnaround, airtime and the
-acknowledgement (or the ACK wait on failure). An attempt fails when the frame collides or is corrupted:
-collisions when another station ends its backoff in the same vulnerable period (Poisson in the PAN's frame
-rate), corruption from the bit error rate. After ``macMaxFrameRetries`` retries the frame is dropped.
+the queue represents. A frame's first random backoff delays it without occupying the channel; a frame that
+finds the channel busy waits for it and then a contention backoff (BE = macMinBE + 1, as after one busy CCA;
+the earliest of the waiting stations wins); each attempt occupies the channel for CCA, turnaround, airtime and
+the acknowledgement (or the ACK wait). A
+frame that would wait longer than its remaining CSMA backoffs (macMaxCSMABackoffs, BE up to macMaxBE) fails
+channel access and is dropped without occupying the channel, as a saturated 802.15.4 PAN does. An attempt
+fails when the frame collides or is corrupted: collisions when another station ends its backoff in the same
+vulnerable period (Poisson in the PAN's frame rate), corruption from the bit error rate. After
+``macMaxFrameRetries`` retries the frame is dropped.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class Ieee802154:
     ack_mpdu_bytes: int = 5
     max_mpdu_bytes: int = 127  # aMaxPHYPacketSize
     mac_min_be: int = 3
+    mac_max_be: int = 5
+    max_csma_backoffs: int = 4  # macMaxCSMABackoffs: busy CCAs before a channel access failure
     max_frame_retries: int = 3
     frag1_header_bytes: int = 4  # RFC 4944 FRAG1
     fragn_header_bytes: int = 5  # RFC 4944 FRAGN
@@ -76,9 +83,13 @@ class Ieee802154:
     ) -> dict[str, np.ndarray]:
         """Sample the MAC attempts of each frame.
 
-        Returns per frame: ``service_s`` (channel occupancy including backoffs, ACKs and ACK waits),
-        ``delivered`` (bool), ``attempts``, ``tx_s`` (sender transmit time), ``rx_s`` (sender listening time:
-        CCA, ACK reception or ACK wait) and ``idle_s`` (backoff with the radio idle).
+        Returns per frame: ``lead_s`` (the first random backoff, channel free for others meanwhile),
+        ``gap_s`` (the backoff after finding the channel busy, BE = macMinBE + 1), ``patience_s`` (the
+        backoffs and CCAs of macMaxCSMABackoffs further tries: a frame that cannot start within it fails
+        channel access and is dropped), ``service_s`` (channel
+        occupancy: CCA, turnaround, airtime, ACK or ACK wait of every attempt, and the backoffs between
+        retransmissions), ``delivered`` (bool), ``attempts``, ``tx_s`` (sender transmit time), ``rx_s``
+        (sender listening: CCA, ACK reception or ACK wait) and ``idle_s`` (backoffs, radio idle).
         """
         mpdu_bytes = np.asarray(mpdu_bytes, dtype=np.float64)
         n = mpdu_bytes.size
@@ -86,23 +97,34 @@ class Ieee802154:
         p_fail = self.attempt_failure_probability(mpdu_bytes, collision_prob)
         fails = rng.random((n, tries)) < np.broadcast_to(p_fail, (n,))[:, None]
         slots = rng.integers(0, 2**self.mac_min_be, size=(n, tries))
+        gap_slots = rng.integers(0, 2 ** (self.mac_min_be + 1), size=n)
+        patience_slots = sum(
+            rng.integers(0, 2 ** min(self.mac_min_be + k, self.mac_max_be), size=n)
+            for k in range(1, self.max_csma_backoffs + 1)
+        )
         success = ~fails
         delivered = success.any(axis=1)
         attempts = np.where(delivered, success.argmax(axis=1) + 1, tries)
         used = np.arange(tries)[None, :] < attempts[:, None]
-        backoff = (slots * used).sum(axis=1) * self.unit_backoff_s
+        lead = slots[:, 0] * self.unit_backoff_s
+        retry_backoff = (slots[:, 1:] * used[:, 1:]).sum(axis=1) * self.unit_backoff_s
         airtime = (mpdu_bytes + self.phy_overhead_bytes) * self.byte_s
         failed_attempts = attempts - delivered
         ack_s = self.turnaround_s + self.ack_airtime_s()
         per_attempt = self.cca_s + self.turnaround_s + airtime
-        service = backoff + attempts * per_attempt + failed_attempts * self.ack_wait_s + delivered * ack_s
+        service = (
+            retry_backoff + attempts * per_attempt + failed_attempts * self.ack_wait_s + delivered * ack_s
+        )
         return {
+            "lead_s": lead,
+            "gap_s": gap_slots * self.unit_backoff_s,
+            "patience_s": patience_slots * self.unit_backoff_s + self.max_csma_backoffs * self.cca_s,
             "service_s": service,
             "delivered": delivered,
             "attempts": attempts,
             "tx_s": attempts * airtime,
             "rx_s": attempts * self.cca_s + failed_attempts * self.ack_wait_s + delivered * ack_s,
-            "idle_s": backoff + attempts * self.turnaround_s,
+            "idle_s": lead + retry_backoff + attempts * self.turnaround_s,
         }
 
     def attempt_failure_probability(

@@ -3,7 +3,8 @@
 Path of an uplink message: device CPU (protocol stack and AEAD) -> its PAN's shared 802.15.4 channel (one PAN
 per gateway, one FIFO server per PAN carrying uplink and downlink frames) -> gateway CPU (one FIFO core for
 the per-message path: decrypt, re-protect towards the control centre, flow features) -> the gateway's IP
-backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO) =
+backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO, one
+node per ``gateways_per_broker`` gateways) =
 delivery. The acknowledgement (MQTT QoS 1 PUBACK or CoAP piggybacked ACK) comes back over backhaul and the
 PAN. On the 802.15.4 side MQTT is MQTT-SN over UDP (the MQTT variant made for such links: the same PUBLISH/
 PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic ids); the gateway relays it as MQTT over the backhaul.
@@ -32,8 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qesif_core import _native
 from qesif_core.network.ieee802154 import Ieee802154
-from qesif_core.network.queues import fifo_departures, last_departure_per_queue
+from qesif_core.network.queues import fifo_departures, last_departure_per_queue, queue_order
 
 MQTT, COAP = 0, 1
 PROTOCOLS = ("mqtt", "coap")
@@ -84,6 +86,7 @@ class NetworkParams:
     backhaul_propagation_s: float = 50e-6  # 10 km of fibre
     control_centre_bps: float = 1e9
     broker_s: float = 50e-6  # broker / CoAP server work per message
+    gateways_per_broker: int = 10  # the control centre runs one broker node per 10 gateways
     coap_ack_timeout_s: float = 2.0  # RFC 7252 4.8
     coap_ack_random_factor: float = 1.5
     coap_max_retransmit: int = 4
@@ -103,13 +106,13 @@ class QueueState:
     broker: np.ndarray
 
     @classmethod
-    def idle(cls, n_gateways: int) -> QueueState:
+    def idle(cls, n_gateways: int, params: NetworkParams) -> QueueState:
         return cls(
             pan=np.full(n_gateways, -np.inf),
             gateway_cpu=np.full(n_gateways, -np.inf),
             backhaul=np.full(n_gateways, -np.inf),
             control_centre=np.full(1, -np.inf),
-            broker=np.full(1, -np.inf),
+            broker=np.full(-(-n_gateways // params.gateways_per_broker), -np.inf),
         )
 
 
@@ -277,9 +280,6 @@ def simulate_round(
     p_collision = acc.collision_probability(frames_per_pan / round_duration_s)[frame_pan]
     mac = acc.transmit(mpdu, p_collision, rng)
     first_frame = group_starts(owner)
-    packet_ok = np.logical_and.reduceat(mac["delivered"], first_frame)
-    frame_loss = acc.attempt_failure_probability(mpdu, p_collision) ** (acc.max_frame_retries + 1)
-    packet_ok_prob = np.exp(np.add.reduceat(np.log1p(-np.minimum(frame_loss, 1 - 1e-12)), first_frame))
 
     # CPU times
     dev_hz = pw.cpu_hz
@@ -312,11 +312,22 @@ def simulate_round(
     ready = np.zeros(packets.count)
     done = np.zeros(packets.count)
     zero_q = np.zeros(n_msgs, dtype=np.int64)
+    broker_of = mgw // params.gateways_per_broker
+    broker_service = np.full(n_msgs, params.broker_s)
+    unqueued_path = (
+        msg_gw_cpu + backhaul_service + params.backhaul_propagation_s + cc_service + params.broker_s
+    )
     delivered_at = np.zeros(n_msgs)
     session_ready = session_start.copy()
 
-    def follow_chain() -> None:
-        """Arrival times of every packet from the completion times of the ones it waits for."""
+    stages: dict[str, np.ndarray] = {}
+
+    def follow_chain(queued: bool) -> None:
+        """Arrival times of every packet from the completion times of the ones it waits for.
+
+        ``queued``: pass messages through the gateway, backhaul, control-centre and broker queues (else
+        add their service times only: those queues are light, so early passes skip them for speed).
+        """
         nonlocal delivered_at, session_ready
         ready[p_up] = session_start[up_s] + hs_dev_before[up_s]
         reply_base = session_start.copy()
@@ -330,38 +341,62 @@ def simulate_round(
         session_ready[conn_s] = done[p_connack]
         ready[p_data] = np.maximum(traffic.time + msg_dev_cpu, session_ready[msess])
         arrive_gw = done[p_data]
-        _, gw_done = fifo_departures(arrive_gw, msg_gw_cpu, mgw, state.gateway_cpu)
-        _, bh_done = fifo_departures(gw_done, backhaul_service, mgw, state.backhaul)
-        _, cc_done = fifo_departures(
-            bh_done + params.backhaul_propagation_s, cc_service, zero_q, state.control_centre
+        if queued:
+            _, stages["gateway"] = fifo_departures(arrive_gw, msg_gw_cpu, mgw, state.gateway_cpu)
+            _, stages["backhaul"] = fifo_departures(stages["gateway"], backhaul_service, mgw, state.backhaul)
+            _, stages["centre"] = fifo_departures(
+                stages["backhaul"] + params.backhaul_propagation_s, cc_service, zero_q, state.control_centre
+            )
+            _, delivered_at = fifo_departures(stages["centre"], broker_service, broker_of, state.broker)
+        else:
+            delivered_at = arrive_gw + unqueued_path
+        ready[p_ack] = delivered_at + ack_backhaul_s + msg_gw_cpu
+
+    kernel = _native.load("qesif_core.network._channel", "qesif_core.network._channel_py").channel_departures
+    start = np.empty(owner.size)
+    departure = np.empty(owner.size)
+    dropped = np.zeros(owner.size, dtype=bool)
+    follow_chain(queued=False)
+    passes = max(params.passes, 2)
+    for k in range(passes):
+        frame_ready = ready[owner] + mac["lead_s"]
+        order = queue_order(frame_pan, frame_ready)
+        channel_free = state.pan.copy()
+        s_sorted, d_sorted, x_sorted = kernel(
+            np.ascontiguousarray(frame_pan[order]),
+            np.ascontiguousarray(frame_ready[order]),
+            np.ascontiguousarray(mac["service_s"][order]),
+            np.ascontiguousarray(mac["gap_s"][order]),
+            np.ascontiguousarray(mac["patience_s"][order]),
+            channel_free,
         )
-        _, broker_done = fifo_departures(cc_done, np.full(n_msgs, params.broker_s), zero_q, state.broker)
-        delivered_at = broker_done
-        ready[p_ack] = broker_done + ack_backhaul_s + msg_gw_cpu
-
-    frame_index = np.arange(owner.size)
-    follow_chain()
-    for _ in range(max(params.passes, 1)):
-        _, departure = fifo_departures(ready[owner], mac["service_s"], frame_pan, state.pan, frame_index)
+        start[order], departure[order], dropped[order] = s_sorted, d_sorted, x_sorted.astype(bool)
         done[:] = np.maximum.reduceat(departure, first_frame)
-        follow_chain()
+        follow_chain(queued=k >= passes - 2)
 
-    # Final queue bookkeeping for the next round.
-    state.pan = np.maximum(state.pan, last_departure_per_queue(frame_pan, departure, state.pan.size))
-    arrive_gw = done[p_data]
-    _, gw_done = fifo_departures(arrive_gw, msg_gw_cpu, mgw, state.gateway_cpu)
-    _, bh_done = fifo_departures(gw_done, backhaul_service, mgw, state.backhaul)
-    _, cc_done = fifo_departures(
-        bh_done + params.backhaul_propagation_s, cc_service, zero_q, state.control_centre
-    )
+    # Queue bookkeeping for the next round.
+    state.pan = channel_free
     state.gateway_cpu = np.maximum(
-        state.gateway_cpu, last_departure_per_queue(mgw, gw_done, state.gateway_cpu.size)
+        state.gateway_cpu, last_departure_per_queue(mgw, stages["gateway"], state.gateway_cpu.size)
     )
-    state.backhaul = np.maximum(state.backhaul, last_departure_per_queue(mgw, bh_done, state.backhaul.size))
-    state.control_centre = np.maximum(state.control_centre, cc_done.max(initial=-np.inf))
-    state.broker = np.maximum(state.broker, delivered_at.max(initial=-np.inf))
+    state.backhaul = np.maximum(
+        state.backhaul, last_departure_per_queue(mgw, stages["backhaul"], state.backhaul.size)
+    )
+    state.control_centre = np.maximum(state.control_centre, stages["centre"].max(initial=-np.inf))
+    state.broker = np.maximum(
+        state.broker, last_departure_per_queue(broker_of, delivered_at, state.broker.size)
+    )
 
-    # Application-level retransmissions after a lost message or ACK.
+    # Application-level retransmissions after a lost message or ACK (lost frames: MAC retries exhausted, or
+    # channel access failure, whose rate per PAN this round sets the odds of a retransmission).
+    frame_ok = mac["delivered"] & ~dropped
+    packet_ok = np.logical_and.reduceat(frame_ok, first_frame)
+    access_failure = np.bincount(frame_pan, weights=dropped, minlength=state.pan.size) / np.maximum(
+        frames_per_pan, 1
+    )
+    frame_loss = acc.attempt_failure_probability(mpdu, p_collision) ** (acc.max_frame_retries + 1)
+    frame_ok_prob = (1.0 - frame_loss) * (1.0 - access_failure[frame_pan])
+    packet_ok_prob = np.exp(np.add.reduceat(np.log(np.maximum(frame_ok_prob, 1e-300)), first_frame))
     up_ok = packet_ok[p_data]
     ack_ok = packet_ok[p_ack]
     exchange_prob = packet_ok_prob[p_data] * packet_ok_prob[p_ack]
@@ -391,9 +426,14 @@ def simulate_round(
     frame_up = packet_up[owner]
     energy = np.zeros(gateway_of.size)
     v = pw.supply_v
-    up_e = v * (pw.radio_tx_a * mac["tx_s"] + pw.radio_rx_a * mac["rx_s"] + pw.radio_idle_a * mac["idle_s"])
+    deferred = np.maximum(start - ready[owner] - mac["lead_s"], 0.0)  # waiting for a busy channel
+    up_e = v * (
+        pw.radio_tx_a * mac["tx_s"]
+        + pw.radio_rx_a * mac["rx_s"]
+        + pw.radio_idle_a * (mac["idle_s"] + deferred)
+    )
     ack_tx = v * pw.radio_tx_a * (acc.turnaround_s + acc.ack_airtime_s())  # device ACKs a downlink frame
-    frame_energy = np.where(frame_up, up_e, np.where(mac["delivered"], ack_tx, 0.0))
+    frame_energy = np.where(frame_up, up_e, np.where(frame_ok, ack_tx, 0.0))
     np.add.at(energy, frame_dev, frame_energy)
     per_packet_energy = np.add.reduceat(frame_energy, first_frame)
     np.add.at(
@@ -421,5 +461,5 @@ def simulate_round(
         session_energy_j=energy[sdev],
         session_ready_s=session_ready,
         frames=int(owner.size),
-        mac_drops=int((~mac["delivered"]).sum()),
+        mac_drops=int((~frame_ok).sum()),
     )
