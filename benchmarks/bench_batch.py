@@ -3,7 +3,8 @@
 Targets (issue 6): the full ``scenarios/paper.yaml`` in <= 5 minutes and <= 2 GiB on a 2-core machine.
 Each measurement runs ``qesif run`` in a fresh results directory (nothing cached) as a child process;
 peak memory is the largest sum of the resident set sizes of that process and all its descendants
-(workers included), sampled every 0.1 s.
+(workers included), sampled every 0.1 s; CPU seconds are those of the whole process tree (user + system),
+which shows what a batch costs when other work shares the machine (wall ~ CPU / cores when idle).
 
 The full batch is long, so it runs once (no median). The speed-up is measured on a sub-grid (the
 scenario restricted to its first dataset: a third of the runs), jobs 1 and jobs 2 alternated,
@@ -15,6 +16,7 @@ scenario restricted to its first dataset: a third of the runs), jobs 1 and jobs 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,7 @@ TARGET_PEAK_GIB = 2.0
 def measure(scenario: Path, jobs: int) -> dict[str, float | int]:
     """One fresh batch: wall seconds, peak resident memory of the process tree (GiB), exit code."""
     with tempfile.TemporaryDirectory(prefix="qesif-bench-") as out:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.Popen(
             [*QESIF, "run", str(scenario), "--jobs", str(jobs), "--out", out, "--no-progress"],
@@ -51,12 +54,15 @@ def measure(scenario: Path, jobs: int) -> dict[str, float | int]:
                 pass
             time.sleep(0.1)
         wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         runs = len(list(Path(out, "runs").glob("*.parquet")))
     if proc.returncode != 0:
         print(stderr[-2000:], file=sys.stderr)
     return {
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 1),
         "peak_gib": round(peak / 2**30, 3),
         "exit": proc.returncode,
         "runs": runs,
