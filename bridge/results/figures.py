@@ -23,6 +23,7 @@ from bridge.results import tidy
 
 DATASET_LABELS = {"ton_iot": "TON_IoT", "edge_iiotset": "Edge-IIoTset", "bot_iot": "Bot-IoT"}
 CHANNEL_LABELS = {"clean": "Clean", "noisy": "Noisy", "eavesdropped": "Eavesdropped"}
+CHANNEL_COLORS = {"clean": "#2ca02c", "noisy": "#ff7f0e", "eavesdropped": "#d62728"}
 #: Paper order of the schemes (others follow alphabetically); matched case-insensitively.
 SCHEME_ORDER = ("qesif", "quids", "qrhe", "hyqusec", "qlsn", "qesif-qkd", "qesif-qids", "qesif-hybrid")
 QBER_REJECTION_THRESHOLD = 0.11
@@ -107,7 +108,9 @@ def _per_dataset_panels(
     datasets, channels = _axes_order(table)
     schemes = _ordered(summary["scheme"].unique(), SCHEME_ORDER)
     colors = _colors(schemes)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(max(4.2 * len(datasets), 6.5), 3.8), sharey=True, squeeze=False
+    )
     for ax, dataset in zip(axes[0], datasets, strict=True):
         _grouped_bars(
             ax,
@@ -141,11 +144,10 @@ def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
     colors = _colors(schemes)
     reference_scheme = schemes[0]
     fig, axes = plt.subplots(
-        2, len(datasets), figsize=(4.2 * len(datasets), 7.0), sharey="row", squeeze=False
+        2, len(datasets), figsize=(max(4.2 * len(datasets), 6.5), 7.0), sharey="row", squeeze=False
     )
-    channel_colors = dict(
-        zip(channels, ("#2ca02c", "#ff7f0e", "#d62728", "#7f7f7f", "#17becf"), strict=False)
-    )
+    extra_colors = iter(("#7f7f7f", "#17becf", "#bcbd22", "#8c564b"))
+    channel_colors = {c: CHANNEL_COLORS.get(c) or next(extra_colors, None) for c in channels}
     for ax, dataset in zip(axes[0], datasets, strict=True):
         rows = long[(long["dataset"] == dataset) & (long["scheme"] == reference_scheme)]
         for channel in channels:
