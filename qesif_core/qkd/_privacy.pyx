@@ -9,8 +9,9 @@ Karatsuba: with T = [[T1, T0], [T2, T1]],
 
     y0 = T1 (x0 + x1) + (T0 + T1) x1,    y1 = T1 (x0 + x1) + (T2 + T1) x0,
 
-three half-size products per level, schoolbook below ``TVP_THRESHOLD`` words with the x86 PCLMULQDQ
-instruction when the CPU has it (checked at run time) and a portable shift-and-xor multiply otherwise.
+three half-size products per level, schoolbook below ``TVP_THRESHOLD`` words. The schoolbook kernel
+is picked at run time from what the CPU has (``CLMUL_KERNELS``): AVX-512 VPCLMULQDQ (four 128-bit
+products per instruction), x86 PCLMULQDQ, or a portable table-driven multiply.
 Only the m output bits are computed, not the whole product. Short outputs (tags) take each output bit
 as the parity of the reversed key AND a sliding seed window (m * n / 64 word operations).
 """
@@ -28,12 +29,30 @@ cdef extern from *:
     """
     #include <stdint.h>
 
+    /* 64 x 64 -> 128-bit carry-less product, portable: 4-bit windows of a against a table of multiples
+       of each 32-bit half of b (entries < 2^35, so nothing is shifted out of a table word). */
     static inline void qesif_clmul64_sw(uint64_t a, uint64_t b, uint64_t* lo, uint64_t* hi) {
-        uint64_t l = 0, h = 0;
-        for (int bit = 0; bit < 64; ++bit) {
-            uint64_t mask = (uint64_t)0 - ((a >> bit) & 1);
-            l ^= (b << bit) & mask;
-            if (bit) h ^= (b >> (64 - bit)) & mask;
+        uint64_t l = 0, h = 0, table[16];
+        for (int half = 0; half < 2; ++half) {
+            uint64_t part = half ? (b >> 32) : (b & 0xffffffffULL);
+            table[0] = 0;
+            table[1] = part;
+            for (int t = 2; t < 16; t += 2) {
+                table[t] = table[t / 2] << 1;
+                table[t + 1] = table[t] ^ part;
+            }
+            for (int i = 0; i < 64; i += 4) {
+                uint64_t term = table[(a >> i) & 15];
+                int shift = i + 32 * half;
+                if (shift == 0) {
+                    l ^= term;
+                } else if (shift < 64) {
+                    l ^= term << shift;
+                    h ^= term >> (64 - shift);
+                } else {
+                    h ^= term << (shift - 64);
+                }
+            }
         }
         *lo = l;
         *hi = h;
@@ -75,15 +94,47 @@ cdef extern from *:
             _mm_storeu_si128((__m128i*)(y + 2 * i), _mm_xor_si128(acc0, acc1));
         }
     }
+    /* The same with VPCLMULQDQ: four 128-bit lanes, eight word products per pair of instructions. */
+    __attribute__((target("avx512f,avx2,vpclmulqdq,pclmul")))
+    static void qesif_tvp_base_wide(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y) {
+        for (Py_ssize_t i = 0; i < k; ++i) {
+            __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+            const uint64_t* d = D + i + k - 8;  /* d[-j .. 7-j] = D[i+k-8-j .. i+k-1-j] */
+            Py_ssize_t j = 0;
+            for (; j + 8 <= k; j += 8) {
+                __m512i xs = _mm512_loadu_si512((const void*)(x + j));  /* lane L: x[j+2L], x[j+2L+1] */
+                __m512i ds = _mm512_loadu_si512((const void*)(d - j));
+                ds = _mm512_shuffle_i64x2(ds, ds, 0x1B);  /* lane L: D[i+k-2-j-2L], D[i+k-1-j-2L] */
+                acc0 = _mm512_xor_si512(acc0, _mm512_clmulepi64_epi128(ds, xs, 0x01));
+                acc1 = _mm512_xor_si512(acc1, _mm512_clmulepi64_epi128(ds, xs, 0x10));
+            }
+            __m512i acc = _mm512_xor_si512(acc0, acc1);
+            __m256i quarter = _mm256_xor_si256(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+            __m128i sum = _mm_xor_si128(_mm256_castsi256_si128(quarter), _mm256_extracti128_si256(quarter, 1));
+            for (; j < k; ++j) {
+                sum = _mm_xor_si128(sum, _mm_clmulepi64_si128(
+                    _mm_cvtsi64_si128((long long)D[i - j + k - 1]), _mm_cvtsi64_si128((long long)x[j]), 0x00));
+            }
+            _mm_storeu_si128((__m128i*)(y + 2 * i), sum);
+        }
+    }
     static int qesif_cpu_has_pclmul(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("pclmul");
+    }
+    static int qesif_cpu_has_wide_clmul(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
     }
     #else
     static void qesif_tvp_base_hw(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y) {
         qesif_tvp_base_sw(D, x, k, y);
     }
+    static void qesif_tvp_base_wide(const uint64_t* D, const uint64_t* x, Py_ssize_t k, uint64_t* y) {
+        qesif_tvp_base_sw(D, x, k, y);
+    }
     static int qesif_cpu_has_pclmul(void) { return 0; }
+    static int qesif_cpu_has_wide_clmul(void) { return 0; }
     #endif
 
     static inline int qesif_parity64(uint64_t x) { return __builtin_parityll(x); }
@@ -92,7 +143,10 @@ cdef extern from *:
                                           uint64_t* y) noexcept nogil
     void tvp_base_hw "qesif_tvp_base_hw"(const uint64_t* D, const uint64_t* x, Py_ssize_t k,
                                           uint64_t* y) noexcept nogil
+    void tvp_base_wide "qesif_tvp_base_wide"(const uint64_t* D, const uint64_t* x, Py_ssize_t k,
+                                              uint64_t* y) noexcept nogil
     int cpu_has_pclmul "qesif_cpu_has_pclmul"() noexcept nogil
+    int cpu_has_wide_clmul "qesif_cpu_has_wide_clmul"() noexcept nogil
     int parity64 "qesif_parity64"(uint64_t x) noexcept nogil
 
 cdef enum:
@@ -100,7 +154,11 @@ cdef enum:
 
 TVP_THRESHOLD = TVP_THRESHOLD_C
 DIRECT_MAX_OUT_BITS = 512  # outputs up to this length use the sliding-window parities
-HARDWARE_CLMUL = bool(cpu_has_pclmul())
+# Base-case kernels this CPU can run, slowest first; the fastest is the default.
+CLMUL_KERNELS = ("portable",) + (("pclmul",) if cpu_has_pclmul() else ()) + (
+    ("vpclmul512",) if cpu_has_pclmul() and cpu_has_wide_clmul() else ()
+)
+DEFAULT_KERNEL = CLMUL_KERNELS[len(CLMUL_KERNELS) - 1]  # (negative indexing is off in compiled code)
 
 ctypedef void (*base_fn)(const uint64_t*, const uint64_t*, Py_ssize_t, uint64_t*) noexcept nogil
 
@@ -164,15 +222,16 @@ def toeplitz_product(bits, Py_ssize_t out_bits, seed):
     """y_i = XOR_j seed[i - j + n - 1] x_j for i < out_bits (see ``privacy.toeplitz_product``)."""
     if out_bits <= DIRECT_MAX_OUT_BITS:
         return _toeplitz_direct(bits, out_bits, seed)
-    return toeplitz_tvp(bits, out_bits, seed, HARDWARE_CLMUL)
+    return toeplitz_tvp(bits, out_bits, seed, DEFAULT_KERNEL)
 
 
-def toeplitz_tvp(bits, Py_ssize_t out_bits, seed, bint hardware):
+def toeplitz_tvp(bits, Py_ssize_t out_bits, seed, str kernel):
     """The Toeplitz product by word-level subquadratic Toeplitz-vector products (any output length).
 
-    ``hardware`` selects PCLMULQDQ (ignored when the CPU lacks it) or the portable multiply; tests
-    check both against the dense-matrix reference.
+    ``kernel`` is one of ``CLMUL_KERNELS`` (tests check each against the dense-matrix reference).
     """
+    if kernel not in CLMUL_KERNELS:
+        raise ValueError(f"carry-less kernel {kernel!r} is not available here; available: {CLMUL_KERNELS}")
     cdef Py_ssize_t n = bits.shape[0]
     cdef Py_ssize_t kx = (n + 63) // 64
     cdef Py_ssize_t shift = (-(n - 1)) % 64  # bits that align product bit n-1 to a word start
@@ -191,7 +250,11 @@ def toeplitz_tvp(bits, Py_ssize_t out_bits, seed, bint hardware):
     cdef const uint64_t[::1] xw = x_words
     cdef const uint64_t[::1] sw = s_words
     cdef uint64_t[::1] c = product
-    cdef base_fn base = tvp_base_hw if (hardware and HARDWARE_CLMUL) else tvp_base_sw
+    cdef base_fn base = tvp_base_sw
+    if kernel == "pclmul":
+        base = tvp_base_hw
+    elif kernel == "vpclmul512":
+        base = tvp_base_wide
     cdef uint64_t* scratch = <uint64_t*>malloc((14 * k + 64) * sizeof(uint64_t))
     cdef uint64_t* tile = scratch + 12 * k + 32
     cdef Py_ssize_t rt, ct, i
