@@ -15,6 +15,11 @@ from libc.stdlib cimport free, malloc, realloc
 cnp.import_array()
 
 
+cdef uint64_t SPLITMIX_GAMMA = 0x9E3779B97F4A7C15ULL
+cdef uint64_t SPLITMIX_MULTIPLIER_1 = 0xBF58476D1CE4E5B9ULL
+cdef uint64_t SPLITMIX_MULTIPLIER_2 = 0x94D049BB133111EBULL
+
+
 cdef struct Block:
     int32_t start
     int32_t end
@@ -26,16 +31,20 @@ cdef struct Block:
     int8_t correct
 
 
-def shuffle_order(const uint32_t[::1] words):
-    """Fisher-Yates permutation of ``len(words) + 1`` positions; see ``cascade.shuffle_order``."""
-    cdef Py_ssize_t n = words.shape[0] + 1
+def shuffle_order(Py_ssize_t n, uint64_t seed):
+    """Fisher-Yates permutation of ``n`` positions from SplitMix64 words; see ``cascade.shuffle_order``."""
     order = np.arange(n, dtype=np.int32)
     cdef int32_t[::1] o = order
-    cdef Py_ssize_t i, j, k = 0
+    cdef Py_ssize_t i, j
+    cdef uint64_t z, counter = seed
     cdef int32_t held
     for i in range(n - 1, 0, -1):
-        j = <Py_ssize_t>((<uint64_t>words[k] * <uint64_t>(i + 1)) >> 32)
-        k += 1
+        counter += SPLITMIX_GAMMA
+        z = counter
+        z = (z ^ (z >> 30)) * SPLITMIX_MULTIPLIER_1
+        z = (z ^ (z >> 27)) * SPLITMIX_MULTIPLIER_2
+        z = (z ^ (z >> 31)) >> 32
+        j = <Py_ssize_t>((z * <uint64_t>(i + 1)) >> 32)
         held = o[i]
         o[i] = o[j]
         o[j] = held

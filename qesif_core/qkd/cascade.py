@@ -116,7 +116,7 @@ def reconcile(
     core = twin.CascadeCore(alice_bits, bob_bits)
 
     def new_pass(pass_number: int, size: int, halves: bool, cascade: bool) -> int:
-        order = None if pass_number == 1 else twin.shuffle_order(_shuffle_words(rng, n))
+        order = None if pass_number == 1 else twin.shuffle_order(n, _shuffle_seed(rng))
         core.add_pass(order, size, halves)
         return core.service(cascade)
 
@@ -162,26 +162,35 @@ def _as_bits(bits: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def _shuffle_words(rng: np.random.Generator, n: int) -> np.ndarray:
-    """The random words of one Fisher-Yates shuffle of ``n`` positions (one per swap)."""
-    return rng.integers(0, 2**32, size=max(n - 1, 0), dtype=np.uint32)
+def _shuffle_seed(rng: np.random.Generator) -> int:
+    """The public seed of one pass's shuffle, drawn from the caller's generator."""
+    return int(rng.integers(0, 2**64, dtype=np.uint64))
 
 
 # ---------------------------------------------------------------------------------------------------
 # Pure-Python twin of the compiled hot loop (qesif_core/qkd/_cascade.pyx). Keep the two in step.
 # ---------------------------------------------------------------------------------------------------
 
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+SPLITMIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
-def shuffle_order(words: np.ndarray) -> np.ndarray:
-    """Fisher-Yates permutation of ``len(words) + 1`` positions (shuffled index -> original index).
 
-    Swap ``k`` (for ``i = n-1`` down to 1) exchanges position ``i`` with ``j = (words[k] * (i+1)) >> 32``
-    (Lemire's multiply-shift; bias below n / 2^32, irrelevant for a public shuffle).
+def shuffle_order(n: int, seed: int) -> np.ndarray:
+    """Fisher-Yates permutation of ``n`` positions (shuffled index -> original index) from ``seed``.
+
+    Swap ``k`` (for ``i = n-1`` down to 1) exchanges position ``i`` with ``j = (w_k * (i+1)) >> 32``,
+    where ``w_k`` is the high half of the SplitMix64 output for counter ``k`` (Steele, Lea & Flood,
+    OOPSLA 2014) and the multiply-shift is Lemire's (bias below n / 2^32, irrelevant for a public
+    shuffle). Both parties derive the same permutation from the public seed.
     """
-    n = words.size + 1
-    order = list(range(n))
+    counters = np.arange(1, max(n, 1), dtype=np.uint64)
+    z = np.uint64(seed) + counters * np.uint64(SPLITMIX_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(SPLITMIX_MULTIPLIERS[0])
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(SPLITMIX_MULTIPLIERS[1])
+    words = (z ^ (z >> np.uint64(31))) >> np.uint64(32)
     upper = np.arange(n - 1, 0, -1, dtype=np.uint64)
-    targets = ((words.astype(np.uint64) * (upper + np.uint64(1))) >> np.uint64(32)).tolist()
+    targets = ((words * (upper + np.uint64(1))) >> np.uint64(32)).tolist()
+    order = list(range(n))
     for i, j in zip(range(n - 1, 0, -1), targets, strict=True):
         order[i], order[j] = order[j], order[i]
     return np.asarray(order, dtype=np.int32)

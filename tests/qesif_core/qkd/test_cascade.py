@@ -65,7 +65,7 @@ def test_cascading_matters_statistically():
     residual = {False: 0, True: 0}
     for _ in range(20):
         alice, bob = noisy_pair(rng, 3000, 0.05)
-        orders = [None] + [cascade.shuffle_order(cascade._shuffle_words(rng, 3000)) for _ in range(3)]
+        orders = [None] + [cascade.shuffle_order(3000, cascade._shuffle_seed(rng)) for _ in range(3)]
         for cascading in (False, True):
             core = cascade.CascadeCore(alice, bob)
             for number, order in enumerate(orders, start=1):
@@ -106,11 +106,23 @@ def test_shuffle_twins_give_the_same_permutation():
 
     rng = np.random.default_rng(3)
     for n in (1, 2, 17, 1000):
-        words = cascade._shuffle_words(rng, n)
-        order = cascade.shuffle_order(words)
-        assert np.array_equal(order, _cascade.shuffle_order(words))
+        seed = cascade._shuffle_seed(rng)
+        order = cascade.shuffle_order(n, seed)
+        assert np.array_equal(order, _cascade.shuffle_order(n, seed))
         assert np.array_equal(np.sort(order), np.arange(n))
     assert not np.array_equal(order, np.arange(1000))
+    assert not np.array_equal(order, cascade.shuffle_order(1000, seed + 1))
+
+
+def test_shuffle_is_uniform_over_small_permutations():
+    # All 6 orders of 3 positions appear equally often (chi-square, 5 dof, 0.1 % critical value 20.5).
+    counts: dict[tuple[int, ...], int] = {}
+    rng = np.random.default_rng(8)
+    for _ in range(6000):
+        key = tuple(cascade.shuffle_order(3, cascade._shuffle_seed(rng)).tolist())
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 6
+    assert sum((c - 1000) ** 2 / 1000 for c in counts.values()) < 20.5
 
 
 @pytest.mark.parametrize("impl", IMPLS)
