@@ -489,10 +489,14 @@ def serve(
     while True:
         if not poller.poll(timeout=200):
             if peer is not None and peer.exited():
-                raise PeerFailure(f"peer exited with code {peer.returncode} before BYE", peer.log_tail())
+                raise PeerFailure(
+                    f"peer exited with code {peer.returncode} before BYE", peer.log_tail(), peer.pid
+                )
             if time.monotonic() > deadline:
                 raise PeerFailure(
-                    f"no message from the peer for {timeout_s:g} s", peer.log_tail() if peer else ""
+                    f"no message from the peer for {timeout_s:g} s",
+                    peer.log_tail() if peer else "",
+                    peer.pid if peer else None,
                 )
             continue
         deadline = time.monotonic() + timeout_s
@@ -578,7 +582,9 @@ def serve_with_peer(
             serve(orchestrator, socket, timeout_s=timeout_s, peer=peer)
             peer.wait(timeout_s)
             if peer.returncode != 0:
-                raise PeerFailure(f"peer exited with code {peer.returncode} after BYE", peer.log_tail())
+                raise PeerFailure(
+                    f"peer exited with code {peer.returncode} after BYE", peer.log_tail(), peer.pid
+                )
     finally:
         peer.stop()
     return peer

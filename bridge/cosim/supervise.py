@@ -26,10 +26,11 @@ _LIVE: weakref.WeakSet[PeerProcess] = weakref.WeakSet()
 class PeerFailure(RuntimeError):
     """The peer crashed, hung or broke the protocol; ``log_tail`` holds the end of its log."""
 
-    def __init__(self, reason: str, log_tail: str) -> None:
+    def __init__(self, reason: str, log_tail: str, pid: int | None = None) -> None:
         super().__init__(f"{reason}\n--- peer log tail ---\n{log_tail}" if log_tail else reason)
         self.reason = reason
         self.log_tail = log_tail
+        self.pid = pid
 
 
 class PeerProcess:
