@@ -20,7 +20,8 @@ the efficiency definition), which in turn follows its Python sibling cascade-pyt
 
 Disclosed bits count every parity Alice reveals (inferred parities reveal nothing new and are not
 counted; a parity Alice already revealed is not counted twice). Efficiency is
-``disclosed / (n * h2(e))`` with ``e`` the actual error fraction before reconciliation.
+``disclosed / (n * h2(e))`` with ``e`` the actual error fraction before reconciliation (nan when
+h2(e) = 0: no errors, or every bit wrong).
 
 This module is also the pure-Python twin of the compiled hot loop ``qesif_core.qkd._cascade``
 (``CascadeCore``, ``shuffle_order``); ``QESIF_IMPL`` picks one (see ``qesif_core._native``).
@@ -122,7 +123,8 @@ def reconcile(
 
     passes = _run_schedule(variant, qber, n, new_pass)
     disclosed = core.disclosed_bits
-    efficiency = disclosed / (n * h2(actual_errors / n)) if actual_errors else math.nan
+    entropy = h2(actual_errors / n)
+    efficiency = disclosed / (n * entropy) if entropy > 0 else math.nan  # no errors (or all bits wrong)
     return ReconcileResult(
         corrected=core.corrected(),
         disclosed_bits=disclosed,

@@ -157,6 +157,23 @@ def test_error_free_key_discloses_only_top_block_parities():
     assert result.disclosed_bits == top_blocks
 
 
+@pytest.mark.parametrize("variant", cascade.VARIANTS)
+def test_tiny_keys(variant):
+    for n in (1, 2, 3, 5):
+        alice = np.zeros(n, dtype=np.uint8)
+        bob = np.ones(n, dtype=np.uint8)  # every bit wrong: h2 = 0, efficiency undefined
+        results = [
+            cascade.reconcile(alice, bob, 0.3, np.random.default_rng(n), variant, impl=i) for i in IMPLS
+        ]
+        assert all(math.isnan(r.efficiency) for r in results)
+        assert np.array_equal(results[0].corrected, results[1].corrected)
+        bob[0] = 0
+        if n > 1:
+            assert not math.isnan(
+                cascade.reconcile(alice, bob, 0.3, np.random.default_rng(0), variant).efficiency
+            )
+
+
 def test_empty_and_bad_inputs():
     empty = np.zeros(0, dtype=np.uint8)
     result = cascade.reconcile(empty, empty, 0.02, np.random.default_rng(0))
