@@ -8,7 +8,7 @@ OUT ?= results
 STAMP := $(VENV)/.installed-stamp
 PYX := $(shell find qesif_core bridge -name '*.pyx' 2>/dev/null)
 
-.PHONY: install build run test test-slow bench lint clean sysdeps
+.PHONY: install build run test test-slow bench lint clean sysdeps cpp-client
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,24 @@ bench: build
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# C++ client of the orchestrator's ZeroMQ protocol (no OMNeT++ needed): a static library and a demo that
+# does HELLO, KEY_REQUEST and BYE (tests/omnet_models/test_cpp_client.py runs it against the orchestrator).
+CXX ?= g++
+CPP_BUILD ?= build/cpp
+CPP_CLIENT := omnet_models/client
+CPP_FLAGS := -std=c++17 -O2 -Wall -Wextra -I$(CPP_CLIENT)/include $(shell pkg-config --cflags libzmq 2>/dev/null)
+CPP_LIBS := $(shell pkg-config --libs libzmq 2>/dev/null || echo -lzmq)
+
+cpp-client: $(CPP_BUILD)/qesif_bridge_demo
+
+$(CPP_BUILD)/libqesif_bridge.a: $(CPP_CLIENT)/src/bridge_client.cpp $(CPP_CLIENT)/include/qesif/bridge_client.hpp
+	mkdir -p $(CPP_BUILD)
+	$(CXX) $(CPP_FLAGS) -c $< -o $(CPP_BUILD)/bridge_client.o
+	ar rcs $@ $(CPP_BUILD)/bridge_client.o
+
+$(CPP_BUILD)/qesif_bridge_demo: $(CPP_CLIENT)/examples/bridge_demo.cpp $(CPP_BUILD)/libqesif_bridge.a
+	$(CXX) $(CPP_FLAGS) $< $(CPP_BUILD)/libqesif_bridge.a $(CPP_LIBS) -o $@
 
 # System packages used by the C++ bridge client and the testbed (Debian); needs root.
 sysdeps:
