@@ -154,6 +154,7 @@ cdef enum:
 
 TVP_THRESHOLD = TVP_THRESHOLD_C
 DIRECT_MAX_OUT_BITS = 512  # outputs up to this length use the sliding-window parities
+PORTABLE_MAX_BITS = 1 << 14  # keys longer than this use the FFT when the CPU has no carry-less multiply
 # Base-case kernels this CPU can run, slowest first; the fastest is the default.
 CLMUL_KERNELS = ("portable",) + (("pclmul",) if cpu_has_pclmul() else ()) + (
     ("vpclmul512",) if cpu_has_pclmul() and cpu_has_wide_clmul() else ()
@@ -219,9 +220,17 @@ def _pack(bits, Py_ssize_t lead_bits=0, Py_ssize_t total_words=0):
 
 
 def toeplitz_product(bits, Py_ssize_t out_bits, seed):
-    """y_i = XOR_j seed[i - j + n - 1] x_j for i < out_bits (see ``privacy.toeplitz_product``)."""
+    """y_i = XOR_j seed[i - j + n - 1] x_j for i < out_bits (see ``privacy.toeplitz_product``).
+
+    Without a hardware carry-less multiply the portable kernel is slower than the exact-checked FFT
+    of the pure twin, so long outputs go there instead.
+    """
     if out_bits <= DIRECT_MAX_OUT_BITS:
         return _toeplitz_direct(bits, out_bits, seed)
+    if DEFAULT_KERNEL == "portable" and bits.shape[0] > PORTABLE_MAX_BITS:
+        from qesif_core.qkd.privacy import toeplitz_product as fft_toeplitz_product
+
+        return fft_toeplitz_product(bits, out_bits, seed)
     return toeplitz_tvp(bits, out_bits, seed, DEFAULT_KERNEL)
 
 

@@ -129,3 +129,13 @@ def test_seed_length_and_bad_inputs():
         privacy.toeplitz_hash(np.full(4, 3, dtype=np.uint8), 2, np.zeros(5, dtype=np.uint8))
     with pytest.raises(ValueError, match="tag_bits"):
         privacy.verification_tag(np.zeros(4, dtype=np.uint8), np.zeros(3, dtype=np.uint8), 0)
+
+
+def test_without_hardware_multiply_long_keys_take_the_fft(monkeypatch, rng):
+    bits, seed = random_case(rng, _privacy.PORTABLE_MAX_BITS + 1000, 3000)
+    expected = _privacy.toeplitz_tvp(bits, 3000, seed, "portable")
+    monkeypatch.setattr(_privacy, "DEFAULT_KERNEL", "portable")
+    calls = []
+    monkeypatch.setattr(privacy, "toeplitz_product", lambda *args: calls.append(1) or expected)
+    assert np.array_equal(_privacy.toeplitz_product(bits, 3000, seed), expected)
+    assert calls == [1]
