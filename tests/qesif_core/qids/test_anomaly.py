@@ -200,3 +200,25 @@ def test_bad_parameters_are_user_errors(kwargs, field):
 def test_trace_without_required_columns_is_rejected(rng):
     with pytest.raises(UserInputError, match="secret_bits"):
         anomaly.calibrate([make_trace(rng, 0.01).drop(columns="secret_bits")])
+
+
+def test_twins_agree_on_engine_traces_through_detect(rng):
+    from qesif_core.qkd.channel import preset
+    from qesif_core.qkd.trace import link_trace
+
+    streams = rng.spawn(4)
+    cal = anomaly.calibrate([link_trace(preset("clean"), 30, 200_000, streams[0])])
+    traces = [
+        link_trace(preset(name), n, 200_000, s)
+        for name, n, s in (
+            ("clean", 30, streams[1]),
+            ("noisy", 25, streams[2]),
+            ("eavesdropped", 30, streams[3]),
+        )
+    ]
+    fast = anomaly.detect(traces, cal, impl="cython")
+    slow = anomaly.detect(traces, cal, impl="python")
+    for a, b in ((fast.score, slow.score), (fast.threshold, slow.threshold), (fast.flags, slow.flags)):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(fast.score[1, 25:]).all() and not fast.flags[1, 25:].any()  # NaN padding
+    assert fast.flags[2].mean() > 0.9 and fast.flags[0].mean() < 0.2
