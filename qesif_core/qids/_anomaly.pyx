@@ -38,13 +38,21 @@ def algorithm2(
     cdef Py_ssize_t n_blocks = h_q.shape[1]
     score_arr = np.empty((n_links, n_blocks), dtype=np.float64)
     threshold_arr = np.empty((n_links, n_blocks), dtype=np.float64)
-    flags_arr = np.zeros((n_links, n_blocks), dtype=np.uint8)
+    flags_arr = np.empty((n_links, n_blocks), dtype=np.uint8)
     cdef double[:, ::1] score = score_arr
     cdef double[:, ::1] threshold = threshold_arr
     cdef unsigned char[:, ::1] flags = flags_arr
     cdef Py_ssize_t link, t
-    cdef double alpha, previous, a, dh, increment, z, p_noise, hbar, inv_ref, mean, inv_std
+    cdef double alpha, previous, a, increment, z, p_noise, hbar, inv_ref, mean, inv_std
     cdef bint have_previous
+    cdef const double* h_row
+    cdef const double* q_row
+    cdef const double* k_row
+    cdef double* score_row
+    cdef double* threshold_row
+    cdef unsigned char* flag_row
+    if n_blocks == 0:
+        return score_arr, threshold_arr, flags_arr
     with nogil:
         for link in range(n_links):
             alpha = alpha_start[link]
@@ -52,14 +60,20 @@ def algorithm2(
             inv_ref = inv_qber_ref[link]
             mean = noise_mean[link]
             inv_std = inv_noise_std[link]
+            h_row = &h_q[link, 0]
+            q_row = &qber[link, 0]
+            k_row = &key_drop[link, 0]
+            score_row = &score[link, 0]
+            threshold_row = &threshold[link, 0]
+            flag_row = &flags[link, 0]
             previous = 0.0
             have_previous = False
             for t in range(n_blocks):
-                dh = fabs(h_q[link, t] - hbar)
-                a = w1 * dh + w2 * (qber[link, t] * inv_ref) + w3 * key_drop[link, t]
-                score[link, t] = a
+                a = w1 * fabs(h_row[t] - hbar) + w2 * (q_row[t] * inv_ref) + w3 * k_row[t]
+                score_row[t] = a
                 if a != a:
-                    threshold[link, t] = alpha
+                    threshold_row[t] = alpha
+                    flag_row[t] = 0
                     continue
                 if have_previous:
                     z = (a - mean) * inv_std
@@ -72,6 +86,6 @@ def algorithm2(
                         alpha = alpha_min if alpha < alpha_min else alpha
                 previous = a
                 have_previous = True
-                threshold[link, t] = alpha
-                flags[link, t] = a >= alpha
+                threshold_row[t] = alpha
+                flag_row[t] = a >= alpha
     return score_arr, threshold_arr, flags_arr
