@@ -206,10 +206,19 @@ def _expect(kind: str, wanted: str, body: Mapping[str, Any]) -> None:
         raise RuntimeError(f"orchestrator replied {kind}, expected {wanted}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the built-in backend as a peer process of the orchestrator."""
+def serve_peer(spec: Mapping[str, Any], endpoint: str, timeout_s: float) -> int:
+    """The built-in backend as the orchestrator's peer: connect to ``endpoint`` and drive the run."""
     from bridge.cosim.client import ZmqClient
 
+    network = BuiltinNetwork(spec)
+    with ZmqClient(endpoint, timeout_s=timeout_s) as client:
+        drive(network, client.call)
+    log.info("built-in backend finished %d rounds", network.rounds)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the built-in backend as a peer process of the orchestrator."""
     parser = argparse.ArgumentParser(prog="python -m bridge.backends.builtin", description=main.__doc__)
     parser.add_argument(
         "--endpoint", required=True, help="orchestrator endpoint (ipc:// or tcp://127.0.0.1:PORT)"
@@ -220,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open(args.spec, encoding="utf-8") as handle:
         spec = json.load(handle)
-    network = BuiltinNetwork(spec)
-    with ZmqClient(args.endpoint, timeout_s=args.timeout) as client:
-        drive(network, client.call)
-    log.info("built-in backend finished %d rounds", network.rounds)
-    return 0
+    return serve_peer(spec, args.endpoint, args.timeout)
 
 
 if __name__ == "__main__":

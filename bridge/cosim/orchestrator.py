@@ -24,15 +24,11 @@ of the clean preset; the detector is trained on the ``qids.train_fraction`` spli
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
-import os
-import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -545,46 +541,49 @@ def run_once(
     backend = spec.get("backend", "builtin")
     if backend != "builtin":
         raise UserInputError(f"backend {backend!r}: run_once drives the built-in backend only so far")
-    orchestrator = Orchestrator(spec)
     if bridge == "inprocess":
         from bridge.backends.builtin import BuiltinNetwork, drive
 
+        orchestrator = Orchestrator(spec)
         drive(BuiltinNetwork(spec), _inprocess_call(orchestrator))
     else:
+        from bridge.backends.builtin import serve_peer
+
         with tempfile.TemporaryDirectory(prefix="qesif-run-") as workdir:
-            spec_path = os.path.join(workdir, "spec.json")
-            with open(spec_path, "w", encoding="utf-8") as handle:
-                json.dump(spec, handle)
             endpoint = f"ipc://{workdir}/orchestrator.sock"
-            argv = [sys.executable, "-m", "bridge.backends.builtin", "--endpoint", endpoint]
-            argv += ["--spec", spec_path, "--timeout", str(timeout_s)]
-            serve_with_peer(orchestrator, endpoint, argv, cwd=workdir, timeout_s=timeout_s)
+            # The backend is forked before the orchestrator is built, so both initialise at the same time.
+            peer = PeerProcess(cwd=workdir, target=lambda: serve_peer(spec, endpoint, timeout_s))
+            orchestrator = serve_with_peer(lambda: Orchestrator(spec), endpoint, peer, timeout_s=timeout_s)
     if not orchestrator.finished:
         raise PeerFailure(f"peer said BYE after {orchestrator._round} of {orchestrator.rounds} rounds", "")
     return orchestrator.table()
 
 
 def serve_with_peer(
-    orchestrator: Orchestrator, endpoint: str, argv: list[str], *, cwd: str, timeout_s: float
-) -> PeerProcess:
-    """Bind ``endpoint``, start the peer ``argv``, serve it until BYE, and end it (always)."""
+    orchestrator: Orchestrator | Callable[[], Orchestrator],
+    endpoint: str,
+    peer: PeerProcess,
+    *,
+    timeout_s: float,
+) -> Orchestrator:
+    """Bind ``endpoint``, start ``peer``, serve it until BYE, and end it (always); the orchestrator.
+
+    ``orchestrator`` may be a factory, called after the peer started so that both initialise at once.
+    """
     context = zmq.Context.instance()
     socket = context.socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES + 1024)
-    socket.bind(check_endpoint(endpoint))
-    peer = PeerProcess(argv, cwd=cwd)
     try:
-        with contextlib.ExitStack() as stack:
-            stack.callback(socket.close)
-            stack.callback(peer.stop)
-            peer.start()
-            serve(orchestrator, socket, timeout_s=timeout_s, peer=peer)
-            peer.wait(timeout_s)
-            if peer.returncode != 0:
-                raise PeerFailure(
-                    f"peer exited with code {peer.returncode} after BYE", peer.log_tail(), peer.pid
-                )
+        socket.bind(check_endpoint(endpoint))
+        peer.start()
+        served = orchestrator() if callable(orchestrator) else orchestrator
+        serve(served, socket, timeout_s=timeout_s, peer=peer)
+        if peer.wait(timeout_s) is None:
+            raise PeerFailure(f"peer still running {timeout_s:g} s after BYE", peer.log_tail(), peer.pid)
+        if peer.returncode != 0:
+            raise PeerFailure(f"peer exited with code {peer.returncode} after BYE", peer.log_tail(), peer.pid)
+        return served
     finally:
         peer.stop()
-    return peer
+        socket.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cosim.orchestrator import Orchestrator, serve_with_peer
+from bridge.cosim.supervise import PeerProcess
 from bridge.scenario import resolve_channel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,9 +53,8 @@ def demo(tmp_path_factory):
 def test_cpp_client_does_hello_key_request_and_bye(demo, tmp_path):
     orchestrator = Orchestrator(_spec())
     endpoint = f"ipc://{tmp_path}/orchestrator.sock"
-    peer = serve_with_peer(
-        orchestrator, endpoint, [str(demo), endpoint, "20", "2"], cwd=str(tmp_path), timeout_s=30
-    )
+    peer = PeerProcess([str(demo), endpoint, "20", "2"], cwd=tmp_path)
+    serve_with_peer(orchestrator, endpoint, peer, timeout_s=30)
     log = peer.log_tail()
     assert peer.returncode == 0, log
     assert "WELCOME rounds=2 devices=20" in log
@@ -73,6 +73,9 @@ def test_cpp_client_refuses_non_loopback_endpoints(demo):
 
 def test_cpp_client_times_out_without_an_orchestrator(demo, tmp_path):
     proc = subprocess.run(
-        [str(demo), f"ipc://{tmp_path}/nobody.sock", "20", "2", "500"], capture_output=True, text=True, timeout=60
+        [str(demo), f"ipc://{tmp_path}/nobody.sock", "20", "2", "500"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1 and "timeout" in proc.stderr

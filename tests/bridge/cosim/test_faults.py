@@ -14,7 +14,7 @@ from bridge.batch import execute_run
 from bridge.cosim import protocol
 from bridge.cosim.client import ZmqClient
 from bridge.cosim.orchestrator import Orchestrator, run_once, serve, serve_with_peer
-from bridge.cosim.supervise import PeerFailure
+from bridge.cosim.supervise import PeerFailure, PeerProcess
 from bridge.scenario import Run
 
 PEER_PRELUDE = """
@@ -53,7 +53,8 @@ def test_a_peer_killed_mid_run_fails_the_run_with_its_log_tail_and_the_next_run_
     def killed_run(run_spec, *, bridge):
         started = time.monotonic()
         try:
-            serve_with_peer(Orchestrator(run_spec), argv[2], argv, cwd=str(tmp_path), timeout_s=20)
+            peer = PeerProcess(argv, cwd=tmp_path)
+            serve_with_peer(Orchestrator(run_spec), argv[2], peer, timeout_s=20)
         except PeerFailure as failure:
             seen["elapsed"] = time.monotonic() - started
             seen["failure"] = failure
@@ -72,7 +73,9 @@ def test_a_hanging_peer_times_out_and_is_ended(tmp_path, small_spec):
     argv = _peer(tmp_path, "time.sleep(600)\n")
     started = time.monotonic()
     with pytest.raises(PeerFailure, match="no message from the peer for 2 s") as info:
-        serve_with_peer(Orchestrator(small_spec(rounds=1)), argv[2], argv, cwd=str(tmp_path), timeout_s=2)
+        serve_with_peer(
+            Orchestrator(small_spec(rounds=1)), argv[2], PeerProcess(argv, cwd=tmp_path), timeout_s=2
+        )
     assert time.monotonic() - started < 2 + 8  # timeout, then terminate (grace 5 s at most)
     assert "peer: welcomed WELCOME" in info.value.log_tail
     _assert_reaped(info.value.pid)

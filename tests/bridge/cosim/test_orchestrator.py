@@ -1,9 +1,13 @@
+import json
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bridge.cosim import protocol
-from bridge.cosim.orchestrator import Orchestrator, check_endpoint, run_once
+from bridge.cosim.orchestrator import Orchestrator, check_endpoint, run_once, serve_with_peer
+from bridge.cosim.supervise import PeerProcess
 from qesif_core.errors import UserInputError
 
 REQUIRED_SCALARS = {
@@ -42,6 +46,18 @@ def test_in_process_and_bridged_runs_are_identical_for_three_seeds(small_spec):
         inprocess, bridged = run_once(spec), run_once(spec, bridge="zmq")
         pd.testing.assert_frame_equal(inprocess, bridged)
     assert not run_once(small_spec(seed=1, rounds=2)).equals(run_once(small_spec(seed=2, rounds=2)))
+
+
+def test_the_backend_as_a_separate_program_gives_the_same_table(small_spec, tmp_path):
+    spec = small_spec(seed=4, rounds=2)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    endpoint = f"ipc://{tmp_path}/orch.sock"
+    argv = [sys.executable, "-m", "bridge.backends.builtin", "--endpoint", endpoint, "--spec", str(spec_path)]
+    orchestrator = serve_with_peer(
+        Orchestrator(spec), endpoint, PeerProcess(argv, cwd=tmp_path), timeout_s=60
+    )
+    pd.testing.assert_frame_equal(orchestrator.table(), run_once(spec))
 
 
 def test_an_eavesdropped_channel_is_flagged_and_raises_qber(small_spec):
