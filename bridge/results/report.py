@@ -117,11 +117,20 @@ def _paper_text(entry: Mapping[str, Any]) -> str:
     return f"&ge; {entry['at_least']:g}"
 
 
-def _share(scalars: pd.DataFrame, part: str, other: str) -> float | None:
-    if part not in scalars or other not in scalars:
+SESSION_MODES = (
+    ("hybrid/quantum_sessions", "QKD keys"),
+    ("hybrid/classical_sessions", "classical key exchange"),
+    ("hybrid/pq_hybrid_sessions", "post-quantum hybrid exchange"),
+)
+
+
+def _mode_mix(scalars: pd.DataFrame) -> str | None:
+    """How the sessions of the selected runs were keyed (from the hybrid/*_sessions scalars)."""
+    counts = {label: float(scalars[c].sum()) for c, label in SESSION_MODES if c in scalars}
+    total = sum(counts.values())
+    if total <= 0:
         return None
-    total = float(scalars[part].sum() + scalars[other].sum())
-    return float(scalars[part].sum()) / total if total > 0 else None
+    return "sessions: " + ", ".join(f"{n / total:.0%} {label}" for label, n in counts.items())
 
 
 def _component_note(scalars: pd.DataFrame, prefix: str, suffix: str, skip: set[str]) -> str | None:
@@ -181,13 +190,15 @@ def deviation_notes(
     scalars = tidy.scalars(subset)
     notes: list[str] = []
     metric = entry["metric"]
-    flags = attrs.loc[runs, "synthetic"].astype(str).str.lower() if "synthetic" in attrs else pd.Series([])
-    synthetic = bool((flags == "true").any())
-    if metric == "adr_percent" and synthetic:
-        notes.append("dataset records are synthetic here (the real dataset file was not available)")
-    quantum = _share(scalars, "hybrid/quantum_sessions", "hybrid/classical_sessions")
-    if metric in ("latency_ms", "throughput_kbps", "energy_mJ") and quantum is not None:
-        notes.append(f"{quantum:.0%} of sessions used QKD keys, {1 - quantum:.0%} a classical key exchange")
+    flags = attrs.loc[runs, "synthetic"].astype(str).str.lower() == "true" if "synthetic" in attrs else None
+    if metric == "adr_percent" and flags is not None and flags.any():
+        names = ", ".join(sorted(attrs.loc[flags[flags].index, "dataset"].unique()))
+        notes.append(
+            f"{int(flags.sum())} of {len(flags)} runs used synthetic records ({names}: no dataset file)"
+        )
+    mix = _mode_mix(scalars)
+    if metric in ("latency_ms", "throughput_kbps", "energy_mJ") and mix:
+        notes.append(mix)
     if metric == "throughput_kbps" and {"network/messages_sent", "network/messages_delivered"} <= set(
         scalars
     ):
