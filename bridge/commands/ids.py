@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -53,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     roc.add_argument("--blocks", type=int, default=100)
     roc.add_argument("--pulses", type=int, default=1_000_000, help="pulses per QKD block")
     roc.add_argument("--seed", type=int, default=0)
+    roc.add_argument(
+        "--eve-fraction",
+        type=float,
+        help="fraction of pulses intercepted (default: the eavesdropped preset's)",
+    )
     roc.add_argument("--json", action="store_true", help="print one JSON object")
     roc.set_defaults(func=cmd_roc)
 
@@ -117,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def channel_roc(links: int, blocks: int, pulses: int, seed: int) -> dict:
+def channel_roc(links: int, blocks: int, pulses: int, seed: int, eve_fraction: float | None = None) -> dict:
     """ROC of Algorithm 2: benign = clean or noisy traces, attack = eavesdropped traces (built-in engine)."""
     from qesif_core.qkd.channel import preset
     from qesif_core.qkd.trace import link_trace
@@ -127,10 +133,23 @@ def channel_roc(links: int, blocks: int, pulses: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     streams = iter(rng.spawn(1 + 3 * links))
     calibration = anomaly.calibrate([link_trace(preset("clean"), blocks, pulses, next(streams))])
+    channels = {name: preset(name) for name in CHANNELS}
+    if eve_fraction is not None:
+        if not 0.0 <= eve_fraction <= 1.0:
+            raise UserInputError(f"--eve-fraction must be in [0, 1], got {eve_fraction!r}")
+        channels["eavesdropped"] = dataclasses.replace(channels["eavesdropped"], eve_fraction=eve_fraction)
     traces = {
-        ch: [link_trace(preset(ch), blocks, pulses, next(streams)) for _ in range(links)] for ch in CHANNELS
+        name: [link_trace(params, blocks, pulses, next(streams)) for _ in range(links)]
+        for name, params in channels.items()
     }
-    out: dict = {"calibration": calibration.__dict__, "links": links, "blocks": blocks, "pulses": pulses}
+    out: dict = {
+        "calibration": calibration.__dict__,
+        "links": links,
+        "blocks": blocks,
+        "pulses": pulses,
+        "eve_fraction": channels["eavesdropped"].eve_fraction,
+        "qber_mean": {name: float(np.nanmean([t["qber"].mean() for t in ts])) for name, ts in traces.items()},
+    }
     for benign in ("clean", "noisy"):
         roc = anomaly.roc_curve(calibration, traces[benign], traces["eavesdropped"])
         out[f"{benign}_vs_eavesdropped"] = {"auc": anomaly.roc_auc(roc), "points": roc.to_dict("records")}
@@ -138,7 +157,7 @@ def channel_roc(links: int, blocks: int, pulses: int, seed: int) -> dict:
 
 
 def cmd_roc(args: argparse.Namespace) -> int:
-    out = channel_roc(args.links, args.blocks, args.pulses, args.seed)
+    out = channel_roc(args.links, args.blocks, args.pulses, args.seed, args.eve_fraction)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -149,6 +168,8 @@ def cmd_roc(args: argparse.Namespace) -> int:
         f"Hbar_q {cal['hbar_q']:.4f}, QBER_ref {cal['qber_ref']:.4f}, benign score {cal['noise_mean']:.3f} "
         f"+- {cal['noise_std']:.3f}"
     )
+    qber = ", ".join(f"{k} {v:.4f}" for k, v in out["qber_mean"].items())
+    print(f"  mean QBER: {qber} (eve_fraction {out['eve_fraction']})")
     for benign in ("clean", "noisy"):
         curve = out[f"{benign}_vs_eavesdropped"]
         print(f"  benign={benign:5s} vs eavesdropped: AUC {curve['auc']:.4f}")

@@ -89,3 +89,14 @@ def test_roc_prints_both_benign_conditions(capsys):
     for key in ("clean_vs_eavesdropped", "noisy_vs_eavesdropped"):
         assert 0.0 <= out[key]["auc"] <= 1.0 and out[key]["points"]
     assert out["calibration"]["qber_ref"] > 0
+
+
+def test_roc_weak_eavesdropper_and_bad_fraction(capsys):
+    out = run_json(
+        capsys, "ids", "roc", "--links", "1", "--blocks", "6", "--pulses", "100000", "--eve-fraction", "0.05",
+        "--json",
+    )  # fmt: skip
+    assert out["eve_fraction"] == 0.05
+    assert out["qber_mean"]["clean"] < out["qber_mean"]["eavesdropped"] < out["qber_mean"]["noisy"]
+    assert main(["ids", "roc", "--eve-fraction", "2"]) == 2
+    assert "--eve-fraction" in capsys.readouterr().err
