@@ -130,13 +130,13 @@ def channel_roc(links: int, blocks: int, pulses: int, seed: int, eve_fraction: f
 
     if links < 1 or blocks < 2:
         raise UserInputError(f"--links must be >= 1 and --blocks >= 2, got {links}, {blocks}")
+    if eve_fraction is not None and not 0.0 <= eve_fraction <= 1.0:
+        raise UserInputError(f"--eve-fraction must be in [0, 1], got {eve_fraction!r}")
     rng = np.random.default_rng(seed)
     streams = iter(rng.spawn(1 + 3 * links))
     calibration = anomaly.calibrate([link_trace(preset("clean"), blocks, pulses, next(streams))])
     channels = {name: preset(name) for name in CHANNELS}
     if eve_fraction is not None:
-        if not 0.0 <= eve_fraction <= 1.0:
-            raise UserInputError(f"--eve-fraction must be in [0, 1], got {eve_fraction!r}")
         channels["eavesdropped"] = dataclasses.replace(channels["eavesdropped"], eve_fraction=eve_fraction)
     traces = {
         name: [link_trace(params, blocks, pulses, next(streams)) for _ in range(links)]
