@@ -166,3 +166,21 @@ def test_shipped_scenarios_are_valid(repo_root):
 def test_parse_errors_are_user_input_errors():
     with pytest.raises(UserInputError, match="<scenario>: field 'rounds'"):
         parse_scenario({"name": "t", "rounds": 0})
+
+
+def test_scheme_file_adds_schemes_a_scenario_may_name(tmp_path, repo_root, capsys):
+    from qesif_core.schemes.base import _reset_registry_for_tests
+
+    example = repo_root / "docs" / "examples" / "my_baseline.py"
+    if not example.is_file():
+        pytest.skip("docs/examples/my_baseline.py is absent")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\nschemes: [QESIF, KeyRateGate]\n")
+    restore = _reset_registry_for_tests()
+    try:
+        assert cli.main(["validate", str(path)]) == 2
+        assert "'KeyRateGate'" in capsys.readouterr().err
+        assert cli.main(["validate", str(path), "--scheme-file", str(example)]) == 0
+        assert "9 runs" in capsys.readouterr().out
+    finally:
+        restore()
