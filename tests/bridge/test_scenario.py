@@ -181,6 +181,6 @@ def test_scheme_file_adds_schemes_a_scenario_may_name(tmp_path, repo_root, capsy
         assert cli.main(["validate", str(path)]) == 2
         assert "'KeyRateGate'" in capsys.readouterr().err
         assert cli.main(["validate", str(path), "--scheme-file", str(example)]) == 0
-        assert "9 runs" in capsys.readouterr().out
+        assert "18 runs" in capsys.readouterr().out
     finally:
         restore()
