@@ -39,7 +39,7 @@ from bridge.cosim import protocol
 from bridge.cosim.runsetup import prepare_flows, run_streams
 from bridge.cosim.supervise import PeerFailure, PeerProcess
 from qesif_core import crypto
-from qesif_core.costs import load_cost_model
+from qesif_core.costs import CostModel, load_cost_model
 from qesif_core.entropy_keys import KeyPolicy, SlotObservation, decoherence_factor, generate_key, k_iot
 from qesif_core.errors import UserInputError
 from qesif_core.keys import KeyPool
@@ -243,25 +243,9 @@ class Orchestrator:
 
     def _costs_of(self, plan: SessionPlan) -> dict[str, float | int]:
         key = (plan.handshake, plan.cipher, plan.consumes_qkd_key, plan.extra_bytes_per_message)
-        cached = self._plan_costs.get(key)
-        if cached is None:
-            setup = self.costs.session_setup(plan)
-            empty, one_block = self.costs.record(plan.cipher, 0), self.costs.record(plan.cipher, 16)
-            device_hz = float(self.costs.value("device.cpu_hz"))
-            cached = {
-                "extra_bytes": crypto.AEAD_RECORD_OVERHEAD + plan.extra_bytes_per_message,
-                "handshake_up_bytes": setup.bytes_device_to_gateway,
-                "handshake_down_bytes": setup.bytes_gateway_to_device,
-                "handshake_device_s": setup.device_seconds
-                + self.costs.session_key_setup_cycles(plan.cipher) / device_hz,
-                "handshake_gateway_s": setup.gateway_seconds,
-                "cipher_device_s_fixed": empty.device_seconds,
-                "cipher_device_s_per_block": one_block.device_seconds - empty.device_seconds,
-                "cipher_gateway_s_fixed": empty.gateway_seconds,
-                "cipher_gateway_s_per_byte": (one_block.gateway_seconds - empty.gateway_seconds) / 16,
-            }
-            self._plan_costs[key] = cached
-        return cached
+        if key not in self._plan_costs:
+            self._plan_costs[key] = plan_costs(self.costs, plan)
+        return self._plan_costs[key]
 
     def _key_request(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         r = self._check_round(body, "keys")
@@ -450,6 +434,24 @@ class Orchestrator:
         )
         table["run"] = run_label(spec)
         return table
+
+
+def plan_costs(costs: CostModel, plan: SessionPlan) -> dict[str, float | int]:
+    """The KEY_GRANT cost columns of a plan, from the cost model (``qesif_core.costs``)."""
+    setup = costs.session_setup(plan)
+    empty, one_block = costs.record(plan.cipher, 0), costs.record(plan.cipher, 16)
+    device_hz = float(costs.value("device.cpu_hz"))
+    return {
+        "extra_bytes": crypto.AEAD_RECORD_OVERHEAD + plan.extra_bytes_per_message,
+        "handshake_up_bytes": setup.bytes_device_to_gateway,
+        "handshake_down_bytes": setup.bytes_gateway_to_device,
+        "handshake_device_s": setup.device_seconds + costs.session_key_setup_cycles(plan.cipher) / device_hz,
+        "handshake_gateway_s": setup.gateway_seconds,
+        "cipher_device_s_fixed": empty.device_seconds,
+        "cipher_device_s_per_block": one_block.device_seconds - empty.device_seconds,
+        "cipher_gateway_s_fixed": empty.gateway_seconds,
+        "cipher_gateway_s_per_byte": (one_block.gateway_seconds - empty.gateway_seconds) / 16,
+    }
 
 
 def run_label(spec: Mapping[str, Any]) -> str:
