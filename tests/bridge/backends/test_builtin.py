@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from bridge.backends.builtin import (
+    PAYLOAD_MAX_BYTES,
+    PAYLOAD_MIN_BYTES,
+    BuiltinNetwork,
+    network_params,
+    record_payloads,
+)
+from bridge.cosim.orchestrator import plan_costs
+from bridge.scenario import resolve_channel
+from qesif_core.costs import load_cost_model
+from qesif_core.errors import UserInputError
+from qesif_core.schemes.base import SessionPlan
+
+
+def _spec(**network):
+    return {
+        "seed": 2,
+        "rounds": 2,
+        "round_duration_s": 0.5,
+        "dataset": {"name": "bot_iot", "path": None, "max_rows": 800},
+        "channel": resolve_channel("<test>", "channel", {"name": "clean"}),
+        "network": {"devices": 20, "gateways": 2, "mean_interarrival_s": 0.1, "mqtt_fraction": 0.5,
+                    "access": "802.15.4", **network},
+        "qids": {},
+        "costs": {},
+    }  # fmt: skip
+
+
+def test_payloads_are_bytes_per_packet_clipped():
+    payload = record_payloads(np.array([0.0, 500.0, 1e9, np.nan]), np.array([1.0, 5.0, 2.0, 0.0]))
+    assert payload.tolist() == [PAYLOAD_MIN_BYTES, 100, PAYLOAD_MAX_BYTES, PAYLOAD_MIN_BYTES]
+
+
+def test_radio_and_device_figures_come_from_the_cost_model():
+    params = network_params(load_cost_model({"radio.tx_ma": 30.0, "device.cpu_hz": 64e6}))
+    assert params.power.radio_tx_a == pytest.approx(0.030)
+    assert params.power.cpu_hz == 64e6
+    assert params.access.bitrate_bps == 250_000
+
+
+def test_unsupported_access_and_too_many_gateways_are_user_errors():
+    with pytest.raises(UserInputError, match=r"network\.access"):
+        BuiltinNetwork(_spec(access="wifi"))
+    with pytest.raises(UserInputError, match=r"network\.gateways"):
+        BuiltinNetwork(_spec(gateways=40))
+
+
+def test_a_round_asks_for_each_session_once_and_reports_its_records():
+    network = BuiltinNetwork(_spec())
+    request = network.begin_round(0)
+    assert len(request["device"]) == len(set(request["device"])) > 10
+    assert all(0.0 <= t < 0.5 for t in request["time"])
+    costs = plan_costs(load_cost_model(), SessionPlan("classical", "x25519", "aes-128-gcm", False))
+    n = len(request["device"])
+    grant = {"round": 0, "device": request["device"], **{k: [v] * n for k, v in costs.items()}}
+    telemetry = network.finish_round(grant)
+    assert telemetry["messages_sent"] >= telemetry["messages_delivered"] > 0
+    assert len(telemetry["latency_s"]) == telemetry["messages_delivered"]
+    assert sorted(telemetry["session_device"]) == sorted(request["device"])
+    assert len(telemetry["record"]) == len(set(telemetry["record"])) > 0
+    with pytest.raises(RuntimeError, match="does not answer"):
+        network.finish_round(grant)  # the round's grant was already used
