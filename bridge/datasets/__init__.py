@@ -102,7 +102,7 @@ def iter_synthetic_chunks(
     for start in range(0, n_rows, chunksize):
         raw = module.synthetic_raw(min(chunksize, n_rows - start), rng)
         variant = module.choose_variant(list(raw.columns))
-        ctx = ChunkContext(f"<synthetic {name}>", start + 2, list(raw.columns))
+        ctx = ChunkContext(f"<synthetic {name}>", start + 2)
         flows = variant.to_flows(raw.replace({"-": np.nan, "": np.nan}), ctx)
         flows.attrs["synthetic"] = True
         yield flows

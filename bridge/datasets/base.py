@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +54,6 @@ class Variant:
     to_flows: Callable[[pd.DataFrame, ChunkContext], pd.DataFrame]
     #: Columns needed by ``to_flows`` besides features and labels.
     extra_columns: tuple[str, ...] = ()
-    #: Optional header test choosing this variant among several of one dataset.
-    matches: Callable[[list[str]], bool] = field(default=lambda header: True)
 
     def needed(self) -> tuple[str, ...]:
         cols = (
@@ -74,7 +72,6 @@ class ChunkContext:
 
     path: str
     first_line: int
-    header: list[str]
 
     def numeric(self, chunk: pd.DataFrame, column: str) -> pd.Series:
         """Column as float64: NaN where absent or missing, hex accepted, anything else a UserInputError."""
@@ -171,7 +168,7 @@ def iter_raw_chunks(
         line = 2
         for chunk in reader:
             chunk.columns = [c.strip() for c in chunk.columns]
-            yield chunk, ChunkContext(str(path), line, header)
+            yield chunk, ChunkContext(str(path), line)
             line += len(chunk)
     except pd.errors.ParserError as exc:
         raise UserInputError(f"{path}: malformed CSV ({exc})") from exc
@@ -229,4 +226,5 @@ def assemble(
 
 
 def broadcast(value: object, n: int, dtype: type = np.float64) -> np.ndarray:
+    """A column of ``n`` copies of ``value`` (fields a dataset does not record, or records as constant)."""
     return np.full(n, value, dtype=dtype)
