@@ -222,3 +222,41 @@ def test_twins_agree_on_engine_traces_through_detect(rng):
         np.testing.assert_array_equal(a, b)
     assert np.isnan(fast.score[1, 25:]).all() and not fast.flags[1, 25:].any()  # NaN padding
     assert fast.flags[2].mean() > 0.9 and fast.flags[0].mean() < 0.2
+
+
+def test_twins_agree_over_random_parameters_and_degenerate_ranges():
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        shape = (int(rng.integers(1, 5)), int(rng.integers(1, 120)))
+        h_q = rng.normal(0.5, 0.5, shape)
+        qber = rng.uniform(0.0, 0.5, shape)
+        key_drop = rng.uniform(0.0, 1.0, shape)
+        mask = rng.random(shape) < 0.05
+        qber[mask] = rng.choice([np.nan, np.inf, 0.0, 1e300], int(mask.sum()))
+        low = float(rng.uniform(0.0, 2.0))
+        high = low if seed % 5 == 0 else low + float(rng.uniform(0.0, 3.0))  # empty band: alpha pinned
+        weights = rng.dirichlet(np.ones(3))
+        args = (
+            h_q, qber, key_drop,
+            rng.normal(0.7, 0.1, shape[0]), 1.0 / rng.uniform(1e-6, 0.05, shape[0]),
+            rng.normal(0.5, 0.2, shape[0]), 1.0 / rng.uniform(1e-9, 1.0, shape[0]),
+            rng.uniform(low, high, shape[0]),
+            *(float(w) for w in weights), float(rng.choice([0.0, 0.1, 5.0, 1e6])),
+            float(rng.uniform(0.1, 10.0)), low, high,
+        )  # fmt: skip
+        _score, threshold, _flags = assert_twins_agree(args)
+        assert np.all((threshold >= low) & (threshold <= high))
+
+
+def test_per_link_calibrations_need_one_absolute_range(rng):
+    traces = [make_trace(rng, 0.01, 40), make_trace(rng, 0.05, 40)]
+    cals = [anomaly.calibrate([make_trace(rng, q, 100)]) for q in (0.01, 0.05)]
+    with pytest.raises(UserInputError, match="absolute alpha_min/alpha_max"):
+        anomaly.detect(traces, cals)
+    params = QidsParams(alpha_min=0.2, alpha_max=3.0)
+    own = anomaly.detect(traces, cals, params)
+    shared = anomaly.detect(traces, cals[0], params)
+    # a link noisy by nature (5%) is flagged throughout against the clean baseline, not against its own
+    assert shared.flags[1].all() and not own.flags[1].any()
+    assert not own.flags[0].any()
+    assert own.score.shape == (2, 40)
