@@ -46,11 +46,10 @@ CHANNELS = ("clean", "noisy", "eavesdropped")
 BACKENDS = ("builtin", "omnetpp")
 KEY_LENGTH = 16
 
-JsonScalar = str | int | float | bool | None
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class DatasetSpec(_Strict):
