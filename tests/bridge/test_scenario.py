@@ -21,6 +21,8 @@ MALFORMED = {
         "-1",
     ),
     "wrong type": ("name: x\nrounds: many\n", "rounds", "many"),
+    "boolean for a number": ("name: x\nrounds: yes\n", "rounds", "True"),
+    "quoted number": ("name: x\nseeds: ['3']\n", "seeds[0]", "'3'"),
     "wrong list type": ("name: x\nseeds: 3\n", "seeds", "3"),
     "invalid yaml": ("name: x\nrounds: [1\n", "invalid YAML", "line"),
     "empty file": ("", "empty", ""),
