@@ -3,8 +3,9 @@
 Targets (issue 6): the full ``scenarios/paper.yaml`` in <= 5 minutes and <= 2 GiB on a 2-core machine.
 Each measurement runs ``qesif run`` in a fresh results directory (nothing cached) as a child process;
 peak memory is the largest sum of the resident set sizes of that process and all its descendants
-(workers included), sampled every 0.1 s; CPU seconds are those of the whole process tree (user + system),
-which shows what a batch costs when other work shares the machine (wall ~ CPU / cores when idle).
+(workers included), sampled every 0.1 s; CPU seconds are those of the whole process tree (user + system,
+as last sampled), which shows what a batch costs when other work shares the machine (wall ~ CPU / cores
+when idle).
 
 The full batch is long, so it runs once (no median). The speed-up is measured on a sub-grid (the
 scenario restricted to its first dataset: a third of the runs), jobs 1 and jobs 2 alternated,
@@ -16,7 +17,6 @@ scenario restricted to its first dataset: a third of the runs), jobs 1 and jobs 
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,10 +33,16 @@ TARGET_WALL_S = 300.0
 TARGET_PEAK_GIB = 2.0
 
 
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def measure(scenario: Path, jobs: int) -> dict[str, float | int]:
     """One fresh batch: wall seconds, peak resident memory of the process tree (GiB), exit code."""
     with tempfile.TemporaryDirectory(prefix="qesif-bench-") as out:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.Popen(
             [*QESIF, "run", str(scenario), "--jobs", str(jobs), "--out", out, "--no-progress"],
@@ -46,16 +52,21 @@ def measure(scenario: Path, jobs: int) -> dict[str, float | int]:
         )
         parent = psutil.Process(proc.pid)
         peak = 0
+        cpu_by_pid: dict[int, float] = {}
         while proc.poll() is None:
-            try:
-                tree = [parent, *parent.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
+            rss = 0
+            for process in [parent, *_children(parent)]:
+                try:
+                    with process.oneshot():
+                        rss += process.memory_info().rss
+                        times = process.cpu_times()
+                        cpu_by_pid[process.pid] = times.user + times.system
+                except psutil.Error:
+                    continue
+            peak = max(peak, rss)
             time.sleep(0.1)
         wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu = sum(cpu_by_pid.values())
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         runs = len(list(Path(out, "runs").glob("*.parquet")))
     if proc.returncode != 0:
