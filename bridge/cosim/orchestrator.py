@@ -386,6 +386,7 @@ class Orchestrator:
         scalar("ids", "link_flags", self.link_flags.sum())
         scalar("network", "latency_mean_ms", 1e3 * latencies.mean() if latencies.size else np.nan)
         scalar("network", "latency_p95_ms", 1e3 * np.percentile(latencies, 95) if latencies.size else np.nan)
+        scalar("network", "latency_median_ms", 1e3 * np.median(latencies) if latencies.size else np.nan)
         scalar("network", "goodput_kbps", payload_bits / duration / 1e3)
         scalar("network", "energy_per_session_mJ", 1e3 * energies.mean() if energies.size else np.nan)
         scalar("network", "messages_sent", sum(t["messages_sent"] for t in tel))
