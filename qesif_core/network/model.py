@@ -356,11 +356,15 @@ def simulate_round(
     start = np.empty(owner.size)
     departure = np.empty(owner.size)
     dropped = np.zeros(owner.size, dtype=bool)
+    frame_of_ack = owner >= p_ack[0]  # ACK packets were added last, one per message, in message order
+    message_of_ack_frame = np.where(frame_of_ack, owner - p_ack[0], 0)
+    sent = np.ones(owner.size, dtype=bool)  # an ACK is only sent for a message that arrived
     follow_chain(queued=False)
     passes = max(params.passes, 2)
     for k in range(passes):
         frame_ready = ready[owner] + mac["lead_s"]
-        order = queue_order(frame_pan, frame_ready)
+        active = np.flatnonzero(sent)
+        order = active[queue_order(frame_pan[active], frame_ready[active])]
         channel_free = state.pan.copy()
         s_sorted, d_sorted, x_sorted = kernel(
             np.ascontiguousarray(frame_pan[order]),
@@ -371,7 +375,11 @@ def simulate_round(
             channel_free,
         )
         start[order], departure[order], dropped[order] = s_sorted, d_sorted, x_sorted.astype(bool)
+        start[~sent] = departure[~sent] = frame_ready[~sent]
+        dropped[~sent] = False
         done[:] = np.maximum.reduceat(departure, first_frame)
+        arrived = np.logical_and.reduceat(mac["delivered"] & ~dropped, first_frame)
+        sent = ~frame_of_ack | arrived[p_data][message_of_ack_frame]
         follow_chain(queued=k >= passes - 2)
 
     # Queue bookkeeping for the next round.
@@ -389,10 +397,11 @@ def simulate_round(
 
     # Application-level retransmissions after a lost message or ACK (lost frames: MAC retries exhausted, or
     # channel access failure, whose rate per PAN this round sets the odds of a retransmission).
-    frame_ok = mac["delivered"] & ~dropped
+    frame_ok = mac["delivered"] & ~dropped & sent
     packet_ok = np.logical_and.reduceat(frame_ok, first_frame)
+    sent_per_pan = np.bincount(frame_pan, weights=sent, minlength=state.pan.size)
     access_failure = np.bincount(frame_pan, weights=dropped, minlength=state.pan.size) / np.maximum(
-        frames_per_pan, 1
+        sent_per_pan, 1
     )
     frame_loss = acc.attempt_failure_probability(mpdu, p_collision) ** (acc.max_frame_retries + 1)
     frame_ok_prob = (1.0 - frame_loss) * (1.0 - access_failure[frame_pan])
@@ -460,6 +469,6 @@ def simulate_round(
         retransmissions=retransmissions,
         session_energy_j=energy[sdev],
         session_ready_s=session_ready,
-        frames=int(owner.size),
-        mac_drops=int((~frame_ok).sum()),
+        frames=int(sent.sum()),
+        mac_drops=int((sent & ~frame_ok).sum()),
     )
