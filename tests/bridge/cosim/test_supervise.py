@@ -1,0 +1,76 @@
+import os
+import sys
+import time
+
+import pytest
+
+from bridge.cosim.supervise import PeerProcess
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` still running (dead ones awaiting their reaper are not counted)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def test_stop_ends_the_whole_process_group_and_reaps_the_leader(tmp_path):
+    peer = PeerProcess(["/bin/sh", "-c", "sleep 60 & echo started; exec sleep 60"], cwd=tmp_path)
+    peer.start()
+    deadline = time.monotonic() + 10
+    while "started" not in peer.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not peer.exited()
+    started = time.monotonic()
+    peer.stop(grace_s=2)
+    assert time.monotonic() - started < 3
+    assert peer.returncode == -15  # SIGTERM was enough
+    deadline = time.monotonic() + 5
+    while _live_members(peer.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _live_members(peer.pid) == []  # the background sleep of the group got SIGTERM too
+    with pytest.raises(ChildProcessError):
+        os.waitpid(peer.pid, os.WNOHANG)
+    peer.stop()  # idempotent
+
+
+def test_a_peer_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+        "time.sleep(60)"
+    )
+    peer = PeerProcess([sys.executable, "-c", script], cwd=tmp_path)
+    peer.start()
+    deadline = time.monotonic() + 10
+    while "up" not in peer.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    peer.stop(grace_s=0.5)
+    assert peer.returncode == -9
+
+
+def test_a_forked_function_peer_logs_its_failure(tmp_path):
+    def failing() -> int:
+        print("working", flush=True)
+        raise RuntimeError("backend broke")
+
+    peer = PeerProcess(cwd=tmp_path, target=failing)
+    peer.start()
+    assert peer.wait(10) == 1
+    assert "working" in peer.log_tail() and "RuntimeError: backend broke" in peer.log_tail()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(peer.pid, os.WNOHANG)
+
+
+def test_argv_must_be_a_list_not_a_command_line(tmp_path):
+    with pytest.raises(ValueError, match="argv"):
+        PeerProcess("sleep 1", cwd=tmp_path)
+    with pytest.raises(ValueError, match="either"):
+        PeerProcess(["true"], cwd=tmp_path, target=lambda: 0)
