@@ -3,25 +3,28 @@
 Path of an uplink message: device CPU (protocol stack and AEAD) -> its PAN's shared 802.15.4 channel (one PAN
 per gateway, one FIFO server per PAN carrying uplink and downlink frames) -> gateway CPU (one FIFO core for
 the per-message path: decrypt, re-protect towards the control centre, flow features) -> the gateway's IP
-backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO, one
-node per ``gateways_per_broker`` gateways) =
-delivery. The acknowledgement (MQTT QoS 1 PUBACK or CoAP piggybacked ACK) comes back over backhaul and the
-PAN. On the 802.15.4 side MQTT is MQTT-SN over UDP (the MQTT variant made for such links: the same PUBLISH/
-PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic ids); the gateway relays it as MQTT over the backhaul.
+backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO, one node
+per ``gateways_per_broker`` gateways) = delivery. The acknowledgement (MQTT QoS 1 PUBACK or CoAP piggybacked
+ACK) comes back over backhaul and the PAN. On the 802.15.4 side MQTT is MQTT-SN over UDP (the MQTT variant
+made for such links: the same PUBLISH/ PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic ids); the
+gateway relays it as MQTT over the backhaul.
 
 A session (one per device and round) starts at the device's first message: the security handshake of the
-scheme's plan (a device->gateway flight and/or a gateway->device flight, with the CPU time of each side),
-then for MQTT a CONNECT/CONNACK with the broker. The device's messages wait for the session to be ready.
+scheme's plan (a device->gateway flight and/or a gateway->device flight, with the CPU time of each side), then
+for MQTT a CONNECT/CONNACK with the broker. The device's messages wait for the session to be ready.
 
-Dependent times (a flight waits for the previous one, an ACK for its message) are resolved by fixed-point
-iteration: each pass recomputes every queue with the arrival times of the previous pass; with ``passes`` at
-least the longest dependency chain plus one, each chain is followed to its end.
+Dependent times (a flight waits for the previous one, an ACK for its message, and is only sent if its message
+arrived) are resolved by fixed-point iteration: each pass recomputes the PAN channels with the arrival times
+of the previous pass; with ``passes`` at least the longest dependency chain plus one, each chain is followed
+to its end. The light queues behind the PAN (gateway CPU, backhaul, control centre, broker) are computed in
+the last two passes only; earlier passes add their service times.
 
 Application-level retransmissions (CoAP confirmable messages, RFC 7252 4.2: ACK_TIMEOUT x U[1,
 ACK_RANDOM_FACTOR] doubling, MAX_RETRANSMIT; MQTT-SN: fixed T_retry, N_retry) follow when the message or its
-ACK is lost after the MAC retries. They add the timeouts to the latency and their frames' energy to the
-device; their frames are not re-inserted into the channel queue (they are rare: a frame is lost only after
-four failed attempts).
+ACK is lost (MAC retries exhausted, or channel access failure in a saturated PAN). They add the timeouts to
+the latency and their frames' energy to the device, with the odds of a lost exchange from the round's measured
+loss rates; their frames are not re-inserted into the channel queue, which underestimates the load of a PAN
+that loses many frames.
 
 Device energy: radio transmit, receive (CCA, ACKs, and listening while waiting for each response) and idle
 (backoff) time, MCU active time, and sleep currents for the rest of the round.
