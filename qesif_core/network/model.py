@@ -6,7 +6,7 @@ the per-message path: decrypt, re-protect towards the control centre, flow featu
 backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO, one node
 per ``gateways_per_broker`` gateways) = delivery. The acknowledgement (MQTT QoS 1 PUBACK or CoAP piggybacked
 ACK) comes back over backhaul and the PAN. On the 802.15.4 side MQTT is MQTT-SN over UDP (the MQTT variant
-made for such links: the same PUBLISH/ PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic ids); the
+made for such links: the same PUBLISH/PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic ids); the
 gateway relays it as MQTT over the backhaul.
 
 A session (one per device and round) starts at the device's first message: the security handshake of the
