@@ -31,7 +31,15 @@ from qesif_core.network.model import (
     SessionCosts,
     simulate_round,
 )
-from qesif_core.network.traffic import RecordReplay, build_topology, poisson_arrivals, round_traffic
+from qesif_core.network.traffic import (
+    RecordReplay,
+    build_topology,
+    join,
+    no_transmissions,
+    poisson_arrivals,
+    round_traffic,
+    split_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +116,7 @@ class BuiltinNetwork:
         self._rng = streams.traffic
         self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
+        self._retries = no_transmissions()  # application retransmissions due in later rounds
 
     def hello(self) -> dict[str, Any]:
         return {
@@ -124,10 +133,11 @@ class BuiltinNetwork:
             self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self._rng
         )
         slot = self._replay.take(device)
-        traffic = round_traffic(device, time, self._payload[slot])
+        due, self._retries = split_due(self._retries, start + self.round_duration_s)
+        traffic = round_traffic(device, time, self._payload[slot], due)
         first_time = np.full(traffic.session_device.size, np.inf)
-        np.minimum.at(first_time, traffic.session, time)
-        self._pending = {"round": round_index, "traffic": traffic, "slot": slot}
+        np.minimum.at(first_time, traffic.session, traffic.time)
+        self._pending = {"round": round_index, "traffic": traffic, "slot": slot, "device": device}
         return {
             "round": round_index,
             "device": traffic.session_device.tolist(),
@@ -166,21 +176,23 @@ class BuiltinNetwork:
             self._rng,
         )
         self._pending = None
-        slot = pending["slot"]
+        self._retries = join(self._retries, result.retry)
+        slot, new_device = pending["slot"], pending["device"]
         records, first = np.unique(self._record_ids[slot], return_index=True)
         return {
             "round": pending["round"],
-            "messages_sent": int(traffic.device.size),
+            "messages_sent": int(new_device.size),
             "messages_delivered": int(result.delivered.sum()),
+            "messages_given_up": result.given_up,
             "payload_bytes_delivered": int(traffic.payload_bytes[result.delivered].sum()),
             "latency_s": result.latency_s[result.delivered].tolist(),
             "session_device": traffic.session_device.tolist(),
             "session_energy_j": result.session_energy_j.tolist(),
             "record": records.tolist(),
-            "record_gateway": self.topology.gateway[traffic.device[first]].tolist(),
+            "record_gateway": self.topology.gateway[new_device[first]].tolist(),
             "frames": result.frames,
             "mac_drops": result.mac_drops,
-            "retransmissions": int(result.retransmissions.sum()),
+            "retransmissions": int((traffic.attempt > 0).sum()),
         }
 
 

@@ -63,3 +63,23 @@ def test_a_round_asks_for_each_session_once_and_reports_its_records():
     assert len(telemetry["record"]) == len(set(telemetry["record"])) > 0
     with pytest.raises(RuntimeError, match="does not answer"):
         network.finish_round(grant)  # the round's grant was already used
+
+
+def test_lost_messages_come_back_as_retransmissions_in_later_rounds():
+    spec = _spec()
+    spec["rounds"] = 8
+    network = BuiltinNetwork(spec)
+    costs = plan_costs(load_cost_model(), SessionPlan("classical", "x25519", "aes-128-gcm", False))
+    sent = delivered = retransmitted = 0
+    for r in range(spec["rounds"]):
+        request = network.begin_round(r)
+        n = len(request["device"])
+        telemetry = network.finish_round(
+            {"round": r, "device": request["device"], **{k: [v] * n for k, v in costs.items()}}
+        )
+        sent += telemetry["messages_sent"]
+        delivered += telemetry["messages_delivered"]
+        retransmitted += telemetry["retransmissions"]
+        assert len(telemetry["latency_s"]) == telemetry["messages_delivered"]
+    assert retransmitted > 0  # ten devices per PAN lose frames to channel access failures
+    assert delivered <= sent
