@@ -207,6 +207,16 @@ def deviation_notes(
             notes.append(
                 f"{float(scalars['network/messages_delivered'].sum()) / sent:.1%} of messages delivered"
             )
+    if metric in ("latency_ms", "throughput_kbps", "energy_mJ") and {
+        "network/messages_sent",
+        "network/retransmissions",
+        "network/mac_drops",
+    } <= set(scalars):
+        sent = float(scalars["network/messages_sent"].sum())
+        if sent > 0:
+            retx = float(scalars["network/retransmissions"].sum()) / sent
+            drops = float(scalars["network/mac_drops"].sum()) / sent
+            notes.append(f"{retx:.2f} MAC retransmissions and {drops:.2f} MAC drops per message sent")
     if metric == "latency_ms":
         note = _component_note(
             scalars, "network/latency_", "_ms", {"network/latency_mean_ms", "network/latency_p95_ms"}
