@@ -94,7 +94,7 @@ class NetworkParams:
     coap_max_retransmit: int = 4
     mqtt_retry_s: float = 10.0  # MQTT-SN 1.2 6.13: T_retry 10-15 s, fixed
     mqtt_max_retries: int = 4  # MQTT-SN N_retry 3-5
-    passes: int = 8
+    passes: int = 7  # longest dependency chain (6 packets: flight, reply, CONNECT, CONNACK, data, ACK) + 1
 
 
 @dataclass
