@@ -31,15 +31,7 @@ from qesif_core.network.model import (
     SessionCosts,
     simulate_round,
 )
-from qesif_core.network.traffic import (
-    RecordReplay,
-    build_topology,
-    join,
-    no_transmissions,
-    poisson_arrivals,
-    round_traffic,
-    split_due,
-)
+from qesif_core.network.traffic import RecordReplay, build_topology, poisson_arrivals, round_traffic
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +108,6 @@ class BuiltinNetwork:
         self._rng = streams.traffic
         self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
-        self._retries = no_transmissions()  # application retransmissions due in later rounds
 
     def hello(self) -> dict[str, Any]:
         return {
@@ -133,11 +124,10 @@ class BuiltinNetwork:
             self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self._rng
         )
         slot = self._replay.take(device)
-        due, self._retries = split_due(self._retries, start + self.round_duration_s)
-        traffic = round_traffic(device, time, self._payload[slot], due)
+        traffic = round_traffic(device, time, self._payload[slot])
         first_time = np.full(traffic.session_device.size, np.inf)
-        np.minimum.at(first_time, traffic.session, traffic.time)
-        self._pending = {"round": round_index, "traffic": traffic, "slot": slot, "device": device}
+        np.minimum.at(first_time, traffic.session, time)
+        self._pending = {"round": round_index, "traffic": traffic, "slot": slot}
         return {
             "round": round_index,
             "device": traffic.session_device.tolist(),
@@ -176,23 +166,21 @@ class BuiltinNetwork:
             self._rng,
         )
         self._pending = None
-        self._retries = join(self._retries, result.retry)
-        slot, new_device = pending["slot"], pending["device"]
+        slot = pending["slot"]
         records, first = np.unique(self._record_ids[slot], return_index=True)
         return {
             "round": pending["round"],
-            "messages_sent": int(new_device.size),
+            "messages_sent": int(traffic.device.size),
             "messages_delivered": int(result.delivered.sum()),
-            "messages_given_up": result.given_up,
             "payload_bytes_delivered": int(traffic.payload_bytes[result.delivered].sum()),
             "latency_s": result.latency_s[result.delivered].tolist(),
             "session_device": traffic.session_device.tolist(),
             "session_energy_j": result.session_energy_j.tolist(),
             "record": records.tolist(),
-            "record_gateway": self.topology.gateway[new_device[first]].tolist(),
+            "record_gateway": self.topology.gateway[traffic.device[first]].tolist(),
             "frames": result.frames,
             "mac_drops": result.mac_drops,
-            "retransmissions": int((traffic.attempt > 0).sum()),
+            "retransmissions": int(result.retransmissions.sum()),
         }
 
 

@@ -391,7 +391,6 @@ class Orchestrator:
         scalar("network", "energy_per_session_mJ", 1e3 * energies.mean() if energies.size else np.nan)
         scalar("network", "messages_sent", sum(t["messages_sent"] for t in tel))
         scalar("network", "messages_delivered", sum(t["messages_delivered"] for t in tel))
-        scalar("network", "messages_given_up", sum(t["messages_given_up"] for t in tel))
         scalar("network", "frames", sum(t["frames"] for t in tel))
         scalar("network", "mac_drops", sum(t["mac_drops"] for t in tel))
         scalar("network", "retransmissions", sum(t["retransmissions"] for t in tel))

@@ -53,7 +53,6 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "round": "int",
         "messages_sent": "int",
         "messages_delivered": "int",
-        "messages_given_up": "int",
         "payload_bytes_delivered": "int",
         "latency_s": "[float]",
         "session_device": "[int]",

@@ -20,10 +20,11 @@ to its end. The light queues behind the PAN (gateway CPU, backhaul, control cent
 the last two passes only; earlier passes add their service times.
 
 Application-level retransmissions (CoAP confirmable messages, RFC 7252 4.2: ACK_TIMEOUT x U[1,
-ACK_RANDOM_FACTOR], doubling, MAX_RETRANSMIT; MQTT-SN: fixed T_retry, N_retry) follow when a message or its
-ACK is lost (MAC retries exhausted, or channel access failure in a saturated PAN): the round returns them
-as transmissions for later rounds, where they load the channel like any message; a message's latency runs
-from its generation to its first arrival.
+ACK_RANDOM_FACTOR] doubling, MAX_RETRANSMIT; MQTT-SN: fixed T_retry, N_retry) follow when the message or its
+ACK is lost (MAC retries exhausted, or channel access failure in a saturated PAN). They add the timeouts to
+the latency and their frames' energy to the device, with the odds of a lost exchange from the round's measured
+loss rates; their frames are not re-inserted into the channel queue, which underestimates the load of a PAN
+that loses many frames.
 
 Device energy: radio transmit, receive (CCA, ACKs, and listening while waiting for each response) and idle
 (backoff) time, MCU active time, and sleep currents for the rest of the round.
@@ -141,39 +142,23 @@ class SessionCosts:
 
 @dataclass(frozen=True)
 class RoundTraffic:
-    """Transmissions of one round, sorted by device then time; ``session`` indexes the round's sessions.
-
-    A transmission is a new message (``attempt`` 0, ``time`` = ``origin_s`` its generation) or an
-    application-level retransmission of an earlier one (``attempt`` k, ``time`` when its timer fired);
-    ``duplicate`` marks a retransmission of a message that already arrived (its ACK was lost);
-    ``timeout_s`` is the message's first retransmission timeout (drawn when it is new).
-    """
+    """Messages of one round, sorted by device then time; ``session`` indexes the round's sessions."""
 
     device: np.ndarray
     time: np.ndarray
     payload_bytes: np.ndarray
     session: np.ndarray
     session_device: np.ndarray
-    origin_s: np.ndarray
-    attempt: np.ndarray
-    duplicate: np.ndarray
-    timeout_s: np.ndarray
 
 
 @dataclass(frozen=True)
 class RoundResult:
-    """Outcomes of one round's transmissions (in ``RoundTraffic`` order) and sessions.
+    """Per-message and per-session outcomes of one round."""
 
-    ``delivered``: the transmission brought its message to the control centre for the first time (latency
-    from the message's generation); ``retry``: the transmissions to make in later rounds (lost message or
-    lost ACK, retries left); ``given_up``: messages abandoned after their last retransmission.
-    """
-
-    latency_s: np.ndarray  # nan unless delivered here
+    latency_s: np.ndarray  # nan when never delivered
     delivered: np.ndarray
     delivered_at: np.ndarray
-    retry: RoundTraffic
-    given_up: int
+    retransmissions: np.ndarray
     session_energy_j: np.ndarray
     session_ready_s: np.ndarray
     frames: int
@@ -252,7 +237,7 @@ def simulate_round(
     sizes, acc, pw = params.sizes, params.access, params.power
     if traffic.device.size == 0:
         empty = np.empty(0)
-        return RoundResult(empty, np.empty(0, bool), empty, traffic, 0, empty, empty, 0, 0)
+        return RoundResult(empty, np.empty(0, bool), empty, np.empty(0, np.int64), empty, empty, 0, 0)
     n_sessions = traffic.session_device.size
     sdev = traffic.session_device
     sgw = gateway_of[sdev]
@@ -413,37 +398,40 @@ def simulate_round(
         state.broker, last_departure_per_queue(broker_of, delivered_at, state.broker.size)
     )
 
-    # Application-level retransmissions after a lost message or ACK (MAC retries exhausted, or channel
-    # access failure): the device retries when its timer fires, in a later round, as a real transmission.
+    # Application-level retransmissions after a lost message or ACK (lost frames: MAC retries exhausted, or
+    # channel access failure, whose rate per PAN this round sets the odds of a retransmission).
     frame_ok = mac["delivered"] & ~dropped & sent
     packet_ok = np.logical_and.reduceat(frame_ok, first_frame)
+    sent_per_pan = np.bincount(frame_pan, weights=sent, minlength=state.pan.size)
+    access_failure = np.bincount(frame_pan, weights=dropped, minlength=state.pan.size) / np.maximum(
+        sent_per_pan, 1
+    )
+    frame_loss = acc.attempt_failure_probability(mpdu, p_collision) ** (acc.max_frame_retries + 1)
+    frame_ok_prob = (1.0 - frame_loss) * (1.0 - access_failure[frame_pan])
+    packet_ok_prob = np.exp(np.add.reduceat(np.log(np.maximum(frame_ok_prob, 1e-300)), first_frame))
     up_ok = packet_ok[p_data]
     ack_ok = packet_ok[p_ack]
+    exchange_prob = packet_ok_prob[p_data] * packet_ok_prob[p_ack]
     is_coap = mproto == COAP
-    new = traffic.attempt == 0
-    drawn = params.coap_ack_timeout_s * rng.uniform(1.0, params.coap_ack_random_factor, n_msgs)
-    timeout = np.where(new, np.where(is_coap, drawn, params.mqtt_retry_s), traffic.timeout_s)
     max_retries = np.where(is_coap, params.coap_max_retransmit, params.mqtt_max_retries)
-    delivered = up_ok & ~traffic.duplicate
-    arrived = up_ok | traffic.duplicate
-    failed = ~(up_ok & ack_ok)
-    retry = failed & (traffic.attempt < max_retries)
-    # CoAP doubles the timeout after each attempt (RFC 7252 4.2); MQTT-SN waits T_retry each time.
-    wait = np.where(is_coap, timeout * 2.0**traffic.attempt, timeout)
-    r = np.flatnonzero(retry)
-    retries = RoundTraffic(
-        device=traffic.device[r],
-        time=done[p_data][r] + wait[r],
-        payload_bytes=traffic.payload_bytes[r],
-        session=np.zeros(r.size, dtype=np.int64),  # sessions are assigned in the round that sends them
-        session_device=np.empty(0, dtype=np.int64),
-        origin_s=traffic.origin_s[r],
-        attempt=traffic.attempt[r] + 1,
-        duplicate=arrived[r],
-        timeout_s=timeout[r],
+    first_timeout = np.where(
+        is_coap,
+        params.coap_ack_timeout_s * rng.uniform(1.0, params.coap_ack_random_factor, n_msgs),
+        params.mqtt_retry_s,
     )
-    given_up = int((failed & ~retry & ~arrived).sum())
-    latency = np.where(delivered, delivered_at - traffic.origin_s, np.nan)
+    retry_ok = (
+        rng.random((n_msgs, max(params.coap_max_retransmit, params.mqtt_max_retries)))
+        < exchange_prob[:, None]
+    )
+    need_retry = ~(up_ok & ack_ok)
+    k_first = np.where(retry_ok.any(axis=1), retry_ok.argmax(axis=1) + 1, np.iinfo(np.int64).max)
+    success_retry = need_retry & (k_first <= max_retries)
+    retransmissions = np.where(need_retry, np.minimum(k_first, max_retries), 0)
+    k = np.minimum(k_first, max_retries)
+    waited = np.where(is_coap, first_timeout * (2.0**k - 1.0), first_timeout * k)  # CoAP doubles, MQTT-SN not
+    delivered = up_ok | success_retry
+    final_delivery = np.where(up_ok, delivered_at, delivered_at + waited)
+    latency = np.where(delivered, final_delivery - traffic.time, np.nan)
 
     # Energy of each device in its session.
     frame_dev = packet_device[owner]
@@ -459,6 +447,10 @@ def simulate_round(
     ack_tx = v * pw.radio_tx_a * (acc.turnaround_s + acc.ack_airtime_s())  # device ACKs a downlink frame
     frame_energy = np.where(frame_up, up_e, np.where(frame_ok, ack_tx, 0.0))
     np.add.at(energy, frame_dev, frame_energy)
+    per_packet_energy = np.add.reduceat(frame_energy, first_frame)
+    np.add.at(
+        energy, traffic.device, retransmissions * (per_packet_energy[p_data] + per_packet_energy[p_ack])
+    )
     # Listening for each response with the receiver on.
     hs_listen_from = session_start.copy()
     hs_listen_from[up_s] = done[p_up]
@@ -469,16 +461,15 @@ def simulate_round(
     energy += v * pw.radio_rx_a * listen
     cpu_s = np.zeros(gateway_of.size)
     np.add.at(cpu_s, sdev, costs.handshake_device_s + np.where(mqtt_s, stack_s, 0.0))
-    np.add.at(cpu_s, traffic.device, msg_dev_cpu)
+    np.add.at(cpu_s, traffic.device, msg_dev_cpu * (1 + retransmissions))
     energy += v * pw.mcu_active_a * cpu_s
     energy += v * (pw.radio_sleep_a + pw.mcu_sleep_a) * round_duration_s
 
     return RoundResult(
         latency_s=latency,
         delivered=delivered,
-        delivered_at=delivered_at,
-        retry=retries,
-        given_up=given_up,
+        delivered_at=final_delivery,
+        retransmissions=retransmissions,
         session_energy_j=energy[sdev],
         session_ready_s=session_ready,
         frames=int(sent.sum()),

@@ -97,64 +97,13 @@ class RecordReplay:
         return self._records[self._offset[device] + position]
 
 
-def no_transmissions() -> RoundTraffic:
-    """An empty set of transmissions (no retransmission pending)."""
-    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0)
-    return RoundTraffic(
-        empty_i, empty_f, empty_i, empty_i, empty_i, empty_f, empty_i, np.empty(0, dtype=bool), empty_f
-    )
-
-
-def _fields(t: RoundTraffic) -> tuple[np.ndarray, ...]:
-    return (t.device, t.time, t.payload_bytes, t.origin_s, t.attempt, t.duplicate, t.timeout_s)
-
-
-def _assemble(fields: tuple[np.ndarray, ...], order: np.ndarray | None = None) -> RoundTraffic:
-    device, time, payload, origin, attempt, duplicate, timeout = (
-        f if order is None else f[order] for f in fields
-    )
+def round_traffic(device: np.ndarray, time: np.ndarray, payload_bytes: np.ndarray) -> RoundTraffic:
+    """Group a round's messages into sessions (one per device that sends in the round)."""
     session_device, session = np.unique(device, return_inverse=True)
     return RoundTraffic(
-        device=device.astype(np.int64),
-        time=time.astype(np.float64),
-        payload_bytes=payload.astype(np.int64),
+        device=device,
+        time=time,
+        payload_bytes=np.asarray(payload_bytes, dtype=np.int64),
         session=session,
         session_device=session_device,
-        origin_s=origin.astype(np.float64),
-        attempt=attempt.astype(np.int64),
-        duplicate=duplicate.astype(bool),
-        timeout_s=timeout.astype(np.float64),
     )
-
-
-def round_traffic(
-    device: np.ndarray, time: np.ndarray, payload_bytes: np.ndarray, carried: RoundTraffic | None = None
-) -> RoundTraffic:
-    """A round's new messages plus the retransmissions ``carried`` into it, sorted by device then time and
-    grouped into sessions (one per device that transmits in the round)."""
-    n = np.asarray(device).size
-    fresh = (
-        np.asarray(device),
-        np.asarray(time, dtype=np.float64),
-        np.asarray(payload_bytes),
-        np.asarray(time, dtype=np.float64),
-        np.zeros(n, dtype=np.int64),
-        np.zeros(n, dtype=bool),
-        np.full(n, np.nan),
-    )
-    if carried is not None and carried.device.size:
-        fresh = tuple(np.concatenate([a, b]) for a, b in zip(fresh, _fields(carried), strict=True))
-    order = np.lexsort((np.arange(fresh[0].size), fresh[1], fresh[0]))
-    return _assemble(fresh, order)
-
-
-def split_due(pending: RoundTraffic, until_s: float) -> tuple[RoundTraffic, RoundTraffic]:
-    """Pending retransmissions due before ``until_s``, and the rest."""
-    due = pending.time < until_s
-    fields = _fields(pending)
-    return _assemble(tuple(f[due] for f in fields)), _assemble(tuple(f[~due] for f in fields))
-
-
-def join(a: RoundTraffic, b: RoundTraffic) -> RoundTraffic:
-    """Two sets of pending transmissions as one."""
-    return _assemble(tuple(np.concatenate([x, y]) for x, y in zip(_fields(a), _fields(b), strict=True)))

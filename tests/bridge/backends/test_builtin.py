@@ -65,7 +65,7 @@ def test_a_round_asks_for_each_session_once_and_reports_its_records():
         network.finish_round(grant)  # the round's grant was already used
 
 
-def test_lost_messages_come_back_as_retransmissions_in_later_rounds():
+def test_a_saturated_pan_needs_application_retransmissions():
     spec = _spec()
     spec["rounds"] = 8
     network = BuiltinNetwork(spec)

@@ -86,7 +86,7 @@ def test_more_devices_per_pan_mean_more_delay_and_access_failures():
     light, heavy = per_pan(2), per_pan(14)
     assert np.nanmedian(heavy.latency_s) > np.nanmedian(light.latency_s)
     assert heavy.mac_drops > light.mac_drops
-    assert heavy.retry.device.size > light.retry.device.size
+    assert heavy.retransmissions.sum() > light.retransmissions.sum()
 
 
 def test_same_seed_same_round_and_energy_is_plausible():
@@ -104,34 +104,21 @@ def test_same_seed_same_round_and_energy_is_plausible():
     assert (a.session_energy_j < 1.0).all()  # far below a radio on for a whole second at 3 V
 
 
-def test_lost_messages_are_retransmitted_in_later_rounds_with_coap_timeouts():
+def test_lost_exchanges_are_retried_after_coap_timeouts():
     lossy = NetworkParams(access=Ieee802154(bit_error_rate=1.5e-3))
     gateway, protocol = np.zeros(1, dtype=np.int64), np.array([COAP])
-    state = QueueState.idle(1, lossy)
-    rng = np.random.default_rng(8)
-    times = np.linspace(0.05, 0.95, 10)
-    first = simulate_round(
-        lossy,
-        gateway,
-        protocol,
-        round_traffic(np.zeros(10, int), times, np.full(10, 40)),
-        _costs(1),
-        1.0,
-        state,
-        rng,
+    times = np.linspace(0.05, 0.95, 40)
+    traffic = round_traffic(np.zeros(40, dtype=np.int64), times, np.full(40, 40))
+    result = simulate_round(
+        lossy, gateway, protocol, traffic, _costs(1), 1.0, QueueState.idle(1, lossy), np.random.default_rng(8)
     )
-    retry = first.retry
-    assert retry.device.size > 0 and (retry.attempt == 1).all()
-    assert (retry.timeout_s >= 2.0).all() and (retry.timeout_s <= 3.0).all()  # ACK_TIMEOUT x U[1, 1.5]
-    assert (retry.time >= retry.origin_s + 2.0).all()
-    # A message that arrived but lost its ACK is retried as a duplicate and is not delivered twice.
-    assert np.array_equal(retry.duplicate, first.delivered[np.isin(times, retry.origin_s)])
-    later = round_traffic(np.zeros(0, int), np.zeros(0), np.zeros(0, int), retry)
-    second = simulate_round(lossy, gateway, protocol, later, _costs(1), 10.0, state, rng)
-    fresh = ~later.duplicate
-    assert second.delivered[~fresh].sum() == 0
-    assert (second.latency_s[second.delivered] >= 2.0).all()  # latency counts from the original message
-    assert (second.retry.attempt == 2).all()
+    retried = result.retransmissions > 0
+    assert retried.any() and not retried.all()
+    first_try = result.delivered & ~retried
+    assert (result.latency_s[first_try] < 0.5).all()
+    # A retried message waited at least ACK_TIMEOUT (2 s) unless only its ACK was lost.
+    assert (result.latency_s[result.delivered & retried] > 0).all()
+    assert np.nanmax(result.latency_s) >= 2.0
 
 
 def test_union_length_merges_overlapping_windows():
