@@ -51,6 +51,7 @@ class Outcome:
     payload: bytes | None = None
     reason: str | None = None
     log_tail: str | None = None
+    user_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,15 @@ class BatchSummary:
     skipped: int
     succeeded: int
     failed: int
+    #: Why the runs failed when every failure was a user mistake (a bad parameter, a missing backend).
+    user_error: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when every run of the batch is finished, 1 when any failed."""
-        return 1 if self.failed else 0
+        """0 when every run is finished; 2 when every failure was a user mistake; 1 otherwise."""
+        if not self.failed:
+            return 0
+        return 2 if self.user_error else 1
 
 
 def _default_run_once(spec: dict[str, Any], *, bridge: str) -> Any:
@@ -100,7 +105,7 @@ def execute_run(
             table = (run_function or _default_run_once)(run.spec, bridge=bridge)
             payload = store_module.encode(table, run.key, run.spec, run.itervars)
         return Outcome(run.key, run.label, True, time.perf_counter() - started, payload=payload)
-    except Exception as exc:
+    except Exception as exc:  # the run failed: report it, the batch goes on
         output = captured.getvalue().splitlines()[-LOG_TAIL_LINES:]
         tail = "\n".join([*output, *lines, *traceback.format_exc().splitlines()[-LOG_TAIL_LINES:]])
         return Outcome(
@@ -110,6 +115,7 @@ def execute_run(
             time.perf_counter() - started,
             reason=f"{type(exc).__name__}: {exc}",
             log_tail=tail,
+            user_error=isinstance(exc, UserInputError),
         )
     finally:
         root.removeHandler(handler)
@@ -210,6 +216,7 @@ def run_batch(
     else:
         outcomes = _local_pool(todo, min(jobs, len(todo)), bridge, scheme_files, run_function)
     succeeded = failed = 0
+    user_errors: list[str] = []
     by_key = {run.key: run for run in todo}
     with tqdm(
         total=len(todo),
@@ -225,6 +232,8 @@ def run_batch(
                 succeeded += 1
             else:
                 failed += 1
+                if outcome.user_error and outcome.reason:
+                    user_errors.append(outcome.reason)
                 result_store.save_failure(
                     outcome.key,
                     {
@@ -238,4 +247,11 @@ def run_batch(
                 )
                 bar.write(f"run failed: {outcome.label} [{outcome.key}]: {outcome.reason}", file=sys.stderr)
             bar.update(1)
-    return BatchSummary(total=len(runs), skipped=skipped, succeeded=succeeded, failed=failed)
+    all_user_errors = failed > 0 and len(user_errors) == failed
+    return BatchSummary(
+        total=len(runs),
+        skipped=skipped,
+        succeeded=succeeded,
+        failed=failed,
+        user_error=user_errors[0].removeprefix("UserInputError: ") if all_user_errors else None,
+    )

@@ -64,4 +64,6 @@ def main(args: argparse.Namespace) -> int:
         f"results in {store.root}",
         file=sys.stderr,
     )
+    if summary.user_error:
+        print(f"qesif run: error: {summary.user_error}", file=sys.stderr)
     return summary.exit_code

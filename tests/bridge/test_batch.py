@@ -100,3 +100,20 @@ def test_unreachable_scheduler_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(UserInputError, match="--scheduler"):
         run_batch(_runs(), ResultStore(tmp_path), scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+def test_a_user_mistake_in_every_failed_run_exits_2_with_its_message(tmp_path, fake_run_once):
+    def bad_parameter(spec, *, bridge):
+        raise UserInputError("keys.epsilon_min must be a number > 0, got -1")
+
+    summary = run_batch(_runs(), ResultStore(tmp_path / "a"), run_function=bad_parameter, progress=False)
+    assert summary.exit_code == 2
+    assert summary.user_error == "keys.epsilon_min must be a number > 0, got -1"
+
+    def mixed(spec, *, bridge):
+        if spec["scheme"] == "QRHE":
+            raise RuntimeError("crash")
+        return bad_parameter(spec, bridge=bridge)
+
+    summary = run_batch(_runs(), ResultStore(tmp_path / "b"), run_function=mixed, progress=False)
+    assert (summary.exit_code, summary.user_error) == (1, None)
