@@ -96,6 +96,8 @@ def execute_run(
     handler = _Tail()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    saved_level = root.level
+    root.setLevel(min(saved_level or logging.WARNING, logging.INFO))  # INFO lines belong in a failure's tail
     root.addHandler(handler)
     captured = io.StringIO()
     try:
@@ -119,6 +121,7 @@ def execute_run(
         )
     finally:
         root.removeHandler(handler)
+        root.setLevel(saved_level)
 
 
 def _failure(run: Run, reason: str, log_tail: str = "", elapsed_s: float = 0.0) -> Outcome:

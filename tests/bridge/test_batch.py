@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 
 from bridge import batch
@@ -33,6 +35,7 @@ class CountingRunOnce:
         self.calls += 1
         if spec["scheme"] == self.failing_scheme:
             print("about to fail: simulated backend crash")
+            logging.getLogger("bridge.cosim.test").info("backend state before the crash")
             raise RuntimeError("simulated backend crash")
         return self.inner(spec, bridge=bridge)
 
@@ -58,6 +61,7 @@ def test_a_failed_run_is_recorded_with_reason_and_log_tail_and_the_batch_goes_on
     assert {f["spec"]["scheme"] for f in failures} == {"QRHE"}
     assert failures[0]["reason"] == "RuntimeError: simulated backend crash"
     assert "about to fail" in failures[0]["log_tail"]
+    assert "INFO bridge.cosim.test: backend state before the crash" in failures[0]["log_tail"]
     assert "Traceback" in failures[0]["log_tail"]
     fixed = run_batch(runs, store, run_function=CountingRunOnce(fake_run_once), progress=False)
     assert (fixed.succeeded, fixed.skipped, fixed.exit_code) == (2, 2, 0)
