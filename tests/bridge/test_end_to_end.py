@@ -96,3 +96,27 @@ def test_sigkill_mid_batch_then_rerun_loses_and_recomputes_nothing(tmp_path, rep
     assert len(after) == 4
     assert all(after[name] == data for name, data in finished.items())
     assert not list((out / "runs").glob(".*"))
+
+
+def test_dask_cluster_batch_from_the_cli_matches_the_local_batch(
+    smoke_results, tmp_path, repo_root, monkeypatch
+):
+    distributed = pytest.importorskip("dask.distributed")
+    base, _ = smoke_results
+    monkeypatch.chdir(repo_root)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as c:
+        code = cli.main(
+            [
+                "run",
+                "scenarios/smoke.yaml",
+                "--scheduler",
+                c.scheduler_address,
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+    assert code == 0
+    assert _parquet_bytes(tmp_path) == _parquet_bytes(base / "j1")
