@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qesif_core import _native
+from qesif_core.qkd.bits import as_bits
 
 VARIANTS = ("original", "yanetal", "biconf")
 MIN_ESTIMATED_QBER = 1e-5  # cascade-cpp's floor, so a zero estimate still gives finite blocks
@@ -102,8 +103,8 @@ def reconcile(
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown Cascade variant {variant!r}; known: {', '.join(VARIANTS)}")
-    alice_bits = _as_bits(alice, "alice")
-    bob_bits = _as_bits(bob, "bob")
+    alice_bits = as_bits(alice, "alice")
+    bob_bits = as_bits(bob, "bob")
     if alice_bits.shape != bob_bits.shape:
         raise ValueError(f"alice and bob differ in length ({alice_bits.size} != {bob_bits.size})")
     if not (0.0 <= qber <= 0.5):
@@ -153,15 +154,6 @@ def _run_schedule(variant: str, qber: float, n: int, new_pass: Callable[[int, in
             corrected = new_pass(number, n // 2, True, False)
             to_go = BICONF_ERROR_FREE_STREAK if corrected else to_go - 1
     return number
-
-
-def _as_bits(bits: np.ndarray, name: str) -> np.ndarray:
-    array = np.ascontiguousarray(bits, dtype=np.uint8)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D bit array, got shape {array.shape}")
-    if array.size and array.max() > 1:
-        raise ValueError(f"{name} must hold only 0/1 values")
-    return array
 
 
 def _shuffle_seed(rng: np.random.Generator) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from qesif_core import _native
+from qesif_core.qkd.bits import as_bits
 
 _COMPILED = "qesif_core.qkd._privacy"
 _PURE = "qesif_core.qkd.privacy"
@@ -40,8 +41,8 @@ def toeplitz_hash(
     ``seed`` holds ``seed_bits_needed(len(bits), out_bits)`` random bits shared by both sides.
     ``impl`` overrides ``QESIF_IMPL``; both implementations return identical bits.
     """
-    key = _as_bits(bits, "bits")
-    seed_bits = _as_bits(seed, "seed")
+    key = as_bits(bits, "bits")
+    seed_bits = as_bits(seed, "seed")
     needed = seed_bits_needed(key.size, out_bits)
     if seed_bits.size != needed:
         raise ValueError(
@@ -66,15 +67,6 @@ def verification_tag(
     if tag_bits <= 0:
         raise ValueError(f"tag_bits must be positive, got {tag_bits}")
     return np.packbits(toeplitz_hash(bits, tag_bits, seed, impl=impl)).tobytes()
-
-
-def _as_bits(bits: np.ndarray, name: str) -> np.ndarray:
-    array = np.ascontiguousarray(bits, dtype=np.uint8)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D bit array, got shape {array.shape}")
-    if array.size and array.max() > 1:
-        raise ValueError(f"{name} must hold only 0/1 values")
-    return array
 
 
 # ---------------------------------------------------------------------------------------------------
