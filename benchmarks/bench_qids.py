@@ -30,7 +30,7 @@ def _inputs(rng: np.random.Generator, n_blocks: int) -> tuple:
     ones = np.ones(N_LINKS)
     return (
         h_q, qber, key_drop, 0.84 * ones, ones / 0.01, 0.35 * ones, ones / 0.07, 0.63 * ones,
-        1 / 3, 1 / 3, 1 / 3, 0.5, 1.0, 0.56, 1.05,
+        0.56 * ones, 1.05 * ones, 1 / 3, 1 / 3, 1 / 3, 0.5, 1.0,
     )  # fmt: skip
 
 

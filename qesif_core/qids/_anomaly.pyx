@@ -22,17 +22,19 @@ def algorithm2(
     const double[::1] noise_mean,
     const double[::1] inv_noise_std,
     const double[::1] alpha_start,
+    const double[::1] alpha_min,
+    const double[::1] alpha_max,
     double w1,
     double w2,
     double w3,
     double eta,
     double inv_dt,
-    double alpha_min,
-    double alpha_max,
 ):
     """Eq. (3), Eq. (4) and the flag of Algorithm 2 for ``links x blocks`` traces.
 
-    Returns ``(score, threshold, flags)``: A_q(t), alpha^{t+1} and ``A_q(t) >= alpha^{t+1}`` as uint8.
+    Per-link inputs: the calibration (Hbar_q, 1/QBER_ref, benign score mean and 1/std) and the threshold's
+    start and clamp band. Returns ``(score, threshold, flags)``: A_q(t), alpha^{t+1} and
+    ``A_q(t) >= alpha^{t+1}`` as uint8.
     """
     cdef Py_ssize_t n_links = h_q.shape[0]
     cdef Py_ssize_t n_blocks = h_q.shape[1]
@@ -43,7 +45,7 @@ def algorithm2(
     cdef double[:, ::1] threshold = threshold_arr
     cdef unsigned char[:, ::1] flags = flags_arr
     cdef Py_ssize_t link, t
-    cdef double alpha, previous, a, increment, z, p_noise, hbar, inv_ref, mean, inv_std
+    cdef double alpha, previous, a, increment, z, p_noise, hbar, inv_ref, mean, inv_std, low, high
     cdef bint have_previous
     cdef const double* h_row
     cdef const double* q_row
@@ -60,6 +62,8 @@ def algorithm2(
             inv_ref = inv_qber_ref[link]
             mean = noise_mean[link]
             inv_std = inv_noise_std[link]
+            low = alpha_min[link]
+            high = alpha_max[link]
             h_row = &h_q[link, 0]
             q_row = &qber[link, 0]
             k_row = &key_drop[link, 0]
@@ -82,8 +86,8 @@ def algorithm2(
                     increment = eta * ((a - previous) * inv_dt) * (1.0 - p_noise)
                     if increment == increment:
                         alpha = alpha + increment
-                        alpha = alpha_max if alpha > alpha_max else alpha
-                        alpha = alpha_min if alpha < alpha_min else alpha
+                        alpha = high if alpha > high else alpha
+                        alpha = low if alpha < low else alpha
                 previous = a
                 have_previous = True
                 threshold_row[t] = alpha

@@ -18,30 +18,33 @@ def algorithm2(
     noise_mean: np.ndarray,
     inv_noise_std: np.ndarray,
     alpha_start: np.ndarray,
+    alpha_min: np.ndarray,
+    alpha_max: np.ndarray,
     w1: float,
     w2: float,
     w3: float,
     eta: float,
     inv_dt: float,
-    alpha_min: float,
-    alpha_max: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eq. (3), Eq. (4) and the flag of Algorithm 2 for ``links x blocks`` traces.
 
-    Returns ``(score, threshold, flags)``: A_q(t), alpha^{t+1} and ``A_q(t) >= alpha^{t+1}`` as uint8.
+    Per-link inputs: the calibration (Hbar_q, 1/QBER_ref, benign score mean and 1/std) and the threshold's
+    start and clamp band. Returns ``(score, threshold, flags)``: A_q(t), alpha^{t+1} and
+    ``A_q(t) >= alpha^{t+1}`` as uint8.
     """
     n_links, n_blocks = h_q.shape
     score = np.empty((n_links, n_blocks), dtype=np.float64)
     threshold = np.empty((n_links, n_blocks), dtype=np.float64)
     flags = np.zeros((n_links, n_blocks), dtype=np.uint8)
     w1, w2, w3, eta, inv_dt = float(w1), float(w2), float(w3), float(eta), float(inv_dt)
-    alpha_min, alpha_max = float(alpha_min), float(alpha_max)
     for link in range(n_links):
         alpha = float(alpha_start[link])
         hbar = float(hbar_q[link])
         inv_ref = float(inv_qber_ref[link])
         mean = float(noise_mean[link])
         inv_std = float(inv_noise_std[link])
+        low = float(alpha_min[link])
+        high = float(alpha_max[link])
         h_row = h_q[link].tolist()
         q_row = qber[link].tolist()
         k_row = key_drop[link].tolist()
@@ -63,8 +66,8 @@ def algorithm2(
                 increment = eta * ((a - previous) * inv_dt) * (1.0 - p_noise)
                 if increment == increment:
                     alpha = alpha + increment
-                    alpha = alpha_max if alpha > alpha_max else alpha
-                    alpha = alpha_min if alpha < alpha_min else alpha
+                    alpha = high if alpha > high else alpha
+                    alpha = low if alpha < low else alpha
             previous = a
             have_previous = True
             threshold_row[t] = alpha

@@ -6,20 +6,24 @@ Model (docs/qids.md has the long form):
 - Eq. (3): ``A_q(t) = w1*|H_q(t) - Hbar_q| + w2*QBER(t)/QBER_ref + w3*Lambda_K(t)``. ``H_q`` and ``QBER`` come
   from the QKD trace (``qesif_core.qkd.trace.link_trace`` columns ``h_q``, ``qber``). ``Lambda_K(t)`` is the
   fraction of the last ``key_drop_window`` blocks (t included) whose key was dropped (``secret_bits <= 0``).
-- ``Hbar_q``, ``QBER_ref`` are the means of ``h_q`` and ``qber`` over clean calibration traces.
+- ``Hbar_q``, ``QBER_ref`` are the means of ``h_q`` and ``qber`` over clean (noise-free) calibration traces.
 - Eq. (4), implemented as written, sign included:
   ``alpha^{t+1} = alpha^t + eta * dA_q/dt * (1 - P_n(t))`` with a backward finite difference
   ``dA_q/dt = (A_q(t) - A_q(t-1)) / block_duration``, then clamped to ``[alpha_min, alpha_max]``.
   Because the sign is kept, a sudden rise of the score *raises* the threshold, which delays detection of an
   attack onset; the clamp (``alpha_max``) bounds how far. The ROC (:func:`roc_curve`) shows the effect.
 - ``P_n(t)``, the probability that benign quantum noise produces a score at least ``A_q(t)``, is learned from
-  clean baselines as the mean ``m`` and standard deviation ``s`` of ``A_q`` on the calibration traces, and
+  benign baselines as the mean ``m`` and standard deviation ``s`` of ``A_q`` on benign traces, and
   evaluated with Cantelli's one-sided bound: ``P_n = 1`` for ``A_q <= m``, else ``1 / (1 + ((A_q - m)/s)^2)``.
   It needs no distributional assumption and only IEEE-exact operations (the twins agree bit for bit).
+  :func:`calibrate` learns ``m, s`` from the clean traces themselves (the paper-literal reading);
+  :func:`calibrate_link` keeps ``Hbar_q``, ``QBER_ref`` of a noise-free calibration and learns ``m, s`` from
+  one link's own benign (commissioning) traces, so that a link noisy by nature is judged against its noise.
 - Algorithm 2 flags block t when ``A_q(t) >= alpha^{t+1}``. A block with a NaN input is never flagged and
   leaves the threshold and the finite-difference memory untouched.
-- Threshold start and clamp range default to ``m + k*s`` for configured ``k`` (``alpha_*_sigmas``); absolute
-  values (``alpha_start``, ``alpha_min``, ``alpha_max``) override them.
+- Threshold start and clamp range default to ``m + k*s`` for configured ``k`` (``alpha_*_sigmas``), per link
+  when the links have their own calibrations; absolute values (``alpha_start``, ``alpha_min``,
+  ``alpha_max``) override them for every link.
 
 The hot loop is ``_anomaly.pyx`` with the pure twin ``_anomaly_py.py``, chosen by ``qesif_core._native``.
 """
@@ -86,7 +90,7 @@ class QidsParams:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Baselines learned from clean traces: Hbar_q, QBER_ref and the benign score mean/std for P_n."""
+    """Hbar_q and QBER_ref (from noise-free traces) and the benign score mean/std of the P_n model."""
 
     hbar_q: float
     qber_ref: float
@@ -170,25 +174,54 @@ def anomaly_score(
     return w1 * np.abs(h_q - hbar_q) + w2 * (qber * inv_ref) + w3 * key_drop
 
 
+def _stacked(traces: Sequence[pd.DataFrame], params: QidsParams, what: str) -> tuple[np.ndarray, ...]:
+    """(h_q, qber, key_drop, finite) matrices of calibration traces; errors name ``what``."""
+    if not traces:
+        raise UserInputError(f"qids calibration: no {what} trace given")
+    for i, trace in enumerate(traces):
+        _check_trace(trace, f"{what} calibration trace {i}")
+    h_q = stack_traces(traces, "h_q")
+    qber = stack_traces(traces, "qber")
+    drop = key_drop_ratio(stack_traces(traces, "secret_bits"), params.key_drop_window)
+    finite = np.isfinite(h_q) & np.isfinite(qber)
+    if not finite.any():
+        raise UserInputError(f"qids calibration: the {what} traces hold no finite h_q/qber block")
+    return h_q, qber, drop, finite
+
+
+def _benign_score_model(
+    h_q: np.ndarray, qber: np.ndarray, drop: np.ndarray, hbar_q: float, qber_ref: float, params: QidsParams
+) -> tuple[float, float]:
+    """Mean and standard deviation (floored) of the Eq. (3) score over benign blocks: the P_n model."""
+    scores = anomaly_score(h_q, qber, drop, hbar_q, qber_ref, params)
+    scores = scores[np.isfinite(scores)]
+    return float(np.mean(scores)), max(float(np.std(scores)), MIN_NOISE_STD)
+
+
 def calibrate(clean_traces: Sequence[pd.DataFrame], params: QidsParams | None = None) -> Calibration:
     """Learn Hbar_q, QBER_ref and the benign score distribution (for P_n) from clean traces."""
     params = params or QidsParams()
-    if not clean_traces:
-        raise UserInputError("qids calibration: no clean trace given")
-    for i, trace in enumerate(clean_traces):
-        _check_trace(trace, f"calibration trace {i}")
-    h_q = stack_traces(clean_traces, "h_q")
-    qber = stack_traces(clean_traces, "qber")
-    drop = key_drop_ratio(stack_traces(clean_traces, "secret_bits"), params.key_drop_window)
-    finite = np.isfinite(h_q) & np.isfinite(qber)
-    if not finite.any():
-        raise UserInputError("qids calibration: the clean traces hold no finite h_q/qber block")
+    h_q, qber, drop, finite = _stacked(clean_traces, params, "clean")
     hbar_q = float(np.mean(h_q[finite]))
     qber_ref = max(float(np.mean(qber[finite])), MIN_QBER_REF)
-    scores = anomaly_score(h_q, qber, drop, hbar_q, qber_ref, params)
-    scores = scores[np.isfinite(scores)]
-    noise_std = max(float(np.std(scores)), MIN_NOISE_STD)
-    return Calibration(hbar_q, qber_ref, float(np.mean(scores)), noise_std, int(finite.sum()))
+    mean, std = _benign_score_model(h_q, qber, drop, hbar_q, qber_ref, params)
+    return Calibration(hbar_q, qber_ref, mean, std, int(finite.sum()))
+
+
+def calibrate_link(
+    reference: Calibration, baseline_traces: Sequence[pd.DataFrame], params: QidsParams | None = None
+) -> Calibration:
+    """One link's calibration: ``reference``'s Hbar_q and QBER_ref (noise-free trials, as the paper says), and
+    the benign-noise model of P_n (score mean and std, hence the threshold's start and clamp band) learned
+    from that link's own benign traces (commissioning blocks without an attacker).
+
+    A deployed IDS learns "benign" from the link it guards: a link that is noisy by nature (7% QBER) scores
+    far above a clean one on every block, and would be flagged throughout against a clean baseline.
+    """
+    params = params or QidsParams()
+    h_q, qber, drop, finite = _stacked(baseline_traces, params, "baseline")
+    mean, std = _benign_score_model(h_q, qber, drop, reference.hbar_q, reference.qber_ref, params)
+    return Calibration(reference.hbar_q, reference.qber_ref, mean, std, int(finite.sum()))
 
 
 def run_matrices(
@@ -199,7 +232,8 @@ def run_matrices(
     params: QidsParams | None = None,
     impl: str | None = None,
 ) -> QidsResult:
-    """Algorithm 2 on ``links x blocks`` matrices; one calibration for all links or one per link."""
+    """Algorithm 2 on ``links x blocks`` matrices; one calibration for all links or one per link (each link
+    then has its own P_n model, threshold start and clamp band)."""
     params = params or QidsParams()
     h_q = np.ascontiguousarray(h_q, dtype=np.float64)
     qber = np.ascontiguousarray(qber, dtype=np.float64)
@@ -210,11 +244,7 @@ def run_matrices(
     cals = [calibration] * n_links if isinstance(calibration, Calibration) else list(calibration)
     if len(cals) != n_links:
         raise ValueError(f"{len(cals)} calibrations for {n_links} links")
-    bounds = [c.thresholds(params) for c in cals]
-    lows = {b[1] for b in bounds}
-    highs = {b[2] for b in bounds}
-    if len(lows) > 1 or len(highs) > 1:
-        raise UserInputError("qids: per-link calibrations need absolute alpha_min/alpha_max (one range)")
+    bounds = np.array([c.thresholds(params) for c in cals], dtype=np.float64).reshape(n_links, 3)
     w1, w2, w3 = params.weights
     score, threshold, flags = _kernel(impl).algorithm2(
         h_q,
@@ -224,14 +254,14 @@ def run_matrices(
         np.array([1.0 / c.qber_ref for c in cals], dtype=np.float64),
         np.array([c.noise_mean for c in cals], dtype=np.float64),
         np.array([1.0 / c.noise_std for c in cals], dtype=np.float64),
-        np.array([b[0] for b in bounds], dtype=np.float64),
+        np.ascontiguousarray(bounds[:, 0]),
+        np.ascontiguousarray(bounds[:, 1]),
+        np.ascontiguousarray(bounds[:, 2]),
         float(w1),
         float(w2),
         float(w3),
         float(params.eta),
         1.0 / float(params.block_duration),
-        bounds[0][1] if bounds else 0.0,
-        bounds[0][2] if bounds else 0.0,
     )
     return QidsResult(np.asarray(score), np.asarray(threshold), np.asarray(flags).astype(bool))
 

@@ -45,13 +45,13 @@ def kernel_args(rng, h_q, qber, key_drop):
         rng.normal(0.4, 0.05, n_links),
         1.0 / rng.uniform(0.01, 0.2, n_links),
         rng.uniform(0.5, 0.9, n_links),
+        np.full(n_links, 0.45),
+        np.full(n_links, 1.5),
         0.3,
         0.5,
         0.2,
         0.7,
         1.0,
-        0.45,
-        1.5,
     )
 
 
@@ -233,30 +233,49 @@ def test_twins_agree_over_random_parameters_and_degenerate_ranges():
         key_drop = rng.uniform(0.0, 1.0, shape)
         mask = rng.random(shape) < 0.05
         qber[mask] = rng.choice([np.nan, np.inf, 0.0, 1e300], int(mask.sum()))
-        low = float(rng.uniform(0.0, 2.0))
-        high = low if seed % 5 == 0 else low + float(rng.uniform(0.0, 3.0))  # empty band: alpha pinned
+        low = rng.uniform(0.0, 2.0, shape[0])  # a clamp band per link
+        width = rng.uniform(0.0, 3.0, shape[0])
+        high = low if seed % 5 == 0 else low + width  # empty band: alpha pinned
         weights = rng.dirichlet(np.ones(3))
         args = (
             h_q, qber, key_drop,
             rng.normal(0.7, 0.1, shape[0]), 1.0 / rng.uniform(1e-6, 0.05, shape[0]),
             rng.normal(0.5, 0.2, shape[0]), 1.0 / rng.uniform(1e-9, 1.0, shape[0]),
-            rng.uniform(low, high, shape[0]),
+            rng.uniform(low, high), low, high,
             *(float(w) for w in weights), float(rng.choice([0.0, 0.1, 5.0, 1e6])),
-            float(rng.uniform(0.1, 10.0)), low, high,
+            float(rng.uniform(0.1, 10.0)),
         )  # fmt: skip
         _score, threshold, _flags = assert_twins_agree(args)
-        assert np.all((threshold >= low) & (threshold <= high))
+        assert np.all((threshold >= low[:, None]) & (threshold <= high[:, None]))
 
 
-def test_per_link_calibrations_need_one_absolute_range(rng):
+def test_per_link_calibrations_have_their_own_band_and_a_noisy_link_is_judged_by_its_noise(rng):
+    params = QidsParams()
+    reference = anomaly.calibrate([make_trace(rng, 0.01, 100)], params)
+    noisy_own = anomaly.calibrate_link(reference, [make_trace(rng, 0.05, 100)], params)
+    clean_own = anomaly.calibrate_link(reference, [make_trace(rng, 0.01, 100)], params)
+    # the noise-free baselines are kept; only the benign score model is the link's own
+    assert (noisy_own.hbar_q, noisy_own.qber_ref) == (reference.hbar_q, reference.qber_ref)
+    assert noisy_own.noise_mean > reference.noise_mean + 3 * reference.noise_std
     traces = [make_trace(rng, 0.01, 40), make_trace(rng, 0.05, 40)]
-    cals = [anomaly.calibrate([make_trace(rng, q, 100)]) for q in (0.01, 0.05)]
-    with pytest.raises(UserInputError, match="absolute alpha_min/alpha_max"):
-        anomaly.detect(traces, cals)
-    params = QidsParams(alpha_min=0.2, alpha_max=3.0)
-    own = anomaly.detect(traces, cals, params)
-    shared = anomaly.detect(traces, cals[0], params)
+    own = anomaly.detect(traces, [clean_own, noisy_own], params)
+    shared = anomaly.detect(traces, reference, params)
     # a link noisy by nature (5%) is flagged throughout against the clean baseline, not against its own
-    assert shared.flags[1].all() and not own.flags[1].any()
-    assert not own.flags[0].any()
+    assert shared.flags[1].all() and own.flags[1].mean() < 0.1 and own.flags[0].mean() < 0.1
+    # each link's threshold stays in its own band
+    for link, cal in enumerate((clean_own, noisy_own)):
+        _start, low, high = cal.thresholds(params)
+        assert np.all((own.threshold[link] >= low) & (own.threshold[link] <= high))
     assert own.score.shape == (2, 40)
+    # a link calibrated on its own noise still flags an attack on top of that noise
+    attacked = pd.concat([make_trace(rng, 0.05, 20), make_trace(rng, 0.2, 40)], ignore_index=True)
+    flagged = anomaly.detect([attacked], noisy_own, params).flags[0]
+    assert flagged[:20].mean() < 0.1 and flagged[25:].mean() > 0.9
+
+
+def test_link_baseline_calibration_needs_a_usable_trace(rng):
+    reference = anomaly.calibrate([make_trace(rng, 0.01, 50)])
+    with pytest.raises(UserInputError, match="baseline"):
+        anomaly.calibrate_link(reference, [])
+    with pytest.raises(UserInputError, match="secret_bits"):
+        anomaly.calibrate_link(reference, [make_trace(rng, 0.05).drop(columns="secret_bits")])
