@@ -6,6 +6,10 @@ Fusion rule (``DetectorSpec.fusion``), per flow record; ``p`` is the flow classi
 (``q >= 0`` exactly when Algorithm 2 flags that block):
 
 - ``none``: attack when ``p >= 0.5`` (flow detector alone; the quantum score is ignored).
+- ``boost``: heightened scrutiny: attack when ``p >= 0.3`` (:data:`BOOSTED_FLOW_THRESHOLD`) on a flow whose
+  link is flagged (``q >= 0``), else when ``p >= 0.5``. The quantum verdict never labels a record by
+  itself; it lowers the bar for the flow classifier where the channel is under attack. 0.3 is a fixed
+  choice, not tuned: it multiplies the prior odds of an attack by 7/3 (about 2.3) on a flagged link.
 - ``or``: attack when ``p >= 0.5`` or ``q >= 0``: every flow carried by a gateway link while its QKD
   channel is flagged is treated as compromised, because its session keys may be known to the eavesdropper.
 - ``and``: attack when both agree (fewer false positives, misses what only one layer sees).
@@ -13,11 +17,14 @@ Fusion rule (``DetectorSpec.fusion``), per flow record; ``p`` is the flow classi
 
 What it can and cannot detect: the quantum score sees only the QKD channel (QBER, entropy, key drops).
 It cannot see a classical attack in a dataset record (a DDoS flow, an injection, a password guess), which
-leaves the quantum channel untouched, so on the datasets ADR comes from the flow classifier alone. Under
-``or``, an eavesdropped channel raises the number of flagged flows, benign ones included: that counts as
-false positives against the dataset's ground truth, which labels traffic, not the channel. A quantum-layer
-attack (intercept-resend, PNS) is invisible to the flow classifier and visible to Algorithm 2. Without a
-quantum score (``None``), the quantum part contributes no flag.
+leaves the quantum channel untouched, so on the datasets ADR comes from the flow classifier (under
+``boost``, at a lower threshold on flagged links). Under ``or`` (and ``quantum``), an eavesdropped channel
+labels every flow of a flagged link an attack, benign ones included: against the dataset's ground truth,
+which labels traffic and not the channel, those are false positives (FPR 1.0 on benign records of flagged
+links), which is why QESIF uses ``boost``; the quantum layer's own detection is reported per QKD block
+(``ids/quantum_detection_rate``, ``ids/quantum_false_alarm_rate`` of a run). A quantum-layer attack
+(intercept-resend, PNS) is invisible to the flow classifier and visible to Algorithm 2. Without a quantum
+score (``None``), the quantum part contributes no flag.
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ from qesif_core.qids.anomaly import QidsResult
 from qesif_core.qids.flows import FLOW_CLASSIFIERS, FlowDetector
 
 #: Fusion rule names (see the module docstring).
-FUSION_RULES = ("none", "or", "and", "quantum")
+FUSION_RULES = ("none", "boost", "or", "and", "quantum")
+#: Decision threshold on the flow classifier's P(attack).
 FLOW_THRESHOLD = 0.5
+#: The ``boost`` rule's threshold on flows of a link Algorithm 2 flags (heightened scrutiny).
+BOOSTED_FLOW_THRESHOLD = 0.3
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,10 @@ class CrossLayerDetector:
             quantum = quantum_score >= 0.0  # NaN compares False: no evidence, no flag
         if self.spec.fusion == "quantum":
             return quantum
-        flow = self.flow.attack_probability(test_flows) >= FLOW_THRESHOLD
+        probability = self.flow.attack_probability(test_flows)
+        if self.spec.fusion == "boost":
+            return probability >= np.where(quantum, BOOSTED_FLOW_THRESHOLD, FLOW_THRESHOLD)
+        flow = probability >= FLOW_THRESHOLD
         if self.spec.fusion == "or":
             return flow | quantum
         if self.spec.fusion == "and":

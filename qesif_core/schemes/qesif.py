@@ -6,7 +6,9 @@ quantum mode the gateway derives the device's session key from a fresh QKD key (
 wrapped (``qkd-psk``), with AES-256-GCM on the payloads. In classical mode, or whenever no QKD key is
 available or the Q-IDS flags the gateway link, the session runs a real X25519 exchange with
 AES-128-GCM (the paper names "AES or RSA"; X25519 is the modern choice at 128-bit strength). The
-detector fuses a flow classifier with the quantum anomaly score (Eq. 3/4, Algorithm 2).
+detector fuses a flow classifier with the quantum anomaly score (Eq. 3/4, Algorithm 2) by the ``boost``
+rule (``qesif_core.qids.fusion``): on a gateway link Algorithm 2 flags, the flow classifier's threshold
+drops from 0.5 to 0.3 (heightened scrutiny); the quantum verdict never labels a record by itself.
 
 Parameters (the run's ``keys`` section): ``epsilon_min`` (Eq. 5 threshold, in the units of Eq. (1)'s
 K_IoT as computed by :mod:`qesif_core.entropy_keys`), ``hysteresis`` (a mapping with ``band``,
@@ -25,12 +27,12 @@ from qesif_core.schemes.base import SecurityScheme, SessionContext, SessionPlan,
 
 #: Eq. 5 threshold used when a run does not set ``keys.epsilon_min`` (scenarios should set it).
 DEFAULT_EPSILON_MIN = 1.0
-#: Fusion rule names (``qesif_core.qids.fusion``): flag when the flow or the quantum detector flags;
-#: flow detector alone.
-FUSION_OR = "or"
+#: Fusion rule names (``qesif_core.qids.fusion``): the flow detector at a lower threshold on links the
+#: quantum detector flags; flow detector alone.
+FUSION_BOOST = "boost"
 FUSION_NONE = "none"
 
-QESIF_DETECTOR = DetectorSpec(classifier="random_forest", uses_quantum_score=True, fusion=FUSION_OR)
+QESIF_DETECTOR = DetectorSpec(classifier="random_forest", uses_quantum_score=True, fusion=FUSION_BOOST)
 FLOW_ONLY_DETECTOR = DetectorSpec(classifier="random_forest", uses_quantum_score=False, fusion=FUSION_NONE)
 
 
@@ -89,7 +91,8 @@ class AdaptiveHybridScheme(SecurityScheme):
 
 @register_scheme
 class Qesif(AdaptiveHybridScheme):
-    """QESIF: Eq. 5 with hysteresis, QKD-derived keys when allowed, cross-layer Q-IDS (flows + Eq. 3/4)."""
+    """QESIF: Eq. 5 with hysteresis, QKD-derived keys when allowed, cross-layer Q-IDS (flows boosted by
+    Eq. 3/4 on flagged links)."""
 
     name = "QESIF"
     description = (

@@ -30,7 +30,7 @@ def test_evaluate_synthetic_is_marked_and_scheme_detector_is_used(capsys):
         "--scheme", "QESIF", "--classifier", "decision_tree", "--blocks", "5", "--json",
     )  # fmt: skip
     assert out["synthetic"] is True
-    assert (out["scheme"], out["fusion"], out["channel"]) == ("QESIF", "or", "clean")
+    assert (out["scheme"], out["fusion"], out["channel"]) == ("QESIF", "boost", "clean")
 
 
 def test_evaluate_separate_train_and_test(capsys, tmp_path, rng):

@@ -224,6 +224,31 @@ def test_twins_agree_on_engine_traces_through_detect(rng):
     assert fast.flags[2].mean() > 0.9 and fast.flags[0].mean() < 0.2
 
 
+def test_twins_agree_with_link_baselines_on_engine_traces(rng):
+    """Per-link calibration (link-baseline) on the engine: the noisy link is judged against its own noise,
+    the eavesdropped one against its clean condition; compiled and pure loops agree bit for bit."""
+    from dataclasses import replace
+
+    from qesif_core.qkd.channel import preset
+    from qesif_core.qkd.trace import link_trace
+
+    streams = iter(rng.spawn(5))
+    reference = anomaly.calibrate([link_trace(preset("clean"), 30, 200_000, next(streams))])
+    channels = [preset("noisy"), preset("eavesdropped")]
+    cals = [
+        anomaly.calibrate_link(
+            reference, [link_trace(replace(c, eve="none", eve_fraction=0.0), 30, 200_000, next(streams))]
+        )
+        for c in channels
+    ]
+    traces = [link_trace(c, 30, 200_000, next(streams)) for c in channels]
+    fast = anomaly.detect(traces, cals, impl="cython")
+    slow = anomaly.detect(traces, cals, impl="python")
+    for a, b in ((fast.score, slow.score), (fast.threshold, slow.threshold), (fast.flags, slow.flags)):
+        np.testing.assert_array_equal(a, b)
+    assert fast.flags[0].mean() < 0.2 and fast.flags[1].mean() > 0.9
+
+
 def test_twins_agree_over_random_parameters_and_degenerate_ranges():
     for seed in range(25):
         rng = np.random.default_rng(seed)

@@ -5,6 +5,8 @@ import pytest
 from qesif_core.errors import UserInputError
 from qesif_core.qids.anomaly import QidsResult
 from qesif_core.qids.fusion import (
+    BOOSTED_FLOW_THRESHOLD,
+    FLOW_THRESHOLD,
     CrossLayerDetector,
     DetectorSpec,
     alerts_by_gateway,
@@ -54,6 +56,30 @@ def test_fusion_rules_combine_flow_and_quantum_evidence(rng):
     np.testing.assert_array_equal(no_score.fit(train).predict(test, None), base)
     # the flow-only rule ignores a quantum score even when one is given
     np.testing.assert_array_equal(flow_only.predict(test, np.ones(len(test))), base)
+
+
+def test_boost_lowers_the_flow_threshold_on_flagged_links_only(rng):
+    def overlapping(n=400):  # classes that overlap, so that P(attack) takes intermediate values
+        flows = flows_with(rng, n)
+        flows["bytes_out"] = np.where(flows["label"], 200.0, 100.0) * rng.lognormal(0.0, 0.7, n)
+        return flows
+
+    train, test = overlapping(), overlapping()
+    detector = CrossLayerDetector(
+        DetectorSpec("logistic_regression", True, "boost"), np.random.default_rng(2)
+    )
+    detector.fit(train)
+    probability = detector.flow.attack_probability(test)
+    assert ((probability >= 0.3) & (probability < 0.5)).any()  # the test exercises the boosted band
+    quantum = np.where(np.arange(len(test)) % 2 == 0, 0.1, -0.1)
+    quantum[3] = np.nan  # no evidence: the ordinary threshold
+    flagged = quantum >= 0
+    expected = np.where(flagged, probability >= BOOSTED_FLOW_THRESHOLD, probability >= FLOW_THRESHOLD)
+    got = detector.predict(test, quantum)
+    np.testing.assert_array_equal(got, expected)
+    # a flagged link never turns a record the classifier is sure about (p < 0.3) into an attack
+    assert not got[flagged & (probability < BOOSTED_FLOW_THRESHOLD)].any()
+    np.testing.assert_array_equal(detector.predict(test, None), probability >= FLOW_THRESHOLD)
 
 
 def test_flows_pick_their_gateway_link_and_block():
