@@ -93,6 +93,40 @@ class QkdSpec(_Strict):
     pulses_per_block: PositiveInt = 200_000
 
 
+class QidsSpec(_Strict):
+    """Q-IDS parameters (docs/qids.md): Algorithm 2's calibration and Eq. (3)/(4) settings, the detector's
+    training split. Defaults are those of ``qesif_core.qids.anomaly.QidsParams`` and the orchestrator."""
+
+    calibration: Literal["link-baseline", "noise-free"] = Field(
+        "link-baseline",
+        description="benign-noise model of Algorithm 2: each link's commissioning blocks without the "
+        "attacker (link-baseline), or the noise-free trials (noise-free, paper-literal)",
+    )
+    calibration_blocks: int = Field(
+        20, ge=2, description="noise-free blocks, and commissioning blocks per link"
+    )
+    train_fraction: float = Field(0.7, gt=0.0, lt=1.0, description="stratified detector training split")
+    weights: list[float] = Field(
+        default_factory=lambda: [1 / 3, 1 / 3, 1 / 3], min_length=3, max_length=3, description="Eq. (3)"
+    )
+    eta: float = Field(0.5, ge=0.0, description="Eq. (4) learning rate")
+    key_drop_window: PositiveInt = 10
+    block_duration: PositiveFloat = 1.0
+    alpha_start_sigmas: float = 4.0
+    alpha_min_sigmas: float = 3.0
+    alpha_max_sigmas: float = 10.0
+    alpha_start: float | None = None
+    alpha_min: float | None = None
+    alpha_max: float | None = None
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_are_a_mix(cls, value: list[float]) -> list[float]:
+        if any(not math.isfinite(w) or w < 0 for w in value) or abs(sum(value) - 1.0) > 1e-9:
+            raise ValueError("Eq. (3) weights must be three non-negative numbers summing to 1")
+        return value
+
+
 class Scenario(_Strict):
     """One scenario file. Lists are the axes of the grid; everything else is shared by all its runs."""
 
@@ -111,7 +145,7 @@ class Scenario(_Strict):
     schemes: list[str] = Field(default_factory=lambda: ["QESIF"], min_length=1)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     qkd: QkdSpec = Field(default_factory=QkdSpec)
-    qids: dict[str, Any] = Field(default_factory=dict, description="Q-IDS parameters (owner validates)")
+    qids: QidsSpec = Field(default_factory=QidsSpec, description="Q-IDS parameters")
     keys: dict[str, Any] = Field(default_factory=dict, description="key management / hybrid parameters")
     costs: dict[str, Any] = Field(default_factory=dict, description="overrides of the default cost model")
     sweeps: dict[str, list[Any]] = Field(
@@ -153,7 +187,7 @@ class RunSpec(_Strict):
     scheme: str
     network: NetworkSpec
     qkd: QkdSpec
-    qids: dict[str, Any]
+    qids: QidsSpec
     keys: dict[str, Any]
     costs: dict[str, Any]
 
@@ -318,7 +352,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
 
 
 def _set_dotted(spec: dict[str, Any], path: str, value: Any, source: str) -> None:
-    open_sections = ("qids", "keys", "costs")
+    open_sections = ("keys", "costs")
     parts = path.split(".")
     node: Any = spec
     for depth, part in enumerate(parts[:-1]):
@@ -359,7 +393,7 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
             "scheme": scheme,
             "network": scenario.network.model_dump(),
             "qkd": scenario.qkd.model_dump(),
-            "qids": copy.deepcopy(scenario.qids),
+            "qids": scenario.qids.model_dump(),
             "keys": copy.deepcopy(scenario.keys),
             "costs": copy.deepcopy(scenario.costs),
         }

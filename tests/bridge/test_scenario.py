@@ -30,6 +30,28 @@ MALFORMED = {
     "unknown channel preset": ("name: x\nchannels: [foggy]\n", "channels[0].name", "foggy"),
     "unknown sweep path": ("name: x\nsweeps: {qkd.pulses: [1, 2]}\n", "sweeps.qkd.pulses", "unknown"),
     "bad sweep value": ("name: x\nsweeps: {rounds: [10, -1]}\n", "sweeps.rounds", "-1"),
+    "unknown qids calibration": (
+        "name: x\nqids: {calibration: clean-only}\n",
+        "qids.calibration",
+        "clean-only",
+    ),
+    "unknown qids field": ("name: x\nqids: {calibrate: noise-free}\n", "qids.calibrate", "unknown field"),
+    "too few calibration blocks": (
+        "name: x\nqids: {calibration_blocks: 1}\n",
+        "qids.calibration_blocks",
+        "1",
+    ),
+    "qids weights not summing to 1": ("name: x\nqids: {weights: [0.5, 0.5, 0.5]}\n", "qids.weights", "0.5"),
+    "unknown qids sweep": (
+        "name: x\nsweeps: {qids.calibration_mode: [noise-free]}\n",
+        "sweeps.qids.calibration_mode",
+        "unknown",
+    ),
+    "bad qids sweep value": (
+        "name: x\nsweeps: {qids.calibration: [link-baseline, literal]}\n",
+        "sweeps.qids.calibration",
+        "literal",
+    ),
     "missing dataset file": (
         "name: x\ndatasets: [{name: ton_iot, path: nope.csv}]\n",
         "datasets[0].path",
@@ -186,3 +208,37 @@ def test_scheme_file_adds_schemes_a_scenario_may_name(tmp_path, repo_root, capsy
         assert "18 runs" in capsys.readouterr().out
     finally:
         restore()
+
+
+def test_qids_defaults_are_those_the_orchestrator_and_the_qids_use():
+    import dataclasses
+
+    from bridge.cosim.orchestrator import DEFAULT_CALIBRATION_BLOCKS, DEFAULT_CALIBRATION_MODE
+    from bridge.cosim.runsetup import DEFAULT_TRAIN_FRACTION
+    from bridge.scenario import QidsSpec
+    from qesif_core.qids.anomaly import QidsParams
+
+    spec = QidsSpec().model_dump()
+    assert spec.pop("calibration") == DEFAULT_CALIBRATION_MODE == "link-baseline"
+    assert spec.pop("calibration_blocks") == DEFAULT_CALIBRATION_BLOCKS
+    assert spec.pop("train_fraction") == DEFAULT_TRAIN_FRACTION
+    params = dataclasses.asdict(QidsParams())
+    params["weights"] = list(params["weights"])
+    assert spec == params
+
+
+def test_qids_calibration_is_in_the_run_spec_and_can_be_swept():
+    runs = expand(
+        parse_scenario(
+            {
+                "name": "t",
+                "datasets": ["ton_iot"],
+                "channels": ["noisy"],
+                "sweeps": {"qids.calibration": ["link-baseline", "noise-free"]},
+            }
+        )
+    )
+    assert [r.spec["qids"]["calibration"] for r in runs] == ["link-baseline", "noise-free"]
+    assert runs[0].key != runs[1].key
+    default = expand(parse_scenario({"name": "t", "datasets": ["ton_iot"], "channels": ["noisy"]}))[0]
+    assert default.spec["qids"] == runs[0].spec["qids"] and default.spec["qids"]["calibration_blocks"] == 20
