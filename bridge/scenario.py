@@ -47,7 +47,6 @@ BACKENDS = ("builtin", "omnetpp")
 KEY_LENGTH = 16
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
