@@ -29,7 +29,9 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         written, _ = make_figures(table, tmp)
         pngs = [p for p in written if p.suffix == ".png"]
-        page = render(table, specs, pngs, paper, reference)
+        wanted = set(store.manifest_keys() or [])
+        failures = [f for f in store.failures() if not wanted or f.get("key") in wanted]
+        page = render(table, specs, pngs, paper, reference, failures)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -321,9 +321,10 @@ def render(
     figures: list[Path],
     paper: str,
     reference: list[dict[str, Any]],
+    failures: list[dict[str, Any]] = (),
     title: str = "QESIF reproduction report",
 ) -> str:
-    """The HTML page as a string."""
+    """The HTML page as a string; ``failures`` (the store's failure records) are listed, not hidden."""
     rows = comparison_rows(table, reference, specs)
     attrs = tidy.run_attributes(table)
     body = io.StringIO()
@@ -338,6 +339,14 @@ def render(
         "the same results.</p>"
     )
     schemes = ", ".join(sorted(attrs["scheme"].unique()))
+    if failures:
+        body.write(
+            f"<p class='warning'><strong>{len(failures)} runs failed and are missing from the figures and "
+            "the table:</strong></p><ul>"
+        )
+        for record in failures:
+            body.write(f"<li>{esc(str(record.get('label')))}: {esc(str(record.get('reason')))}</li>")
+        body.write("</ul>")
     body.write(f"<p>Schemes: {esc(schemes)}. Datasets: {esc(', '.join(sorted(attrs['dataset'].unique())))}. ")
     body.write(f"Channels: {esc(', '.join(sorted(attrs['channel'].unique())))}.</p>")
     for section, ablation in (
@@ -372,7 +381,8 @@ def render(
     style = (
         "body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
-        "vertical-align:top}tr.large td{background:#fff3e0}img{max-width:100%}figure{margin:1.5em 0}"
+        "vertical-align:top}tr.large td{background:#fff3e0}.warning{color:#b71c1c}"
+        "img{max-width:100%}figure{margin:1.5em 0}"
     )
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"

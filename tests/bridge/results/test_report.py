@@ -61,3 +61,21 @@ def test_every_reference_value_quotes_its_source():
     for entry in reference:
         assert entry["source"].startswith(("Sec.", "Abstract"))
         assert sum(k in entry for k in ("value", "range", "at_least")) == 1
+
+
+def test_failed_runs_of_the_scenario_are_listed_in_the_report(tmp_path, fake_run_once):
+    def fails_for_qlsn(spec, *, bridge):
+        if spec["scheme"] == "QLSN":
+            raise RuntimeError("simulated crash")
+        return fake_run_once(spec)
+
+    runs = expand(
+        parse_scenario({"name": "t", "schemes": ["QESIF", "QLSN"], "rounds": 3, "datasets": ["ton_iot"]})
+    )
+    store = ResultStore(tmp_path / "res")
+    store.save_manifest("t", [r.key for r in runs])
+    run_batch(runs, store, run_function=fails_for_qlsn, progress=False)
+    assert cli.main(["report", str(store.root), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "3 runs failed and are missing" in page
+    assert "RuntimeError: simulated crash" in page
