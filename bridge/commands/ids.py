@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=CHANNELS,
         help="QKD channel of the gateway links for the quantum score (default: clean if the fusion uses it)",
     )
+    ev.add_argument(
+        "--calibration",
+        choices=list(anomaly.CALIBRATION_MODES),
+        default="link-baseline",
+        help="benign-noise model of Algorithm 2: each link's own baseline (default) or noise-free trials",
+    )
     ev.add_argument("--gateways", type=int, default=10, help="gateway links (default 10)")
     ev.add_argument("--blocks", type=int, default=100, help="QKD blocks per link over the test rows")
     ev.add_argument("--seed", type=int, default=0)
@@ -90,7 +96,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if channel is not None:
         if args.gateways < 1 or args.blocks < 1:
             raise UserInputError(f"--gateways and --blocks must be >= 1, got {args.gateways}, {args.blocks}")
-        quantum = QuantumSetting(channel, n_gateways=args.gateways, n_blocks=args.blocks)
+        quantum = QuantumSetting(
+            channel, n_gateways=args.gateways, n_blocks=args.blocks, calibration=args.calibration
+        )
     result = evaluate(
         EvaluationSetup(
             dataset=args.dataset,

@@ -47,6 +47,7 @@ from qesif_core.entropy_keys import KeyPolicy, SlotObservation, decoherence_fact
 from qesif_core.errors import UserInputError
 from qesif_core.keys import KeyPool
 from qesif_core.qids.anomaly import (
+    CALIBRATION_MODES,
     Calibration,
     QidsParams,
     calibrate,
@@ -66,8 +67,7 @@ log = logging.getLogger(__name__)
 
 BRIDGES = ("inprocess", "zmq")
 DEFAULT_CALIBRATION_BLOCKS = 20
-#: ``qids.calibration``: where the benign-noise model of Algorithm 2 comes from (docs/qids.md).
-CALIBRATION_MODES = ("link-baseline", "noise-free")
+#: ``qids.calibration`` when a spec does not set it (one of ``anomaly.CALIBRATION_MODES``).
 DEFAULT_CALIBRATION_MODE = "link-baseline"
 #: Receive timeout of the orchestrator while a peer runs (seconds): a silent peer this long has failed.
 DEFAULT_PEER_TIMEOUT_S = 60.0

@@ -9,13 +9,17 @@ predict the test rows (metrics accumulated per chunk), so memory is bounded by `
 chunk, whatever the file size.
 
 Quantum score (optional ``channel``): one QKD link trace per gateway from the built-in engine
-(``qesif_core.qkd.trace.link_trace``), Algorithm 2 calibrated on separate clean traces; a flow gets the
-margin of its gateway (device-key hash) at the block of its record position (record i of N falls in block
-``floor(i * n_blocks / N)``), because the datasets' timestamps are missing or partial in several releases.
+(``qesif_core.qkd.trace.link_trace``), Algorithm 2 calibrated as in a run (``calibration``: each link's
+benign-noise model from its own trace of the channel without the attacker, ``link-baseline``, or one
+model from the separate clean trace, ``noise-free``; H-bar_q and QBER_ref from that clean trace); a flow
+gets the margin of its gateway (device-key hash) at the block of its record position (record i of N falls
+in block ``floor(i * n_blocks / N)``), because the datasets' timestamps are missing or partial in several
+releases.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -25,6 +29,7 @@ import pandas as pd
 from bridge.datasets import DEFAULT_CHUNKSIZE, iter_synthetic_chunks, open_dataset
 from qesif_core.errors import UserInputError
 from qesif_core.qids import anomaly
+from qesif_core.qids.anomaly import CALIBRATION_MODES
 from qesif_core.qids.fusion import CrossLayerDetector, DetectorSpec, quantum_score_for_flows
 from qesif_core.qids.metrics import ConfusionCounts
 
@@ -40,6 +45,13 @@ class QuantumSetting:
     n_blocks: int = 100
     pulses_per_block: int = 1_000_000
     params: anomaly.QidsParams = field(default_factory=anomaly.QidsParams)
+    calibration: str = "link-baseline"
+
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATION_MODES:
+            raise UserInputError(
+                f"--calibration: unknown mode {self.calibration!r}; known: {', '.join(CALIBRATION_MODES)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -104,11 +116,21 @@ def _quantum_margins(setting: QuantumSetting, seed: int) -> anomaly.QidsResult:
     from qesif_core.qkd.trace import link_trace
 
     rng = np.random.default_rng([seed, 0x51D5])
-    clean, attacked = rng.spawn(2)
+    clean, attacked, commissioning = rng.spawn(3)
     calibration = anomaly.calibrate(
         [link_trace(preset("clean"), setting.n_blocks, setting.pulses_per_block, clean)], setting.params
     )
     channel = preset(setting.channel)
+    if setting.calibration == "link-baseline":
+        benign = dataclasses.replace(channel, eve="none", eve_fraction=0.0)
+        calibration = [
+            anomaly.calibrate_link(
+                calibration,
+                [link_trace(benign, setting.n_blocks, setting.pulses_per_block, child)],
+                setting.params,
+            )
+            for child in commissioning.spawn(setting.n_gateways)
+        ]
     traces = [
         link_trace(channel, setting.n_blocks, setting.pulses_per_block, child)
         for child in attacked.spawn(setting.n_gateways)
@@ -196,6 +218,7 @@ def evaluate(setup: EvaluationSetup) -> dict:
             "fusion": setup.spec.fusion,
             "uses_quantum_score": setup.spec.uses_quantum_score,
             "channel": setup.quantum.channel if setup.quantum is not None else None,
+            "calibration": setup.quantum.calibration if setup.quantum is not None else None,
         }
     )
     if setup.quantum is not None:

@@ -47,6 +47,9 @@ MIN_QBER_REF = 1e-6
 MIN_NOISE_STD = 1e-9
 #: Number of ROC operating points when they are chosen from the data.
 ROC_POINTS = 41
+#: Where a run's benign-noise model comes from: each link's own benign baseline (:func:`calibrate_link`),
+#: or the noise-free trials for every link (:func:`calibrate` alone, paper-literal). docs/qids.md.
+CALIBRATION_MODES = ("link-baseline", "noise-free")
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,31 @@ def test_eavesdropped_channel_under_or_fusion_flags_benign_flows_too(tmp_path, r
     assert eve["adr"] >= flow_only["adr"]
 
 
+def test_noisy_links_are_judged_against_their_own_baseline_and_boost_keeps_benign_records(tmp_path, rng):
+    path = write_synthetic_csv("bot_iot", tmp_path / "b.csv", 2000, rng)
+    boost = DetectorSpec("decision_tree", True, "boost")
+
+    def run(channel, calibration, spec=boost):
+        quantum = QuantumSetting(channel, 3, 10, 200_000, calibration=calibration)
+        return evaluate(EvaluationSetup("bot_iot", str(path), spec=spec, quantum=quantum))
+
+    own, literal = run("noisy", "link-baseline"), run("noisy", "noise-free")
+    assert own["calibration"] == "link-baseline" and own["quantum_flagged_block_fraction"] <= 0.2
+    assert literal["quantum_flagged_block_fraction"] >= 0.9
+    tapped = run("eavesdropped", "link-baseline")
+    assert tapped["quantum_flagged_block_fraction"] >= 0.9
+    # every link flagged: `or` calls every benign record an attack, `boost` leaves them to the classifier
+    assert run("eavesdropped", "link-baseline", DetectorSpec("decision_tree", True, "or"))["fpr"] == 1.0
+    assert tapped["fpr"] < 0.5
+
+
 def test_bad_setups_are_user_errors():
     with pytest.raises(UserInputError, match="train-fraction"):
         EvaluationSetup("bot_iot", train_fraction=1.5)
     with pytest.raises(UserInputError, match="go together"):
         EvaluationSetup("bot_iot", train_path="a.csv")
+    with pytest.raises(UserInputError, match="calibration"):
+        QuantumSetting("noisy", calibration="clean")
 
 
 @pytest.mark.slow
