@@ -83,6 +83,9 @@ class NetworkSpec(_Strict):
     mean_interarrival_s: PositiveFloat = 0.1
     mqtt_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of MQTT devices; the rest CoAP")
     access: Literal["802.15.4", "wifi"] = "802.15.4"
+    mqtt_qos: int = Field(1, ge=0, le=1, description="MQTT-SN PUBLISH QoS: 1 acknowledged and retried, 0 not")
+    coap_confirmable: bool = Field(True, description="CoAP CON requests (ACK, retransmission); false: NON")
+    device_queue: PositiveInt = Field(8, description="messages a device buffers behind the one under way")
 
 
 class QkdSpec(_Strict):

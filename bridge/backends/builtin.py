@@ -45,8 +45,10 @@ AES_BLOCK_BYTES = 16
 Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
 
 
-def network_params(costs: CostModel) -> NetworkParams:
-    """Network parameters with the radio and device figures of the run's cost model."""
+def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -> NetworkParams:
+    """Network parameters with the radio and device figures of the run's cost model and the reliability
+    settings of the spec's ``network`` section (``mqtt_qos``, ``coap_confirmable``, ``device_queue``)."""
+    network = network or {}
     dev = lambda name: float(costs.value(f"device.{name}"))  # noqa: E731
     radio = lambda name: float(costs.value(f"radio.{name}"))  # noqa: E731
     access = Ieee802154(
@@ -65,7 +67,14 @@ def network_params(costs: CostModel) -> NetworkParams:
         mcu_sleep_a=dev("cpu_sleep_ua") * 1e-6,
         cpu_hz=dev("cpu_hz"),
     )
-    return NetworkParams(access=access, power=power, gateway_hz=float(costs.value("gateway.cpu_hz")))
+    return NetworkParams(
+        access=access,
+        power=power,
+        gateway_hz=float(costs.value("gateway.cpu_hz")),
+        mqtt_qos=int(network.get("mqtt_qos", 1)),
+        coap_confirmable=bool(network.get("coap_confirmable", True)),
+        device_queue_limit=int(network.get("device_queue", 8)),
+    )
 
 
 def record_payloads(bytes_out: np.ndarray, pkts_out: np.ndarray) -> np.ndarray:
@@ -93,7 +102,7 @@ class BuiltinNetwork:
                 f"network.gateways ({self.n_gateways}) exceeds network.devices ({self.n_devices})"
             )
         streams = run_streams(spec["seed"])
-        self.params = network_params(load_cost_model(spec.get("costs") or {}))
+        self.params = network_params(load_cost_model(spec.get("costs") or {}), net)
         self.topology = build_topology(
             self.n_devices, self.n_gateways, float(net["mqtt_fraction"]), streams.topology
         )
@@ -164,6 +173,7 @@ class BuiltinNetwork:
             self.round_duration_s,
             self._state,
             self._rng,
+            round_start_s=pending["round"] * self.round_duration_s,
         )
         self._pending = None
         slot = pending["slot"]
@@ -171,16 +181,19 @@ class BuiltinNetwork:
         return {
             "round": pending["round"],
             "messages_sent": int(traffic.device.size),
-            "messages_delivered": int(result.delivered.sum()),
-            "payload_bytes_delivered": int(traffic.payload_bytes[result.delivered].sum()),
-            "latency_s": result.latency_s[result.delivered].tolist(),
+            "messages_delivered": result.messages_delivered,
+            "messages_lost": result.messages_lost,
+            "queue_drops": result.queue_drops,
+            "in_flight": result.in_flight,
+            "payload_bytes_delivered": result.delivered_bytes,
+            "latency_s": result.latency_s.tolist(),
             "session_device": traffic.session_device.tolist(),
             "session_energy_j": result.session_energy_j.tolist(),
             "record": records.tolist(),
             "record_gateway": self.topology.gateway[traffic.device[first]].tolist(),
             "frames": result.frames,
             "mac_drops": result.mac_drops,
-            "retransmissions": int(result.retransmissions.sum()),
+            "retransmissions": result.retransmissions,
         }
 
 

@@ -1,33 +1,35 @@
 """One round of the smart-city IoT network: sessions, MQTT/CoAP, 802.15.4 access, gateways, backhaul.
 
 Path of an uplink message: device CPU (protocol stack and AEAD) -> its PAN's shared 802.15.4 channel (one PAN
-per gateway, one FIFO server per PAN carrying uplink and downlink frames) -> gateway CPU (one FIFO core for
-the per-message path: decrypt, re-protect towards the control centre, flow features) -> the gateway's IP
-backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO, one node
-per ``gateways_per_broker`` gateways) = delivery. The acknowledgement (MQTT QoS 1 PUBACK or CoAP piggybacked
-ACK) comes back over backhaul and the PAN. On the 802.15.4 side MQTT is MQTT-SN over UDP (the MQTT variant
-made for such links: the same PUBLISH/PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic ids); the
-gateway relays it as MQTT over the backhaul.
+per gateway) -> gateway CPU (one FIFO core for the per-message path: decrypt, re-protect towards the control
+centre, flow features) -> the gateway's IP backhaul link (FIFO) -> the control centre's ingress link (FIFO)
+-> MQTT broker / CoAP server (FIFO, one node per ``gateways_per_broker`` gateways) = delivery. On the 802.15.4
+side MQTT is MQTT-SN over UDP (the MQTT variant made for such links: the same PUBLISH/PUBACK QoS 1 and
+CONNECT/CONNACK exchanges, short topic ids); the gateway relays it as MQTT over the backhaul.
 
-A session (one per device and round) starts at the device's first message: the security handshake of the
-scheme's plan (a device->gateway flight and/or a gateway->device flight, with the CPU time of each side), then
-for MQTT a CONNECT/CONNACK with the broker. The device's messages wait for the session to be ready.
+Every device works through its exchanges one at a time, in order: its session's security handshake (a
+device->gateway flight answered by a gateway->device flight, with the CPU time of each side), for MQTT a
+CONNECT/CONNACK with the broker, then its messages. A confirmable message (MQTT-SN QoS 1 PUBLISH, CoAP CON
+request) is an exchange with its application ACK (PUBACK, or the CoAP piggybacked ACK): the device starts its
+next message only when the ACK is back or the message is given up (CoAP NSTART = 1, RFC 7252 4.7; MQTT-SN:
+one QoS 1 PUBLISH in flight per client). A lost request or ACK is sent again when the attempt's timer fires,
+on the channel like any frame: CoAP after ACK_TIMEOUT x U[1, ACK_RANDOM_FACTOR], doubling, MAX_RETRANSMIT
+times (RFC 7252 4.2, 4.8); MQTT-SN after a fixed T_retry, N_retry times (MQTT-SN 1.2, 6.13); DTLS handshake
+flights after 1 s, doubling (RFC 6347 4.2.4.1); then the message is given up. QoS 0 PUBLISHes and CoAP NON
+requests (``mqtt_qos = 0``, ``coap_confirmable = False``) get no ACK and no retransmission: the device moves
+on once the frames are through. Messages that arrive while ``device_queue_limit`` messages already wait in
+the device's queue are dropped; waiting counts in the latency. Exchanges still under way at the end of a round
+carry over into the next round (device queue, attempt, timers), so the channel load of retransmissions is
+where their timers put it.
 
-Dependent times (a flight waits for the previous one, an ACK for its message, and is only sent if its message
-arrived) are resolved by fixed-point iteration: each pass recomputes the PAN channels with the arrival times
-of the previous pass; with ``passes`` at least the longest dependency chain plus one, each chain is followed
-to its end. The light queues behind the PAN (gateway CPU, backhaul, control centre, broker) are computed in
-the last two passes only; earlier passes add their service times.
+The PANs run as one compiled event loop (``_channel.pyx``, pure twin ``_channel_py.py``): each device has at
+most one frame pending, so no Python object per packet. The path behind the PAN enters the loop as the
+service times of its light queues (the ACK's timing); the delivery time of each message is then computed
+through the queues themselves (vectorised Lindley recursion).
 
-Application-level retransmissions (CoAP confirmable messages, RFC 7252 4.2: ACK_TIMEOUT x U[1,
-ACK_RANDOM_FACTOR] doubling, MAX_RETRANSMIT; MQTT-SN: fixed T_retry, N_retry) follow when the message or its
-ACK is lost (MAC retries exhausted, or channel access failure in a saturated PAN). They add the timeouts to
-the latency and their frames' energy to the device, with the odds of a lost exchange from the round's measured
-loss rates; their frames are not re-inserted into the channel queue, which underestimates the load of a PAN
-that loses many frames.
-
-Device energy: radio transmit, receive (CCA, ACKs, and listening while waiting for each response) and idle
-(backoff) time, MCU active time, and sleep currents for the rest of the round.
+Device energy: radio transmit, receive (CCA, MAC ACKs, and listening for each response until it arrives or
+the timer fires) and idle (backoff, deferral) time, MCU active time, and sleep currents for the rest of the
+round.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 
 from qesif_core import _native
 from qesif_core.network.ieee802154 import Ieee802154
-from qesif_core.network.queues import fifo_departures, last_departure_per_queue, queue_order
+from qesif_core.network.queues import fifo_departures, last_departure_per_queue
 
 MQTT, COAP = 0, 1
 PROTOCOLS = ("mqtt", "coap")
@@ -95,18 +97,26 @@ class NetworkParams:
     coap_max_retransmit: int = 4
     mqtt_retry_s: float = 10.0  # MQTT-SN 1.2 6.13: T_retry 10-15 s, fixed
     mqtt_max_retries: int = 4  # MQTT-SN N_retry 3-5
-    passes: int = 7  # longest dependency chain (6 packets: flight, reply, CONNECT, CONNACK, data, ACK) + 1
+    dtls_initial_timeout_s: float = 1.0  # RFC 6347 4.2.4.1: initial 1 s, doubled per retransmission
+    dtls_max_retransmit: int = 4  # RFC 6347 leaves the count to implementations; as CoAP's MAX_RETRANSMIT
+    mqtt_qos: int = 1  # 1: PUBLISH/PUBACK with retransmission; 0: fire and forget
+    coap_confirmable: bool = True  # CON requests with ACK and retransmission; False: NON requests
+    device_queue_limit: int = 8  # messages waiting in a device's buffer behind the one under way
 
 
 @dataclass
 class QueueState:
-    """When each queue is busy until, carried from one round to the next."""
+    """What carries from one round to the next: when each queue is busy until, each device's exchanges
+    still under way (``backlog``) and when it finished its last one, the PANs' measured frame rates."""
 
     pan: np.ndarray
     gateway_cpu: np.ndarray
     backhaul: np.ndarray
     control_centre: np.ndarray
     broker: np.ndarray
+    device_free: np.ndarray | None = None
+    backlog: tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray] | None = None
+    pan_frames_per_s: np.ndarray | None = None
 
     @classmethod
     def idle(cls, n_gateways: int, params: NetworkParams) -> QueueState:
@@ -153,16 +163,23 @@ class RoundTraffic:
 
 @dataclass(frozen=True)
 class RoundResult:
-    """Per-message and per-session outcomes of one round."""
+    """Outcomes of one round. Deliveries are counted in the round they happen in, whichever round the message
+    was sent in; messages still under way at the end of the round are ``in_flight`` (carried over)."""
 
-    latency_s: np.ndarray  # nan when never delivered
-    delivered: np.ndarray
-    delivered_at: np.ndarray
-    retransmissions: np.ndarray
-    session_energy_j: np.ndarray
-    session_ready_s: np.ndarray
-    frames: int
-    mac_drops: int
+    latency_s: np.ndarray  # of the messages delivered to the control centre during the round
+    delivered_bytes: int  # their application payload
+    messages_lost: int  # given up after the last attempt (or a NON / QoS 0 message whose frame was lost)
+    queue_drops: int  # messages dropped on arrival because the device's queue was full
+    in_flight: int  # messages neither delivered nor given up or dropped at the end of the round
+    retransmissions: int  # application-level retransmissions started in the round (data, CONNECT, handshake)
+    session_energy_j: np.ndarray  # device energy in the round, per session of the round
+    session_ready_s: np.ndarray  # when each session's handshake (and CONNECT) finished; nan: not in the round
+    frames: int  # link frames sent in the round
+    mac_drops: int  # of them, lost: channel access failure or MAC retries exhausted
+
+    @property
+    def messages_delivered(self) -> int:
+        return int(self.latency_s.size)
 
 
 def group_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -172,121 +189,80 @@ def group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(first)
 
 
-def union_length(group: np.ndarray, start: np.ndarray, end: np.ndarray, n_groups: int) -> np.ndarray:
-    """Total length of the union of intervals ``[start, end)`` per group (listening windows that overlap)."""
-    out = np.zeros(n_groups)
-    if group.size == 0:
-        return out
-    order = np.lexsort((start, group))
-    g, s, e = group[order], start[order], end[order]
-    first = np.ones(g.size, dtype=bool)
-    first[1:] = g[1:] != g[:-1]
-    gid = np.cumsum(first) - 1
-    spread = float(max(e.max(), s.max()) - min(e.min(), s.min())) + 1.0
-    offset = gid * spread
-    running = np.maximum.accumulate(e + offset) - offset  # furthest end so far in the group
-    previous_end = np.empty_like(running)
-    previous_end[0] = -np.inf
-    previous_end[1:] = running[:-1]
-    previous_end[first] = -np.inf
-    covered = np.maximum(0.0, e - np.maximum(s, previous_end))
-    np.add.at(out, g, covered)
-    return out
+HANDSHAKE, CONNECT, MESSAGE = 0, 1, 2
+_NOT_STARTED, _DONE, _QUEUE_DROPPED = 0, 3, 4
+_JOB_FLOAT = ("ready", "attempt_start", "req_done", "arrived", "end", "listen")
+_JOB_INT = ("phase", "attempt", "frag")
+_FRAME_OUTPUTS = ("used", "cadrop", "ready", "start", "departure")
 
 
-class _Packets:
-    """Packets of a round, appended by kind; each kind remembers its packet indices."""
-
-    def __init__(self) -> None:
-        self.pan: list[np.ndarray] = []
-        self.size: list[np.ndarray] = []
-        self.device: list[np.ndarray] = []
-        self.uplink: list[np.ndarray] = []
-        self.count = 0
-
-    def add(self, pan: np.ndarray, size: np.ndarray, device: np.ndarray, uplink: bool) -> np.ndarray:
-        n = pan.size
-        self.pan.append(pan)
-        self.size.append(size)
-        self.device.append(device)
-        self.uplink.append(np.full(n, uplink))
-        index = np.arange(self.count, self.count + n)
-        self.count += n
-        return index
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.concatenate(self.pan),
-            np.concatenate(self.size).astype(np.int64),
-            np.concatenate(self.device),
-            np.concatenate(self.uplink),
-        )
+def _take(table: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: values[index] for name, values in table.items()}
 
 
-def simulate_round(
+def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([a[name], b[name]]) for name in a}
+
+
+def _ranges(base: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(base[i], base[i] + length[i])``."""
+    total = int(length.sum())
+    offsets = np.repeat(np.cumsum(length) - length, length)
+    return np.repeat(base, length) + np.arange(total) - offsets
+
+
+def _new_jobs(
     params: NetworkParams,
     gateway_of: np.ndarray,
     protocol_of: np.ndarray,
     traffic: RoundTraffic,
     costs: SessionCosts,
     round_duration_s: float,
-    state: QueueState,
+    frames_per_s: np.ndarray | None,
+    n_pans: int,
+    busy_device: np.ndarray,
     rng: np.random.Generator,
-) -> RoundResult:
-    """Simulate the messages of one round; updates ``state`` (queues busy until) in place."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """The round's new jobs (handshakes, CONNECTs, messages), their frames (every possible attempt, MAC
+    outcomes drawn now) and their retransmission timeouts. ``frames_per_s`` (per PAN) sets the collision
+    odds; ``None`` (first round): the first attempts of these jobs over one round. A device still busy
+    with earlier rounds' exchanges (``busy_device``) keeps its session: no new handshake or CONNECT."""
     sizes, acc, pw = params.sizes, params.access, params.power
-    if traffic.device.size == 0:
-        empty = np.empty(0)
-        return RoundResult(empty, np.empty(0, bool), empty, np.empty(0, np.int64), empty, empty, 0, 0)
     n_sessions = traffic.session_device.size
     sdev = traffic.session_device
-    sgw = gateway_of[sdev]
     sproto = protocol_of[sdev]
-    mqtt_s = sproto == MQTT
     msess = traffic.session
-    mgw = sgw[msess]
     mproto = sproto[msess]
     n_msgs = traffic.device.size
     session_start = np.full(n_sessions, np.inf)
     np.minimum.at(session_start, msess, traffic.time)
-
-    transport = np.full(n_sessions, sizes.udp_compressed + sizes.ipv6_compressed)
+    transport = sizes.udp_compressed + sizes.ipv6_compressed
     extra = costs.extra_bytes.astype(np.int64)
+    stack_s = params.device_stack_cycles / pw.cpu_hz
 
-    packets = _Packets()
+    # Handshakes: a device flight answered by a gateway flight, or a single flight either way.
     has_up = costs.handshake_up_bytes > 0
     has_down = costs.handshake_down_bytes > 0
-    up_s = np.flatnonzero(has_up)
-    down_s = np.flatnonzero(has_down)
-    conn_s = np.flatnonzero(mqtt_s)
+    fresh = ~busy_device[sdev]
+    hs = np.flatnonzero((has_up | has_down) & fresh)
+    both = has_up[hs] & has_down[hs]
+    up_first = has_up[hs]
+    hs_dev_before = np.where(up_first, 0.5 * costs.handshake_device_s[hs], 0.0)
+    hs_pre = np.where(up_first, hs_dev_before, costs.handshake_gateway_s[hs])
     hs_frame = sizes.handshake_record_overhead + transport
-    p_up = packets.add(sgw[up_s], costs.handshake_up_bytes[up_s] + hs_frame[up_s], sdev[up_s], True)
-    p_down = packets.add(
-        sgw[down_s], costs.handshake_down_bytes[down_s] + hs_frame[down_s], sdev[down_s], False
+    # MQTT-SN CONNECT/CONNACK.
+    conn = np.flatnonzero((sproto == MQTT) & fresh)
+    connect_rtt = (
+        2 * params.backhaul_propagation_s
+        + (sizes.mqtt_connect + sizes.mqtt_connack + 2 * sizes.backhaul_overhead) * 8.0 / params.backhaul_bps
+        + params.broker_s
+        + params.gateway_forward_cycles / params.gateway_hz
     )
-    p_conn = packets.add(
-        sgw[conn_s], sizes.mqtt_connect + extra[conn_s] + transport[conn_s], sdev[conn_s], True
-    )
-    p_connack = packets.add(
-        sgw[conn_s], sizes.mqtt_connack + extra[conn_s] + transport[conn_s], sdev[conn_s], False
-    )
-    app_overhead = np.where(mproto == MQTT, sizes.mqtt_publish_overhead, sizes.coap_request_overhead)
-    ack_bytes = np.where(mproto == MQTT, sizes.mqtt_puback, sizes.coap_ack)
-    data_bytes = traffic.payload_bytes + app_overhead + extra[msess] + transport[msess]
-    p_data = packets.add(mgw, data_bytes, traffic.device, True)
-    p_ack = packets.add(mgw, ack_bytes + extra[msess] + transport[msess], traffic.device, False)
-    pan, packet_bytes, packet_device, packet_up = packets.arrays()
-
-    owner, mpdu = acc.fragment(packet_bytes)
-    frame_pan = pan[owner]
-    frames_per_pan = np.bincount(frame_pan, minlength=state.pan.size)
-    p_collision = acc.collision_probability(frames_per_pan / round_duration_s)[frame_pan]
-    mac = acc.transmit(mpdu, p_collision, rng)
-    first_frame = group_starts(owner)
-
-    # CPU times
-    dev_hz = pw.cpu_hz
-    stack_s = params.device_stack_cycles / dev_hz
+    # Messages.
+    is_mqtt = mproto == MQTT
+    app_overhead = np.where(is_mqtt, sizes.mqtt_publish_overhead, sizes.coap_request_overhead)
+    ack_bytes = np.where(is_mqtt, sizes.mqtt_puback, sizes.coap_ack)
+    confirmable = np.where(is_mqtt, params.mqtt_qos >= 1, params.coap_confirmable)
     aead_blocks = -(-(traffic.payload_bytes + app_overhead) // 16)
     msg_dev_cpu = (
         stack_s + costs.cipher_device_s_fixed[msess] + costs.cipher_device_s_per_block[msess] * aead_blocks
@@ -302,176 +278,289 @@ def simulate_round(
     ack_backhaul_s = (
         ack_bytes + extra[msess] + sizes.backhaul_overhead
     ) * 8.0 / params.backhaul_bps + params.backhaul_propagation_s
-    connect_rtt = (
-        2 * params.backhaul_propagation_s
-        + (sizes.mqtt_connect + sizes.mqtt_connack + 2 * sizes.backhaul_overhead) * 8.0 / params.backhaul_bps
+    ack_delay = (
+        msg_gw_cpu
+        + backhaul_service
+        + params.backhaul_propagation_s
+        + cc_service
         + params.broker_s
-        + params.gateway_forward_cycles / params.gateway_hz
+        + ack_backhaul_s
+        + msg_gw_cpu
     )
-    # The device computes half its handshake before its flight (key generation), the rest after the reply.
-    hs_dev_before = np.where(has_up, 0.5 * costs.handshake_device_s, 0.0)
-    hs_dev_after = costs.handshake_device_s - hs_dev_before
+    coap_first = params.coap_ack_timeout_s * rng.uniform(1.0, params.coap_ack_random_factor, n_msgs)
 
-    ready = np.zeros(packets.count)
-    done = np.zeros(packets.count)
-    zero_q = np.zeros(n_msgs, dtype=np.int64)
-    broker_of = mgw // params.gateways_per_broker
-    broker_service = np.full(n_msgs, params.broker_s)
-    unqueued_path = (
-        msg_gw_cpu + backhaul_service + params.backhaul_propagation_s + cc_service + params.broker_s
-    )
-    delivered_at = np.zeros(n_msgs)
-    session_ready = session_start.copy()
-
-    stages: dict[str, np.ndarray] = {}
-
-    def follow_chain(queued: bool) -> None:
-        """Arrival times of every packet from the completion times of the ones it waits for.
-
-        ``queued``: pass messages through the gateway, backhaul, control-centre and broker queues (else
-        add their service times only: those queues are light, so early passes skip them for speed).
-        """
-        nonlocal delivered_at, session_ready
-        ready[p_up] = session_start[up_s] + hs_dev_before[up_s]
-        reply_base = session_start.copy()
-        reply_base[up_s] = done[p_up]
-        ready[p_down] = reply_base[down_s] + costs.handshake_gateway_s[down_s]
-        reply_base[down_s] = done[p_down]
-        hs_end = reply_base + hs_dev_after
-        ready[p_conn] = hs_end[conn_s] + stack_s
-        ready[p_connack] = done[p_conn] + connect_rtt
-        session_ready = hs_end.copy()
-        session_ready[conn_s] = done[p_connack]
-        ready[p_data] = np.maximum(traffic.time + msg_dev_cpu, session_ready[msess])
-        arrive_gw = done[p_data]
-        if queued:
-            _, stages["gateway"] = fifo_departures(arrive_gw, msg_gw_cpu, mgw, state.gateway_cpu)
-            _, stages["backhaul"] = fifo_departures(stages["gateway"], backhaul_service, mgw, state.backhaul)
-            _, stages["centre"] = fifo_departures(
-                stages["backhaul"] + params.backhaul_propagation_s, cc_service, zero_q, state.control_centre
-            )
-            _, delivered_at = fifo_departures(stages["centre"], broker_service, broker_of, state.broker)
-        else:
-            delivered_at = arrive_gw + unqueued_path
-        ready[p_ack] = delivered_at + ack_backhaul_s + msg_gw_cpu
-
-    kernel = _native.load("qesif_core.network._channel", "qesif_core.network._channel_py").channel_departures
-    start = np.empty(owner.size)
-    departure = np.empty(owner.size)
-    dropped = np.zeros(owner.size, dtype=bool)
-    frame_of_ack = owner >= p_ack[0]  # ACK packets were added last, one per message, in message order
-    message_of_ack_frame = np.where(frame_of_ack, owner - p_ack[0], 0)
-    sent = np.ones(owner.size, dtype=bool)  # an ACK is only sent for a message that arrived
-    follow_chain(queued=False)
-    passes = max(params.passes, 2)
-    for k in range(passes):
-        frame_ready = ready[owner] + mac["lead_s"]
-        active = np.flatnonzero(sent)
-        order = active[queue_order(frame_pan[active], frame_ready[active])]
-        channel_free = state.pan.copy()
-        s_sorted, d_sorted, x_sorted = kernel(
-            np.ascontiguousarray(frame_pan[order]),
-            np.ascontiguousarray(frame_ready[order]),
-            np.ascontiguousarray(mac["service_s"][order]),
-            np.ascontiguousarray(mac["gap_s"][order]),
-            np.ascontiguousarray(mac["patience_s"][order]),
-            channel_free,
+    def cat(hs_part: object, conn_part: object, msg_part: object, dtype: type = np.float64) -> np.ndarray:
+        return np.concatenate([np.asarray(hs_part), np.asarray(conn_part), np.asarray(msg_part)]).astype(
+            dtype
         )
-        start[order], departure[order], dropped[order] = s_sorted, d_sorted, x_sorted.astype(bool)
-        start[~sent] = departure[~sent] = frame_ready[~sent]
-        dropped[~sent] = False
-        done[:] = np.maximum.reduceat(departure, first_frame)
-        arrived = np.logical_and.reduceat(mac["delivered"] & ~dropped, first_frame)
-        sent = ~frame_of_ack | arrived[p_data][message_of_ack_frame]
-        follow_chain(queued=k >= passes - 2)
 
-    # Queue bookkeeping for the next round.
+    n_hs, n_conn = hs.size, conn.size
+    zeros = lambda n: np.zeros(n)  # noqa: E731
+    device = cat(sdev[hs], sdev[conn], traffic.device, np.int64)
+    job = {
+        "device": device,
+        "pan": gateway_of[device],
+        "kind": cat(np.full(n_hs, HANDSHAKE), np.full(n_conn, CONNECT), np.full(n_msgs, MESSAGE), np.int64),
+        "session": cat(hs, conn, msess, np.int64),
+        "arrival": cat(session_start[hs], session_start[conn], traffic.time),
+        "earliest": cat(
+            session_start[hs] + hs_pre, session_start[conn] + stack_s, traffic.time + msg_dev_cpu
+        ),
+        "pre_delay": cat(hs_pre, np.full(n_conn, stack_s), msg_dev_cpu),
+        "resp_delay": cat(costs.handshake_gateway_s[hs], np.full(n_conn, connect_rtt), ack_delay),
+        "post_delay": cat(costs.handshake_device_s[hs] - hs_dev_before, zeros(n_conn), zeros(n_msgs)),
+        "dev_cpu": cat(costs.handshake_device_s[hs], np.full(n_conn, stack_s), msg_dev_cpu),
+        "has_resp": cat(both, np.ones(n_conn), confirmable, np.uint8),
+        "req_up": cat(up_first, np.ones(n_conn), np.ones(n_msgs), np.uint8),
+        "droppable": cat(zeros(n_hs), zeros(n_conn), np.ones(n_msgs), np.uint8),
+        "req_bytes": cat(
+            np.where(up_first, costs.handshake_up_bytes[hs], costs.handshake_down_bytes[hs]) + hs_frame,
+            sizes.mqtt_connect + extra[conn] + transport,
+            traffic.payload_bytes + app_overhead + extra[msess] + transport,
+            np.int64,
+        ),
+        "resp_bytes": cat(
+            np.where(both, costs.handshake_down_bytes[hs] + hs_frame, 0),
+            sizes.mqtt_connack + extra[conn] + transport,
+            np.where(confirmable, ack_bytes + extra[msess] + transport, 0),
+            np.int64,
+        ),
+        "payload": cat(np.zeros(n_hs), np.zeros(n_conn), traffic.payload_bytes, np.int64),
+        "gw_cpu": cat(zeros(n_hs), zeros(n_conn), msg_gw_cpu),
+        "backhaul_service": cat(zeros(n_hs), zeros(n_conn), backhaul_service),
+        "cc_service": cat(zeros(n_hs), zeros(n_conn), cc_service),
+    }
+    n_jobs = device.size
+    retries = np.where(is_mqtt, params.mqtt_max_retries, params.coap_max_retransmit)
+    job["n_att"] = 1 + cat(
+        np.where(both, params.dtls_max_retransmit, 0),
+        np.full(n_conn, params.mqtt_max_retries),
+        np.where(confirmable, retries, 0),
+        np.int64,
+    )
+    first_timeout = cat(
+        np.full(n_hs, params.dtls_initial_timeout_s),
+        np.full(n_conn, params.mqtt_retry_s),
+        np.where(is_mqtt, params.mqtt_retry_s, coap_first),
+    )
+    growth = cat(np.full(n_hs, 2.0), np.ones(n_conn), np.where(is_mqtt, 1.0, 2.0))
+    timeout_job = np.repeat(np.arange(n_jobs), job["n_att"])
+    timeout_attempt = np.arange(timeout_job.size) - np.repeat(
+        np.cumsum(job["n_att"]) - job["n_att"], job["n_att"]
+    )
+    timeouts = first_timeout[timeout_job] * growth[timeout_job] ** timeout_attempt
+    job["timeout_base"] = np.cumsum(job["n_att"]) - job["n_att"]
+
+    # Frames of every possible attempt: request fragments then response fragments, attempt after attempt.
+    req_owner, req_mpdu = acc.fragment(job["req_bytes"])
+    job["nf_req"] = np.bincount(req_owner, minlength=n_jobs).astype(np.int64)
+    with_resp = np.flatnonzero(job["has_resp"])
+    resp_owner, resp_mpdu = acc.fragment(job["resp_bytes"][with_resp])
+    job["nf_resp"] = np.zeros(n_jobs, dtype=np.int64)
+    job["nf_resp"][with_resp] = np.bincount(resp_owner, minlength=with_resp.size)
+    per_attempt = job["nf_req"] + job["nf_resp"]
+    job["n_frames"] = job["n_att"] * per_attempt
+    job["frame_base"] = np.cumsum(job["n_frames"]) - job["n_frames"]
+    frame_job = np.repeat(np.arange(n_jobs), job["n_frames"])
+    within = (np.arange(frame_job.size) - job["frame_base"][frame_job]) % per_attempt[frame_job]
+    is_req = within < job["nf_req"][frame_job]
+    req_first = np.cumsum(job["nf_req"]) - job["nf_req"]
+    resp_first = np.zeros(n_jobs, dtype=np.int64)
+    resp_first[with_resp] = np.cumsum(job["nf_resp"][with_resp]) - job["nf_resp"][with_resp]
+    req_index = np.where(is_req, req_first[frame_job] + within, 0)
+    resp_index = np.where(is_req, 0, resp_first[frame_job] + within - job["nf_req"][frame_job])
+    mpdu = np.where(is_req, req_mpdu[req_index], resp_mpdu[resp_index] if resp_mpdu.size else 0)
+    frame_pan = job["pan"][frame_job]
+    if frames_per_s is None:
+        frames_per_s = np.bincount(job["pan"], weights=per_attempt, minlength=n_pans) / round_duration_s
+    mac = acc.transmit(mpdu, acc.collision_probability(frames_per_s)[frame_pan], rng)
+    frame = {
+        "lead": mac["lead_s"],
+        "gap": mac["gap_s"],
+        "patience": mac["patience_s"],
+        "service": mac["service_s"],
+        "ok": mac["delivered"].astype(np.uint8),
+        "tx_s": mac["tx_s"],
+        "rx_s": mac["rx_s"],
+        "idle_s": mac["idle_s"],
+        "up": (is_req & (job["req_up"][frame_job] == 1)).astype(np.uint8),
+        "device": job["device"][frame_job],
+    }
+    for name in _JOB_FLOAT:
+        job[name] = np.full(n_jobs, np.nan) if name in ("arrived", "end") else np.zeros(n_jobs)
+    for name in _JOB_INT:
+        job[name] = np.zeros(n_jobs, dtype=np.int64)
+    job["acked"] = np.zeros(n_jobs, dtype=np.uint8)
+    job["decided"] = np.zeros(n_jobs, dtype=np.uint8)
+    return job, frame, timeouts
+
+
+def simulate_round(
+    params: NetworkParams,
+    gateway_of: np.ndarray,
+    protocol_of: np.ndarray,
+    traffic: RoundTraffic,
+    costs: SessionCosts,
+    round_duration_s: float,
+    state: QueueState,
+    rng: np.random.Generator,
+    round_start_s: float = 0.0,
+) -> RoundResult:
+    """Simulate the round ``[round_start_s, round_start_s + round_duration_s)``: the exchanges of its
+    sessions and those carried over from earlier rounds; updates ``state``."""
+    acc, pw = params.access, params.power
+    n_devices, n_pans = gateway_of.size, state.pan.size
+    n_sessions = traffic.session_device.size
+    if state.device_free is None:
+        state.device_free = np.full(n_devices, -np.inf)
+    horizon = round_start_s + round_duration_s
+    busy_device = np.zeros(n_devices, dtype=bool)
+    if state.backlog is not None:
+        busy_device[state.backlog[0]["device"]] = True
+    job, frame, timeouts = _new_jobs(
+        params,
+        gateway_of,
+        protocol_of,
+        traffic,
+        costs,
+        round_duration_s,
+        state.pan_frames_per_s,
+        n_pans,
+        busy_device,
+        rng,
+    )
+    job["order"] = np.arange(job["device"].size, dtype=np.int64)
+    job["new"] = np.ones(job["device"].size, dtype=np.int64)
+    if state.backlog is not None:
+        old_job, old_frame, old_timeouts = state.backlog
+        job["frame_base"] = job["frame_base"] + old_frame["lead"].size
+        job["timeout_base"] = job["timeout_base"] + old_timeouts.size
+        old_job = dict(old_job, new=np.zeros(old_job["device"].size, dtype=np.int64))
+        job = _concat(old_job, job)
+        frame = _concat(old_frame, frame)
+        timeouts = np.concatenate([old_timeouts, timeouts])
+    # Devices in PAN order, each device's jobs in order: carried first, then handshake, CONNECT, messages.
+    order = np.lexsort((job["order"], job["new"], job["device"], job["pan"]))
+    job = _take(job, order)
+    n_jobs = job["device"].size
+    dev_lo = group_starts(job["device"])
+    dev_hi = np.append(dev_lo[1:], n_jobs).astype(np.int64)
+    active = job["device"][dev_lo]
+    dev_cursor = dev_lo.astype(np.int64)
+    dev_free = state.device_free[active].copy()
+    before = {name: job[name].copy() for name in ("phase", "attempt", "arrived")}
+    job["listen"] = np.zeros(n_jobs)
+    frame["used"] = np.zeros(frame["lead"].size, dtype=np.uint8)
+    frame["cadrop"] = np.zeros(frame["lead"].size, dtype=np.uint8)
+    for name in ("ready", "start", "departure"):
+        frame[name] = np.zeros(frame["lead"].size)
+    channel_free = state.pan.copy()
+    kernel = _native.load("qesif_core.network._channel", "qesif_core.network._channel_py").run_exchanges
+    kernel(
+        job["pan"][dev_lo].astype(np.int64),
+        dev_cursor,
+        dev_hi,
+        dev_free,
+        job,
+        np.ascontiguousarray(timeouts, dtype=np.float64),
+        frame,
+        int(params.device_queue_limit),
+        float(horizon),
+        channel_free,
+    )
     state.pan = channel_free
-    state.gateway_cpu = np.maximum(
-        state.gateway_cpu, last_departure_per_queue(mgw, stages["gateway"], state.gateway_cpu.size)
+    state.device_free[active] = dev_free
+
+    # Deliveries of the round: the first arrival of each message at its gateway, then the queues behind it.
+    is_msg = job["kind"] == MESSAGE
+    arrived_now = np.flatnonzero(is_msg & np.isnan(before["arrived"]) & ~np.isnan(job["arrived"]))
+    gw = job["pan"][arrived_now]
+    broker_of = gw // params.gateways_per_broker
+    _, at_gateway = fifo_departures(
+        job["arrived"][arrived_now], job["gw_cpu"][arrived_now], gw, state.gateway_cpu
     )
-    state.backhaul = np.maximum(
-        state.backhaul, last_departure_per_queue(mgw, stages["backhaul"], state.backhaul.size)
+    _, at_backhaul = fifo_departures(at_gateway, job["backhaul_service"][arrived_now], gw, state.backhaul)
+    _, at_centre = fifo_departures(
+        at_backhaul + params.backhaul_propagation_s,
+        job["cc_service"][arrived_now],
+        np.zeros(arrived_now.size, dtype=np.int64),
+        state.control_centre,
     )
-    state.control_centre = np.maximum(state.control_centre, stages["centre"].max(initial=-np.inf))
+    _, delivered_at = fifo_departures(
+        at_centre, np.full(arrived_now.size, params.broker_s), broker_of, state.broker
+    )
+    state.gateway_cpu = np.maximum(state.gateway_cpu, last_departure_per_queue(gw, at_gateway, n_pans))
+    state.backhaul = np.maximum(state.backhaul, last_departure_per_queue(gw, at_backhaul, n_pans))
+    state.control_centre = np.maximum(state.control_centre, at_centre.max(initial=-np.inf))
     state.broker = np.maximum(
         state.broker, last_departure_per_queue(broker_of, delivered_at, state.broker.size)
     )
+    latency = delivered_at - job["arrival"][arrived_now]
 
-    # Application-level retransmissions after a lost message or ACK (lost frames: MAC retries exhausted, or
-    # channel access failure, whose rate per PAN this round sets the odds of a retransmission).
-    frame_ok = mac["delivered"] & ~dropped & sent
-    packet_ok = np.logical_and.reduceat(frame_ok, first_frame)
-    sent_per_pan = np.bincount(frame_pan, weights=sent, minlength=state.pan.size)
-    access_failure = np.bincount(frame_pan, weights=dropped, minlength=state.pan.size) / np.maximum(
-        sent_per_pan, 1
-    )
-    frame_loss = acc.attempt_failure_probability(mpdu, p_collision) ** (acc.max_frame_retries + 1)
-    frame_ok_prob = (1.0 - frame_loss) * (1.0 - access_failure[frame_pan])
-    packet_ok_prob = np.exp(np.add.reduceat(np.log(np.maximum(frame_ok_prob, 1e-300)), first_frame))
-    up_ok = packet_ok[p_data]
-    ack_ok = packet_ok[p_ack]
-    exchange_prob = packet_ok_prob[p_data] * packet_ok_prob[p_ack]
-    is_coap = mproto == COAP
-    max_retries = np.where(is_coap, params.coap_max_retransmit, params.mqtt_max_retries)
-    first_timeout = np.where(
-        is_coap,
-        params.coap_ack_timeout_s * rng.uniform(1.0, params.coap_ack_random_factor, n_msgs),
-        params.mqtt_retry_s,
-    )
-    retry_ok = (
-        rng.random((n_msgs, max(params.coap_max_retransmit, params.mqtt_max_retries)))
-        < exchange_prob[:, None]
-    )
-    need_retry = ~(up_ok & ack_ok)
-    k_first = np.where(retry_ok.any(axis=1), retry_ok.argmax(axis=1) + 1, np.iinfo(np.int64).max)
-    success_retry = need_retry & (k_first <= max_retries)
-    retransmissions = np.where(need_retry, np.minimum(k_first, max_retries), 0)
-    k = np.minimum(k_first, max_retries)
-    waited = np.where(is_coap, first_timeout * (2.0**k - 1.0), first_timeout * k)  # CoAP doubles, MQTT-SN not
-    delivered = up_ok | success_retry
-    final_delivery = np.where(up_ok, delivered_at, delivered_at + waited)
-    latency = np.where(delivered, final_delivery - traffic.time, np.nan)
-
-    # Energy of each device in its session.
-    frame_dev = packet_device[owner]
-    frame_up = packet_up[owner]
-    energy = np.zeros(gateway_of.size)
+    # Device energy in the round.
+    used = frame["used"] == 1
+    lost = used & ((frame["cadrop"] == 1) | (frame["ok"] == 0))
     v = pw.supply_v
-    deferred = np.maximum(start - ready[owner] - mac["lead_s"], 0.0)  # waiting for a busy channel
+    up = frame["up"] == 1
+    deferred = np.maximum(frame["start"] - frame["ready"], 0.0)  # waiting for a busy channel
     up_e = v * (
-        pw.radio_tx_a * mac["tx_s"]
-        + pw.radio_rx_a * mac["rx_s"]
-        + pw.radio_idle_a * (mac["idle_s"] + deferred)
+        pw.radio_tx_a * frame["tx_s"]
+        + pw.radio_rx_a * frame["rx_s"]
+        + pw.radio_idle_a * (frame["idle_s"] + deferred)
     )
     ack_tx = v * pw.radio_tx_a * (acc.turnaround_s + acc.ack_airtime_s())  # device ACKs a downlink frame
-    frame_energy = np.where(frame_up, up_e, np.where(frame_ok, ack_tx, 0.0))
-    np.add.at(energy, frame_dev, frame_energy)
-    per_packet_energy = np.add.reduceat(frame_energy, first_frame)
-    np.add.at(
-        energy, traffic.device, retransmissions * (per_packet_energy[p_data] + per_packet_energy[p_ack])
+    frame_energy = np.where(used & up, up_e, np.where(used & ~up & ~lost, ack_tx, 0.0))
+    energy = np.bincount(frame["device"], weights=frame_energy, minlength=n_devices)
+    energy += v * pw.radio_rx_a * np.bincount(job["device"], weights=job["listen"], minlength=n_devices)
+    started = (
+        (before["phase"] == _NOT_STARTED) & (job["phase"] != _NOT_STARTED) & (job["phase"] != _QUEUE_DROPPED)
     )
-    # Listening for each response with the receiver on.
-    hs_listen_from = session_start.copy()
-    hs_listen_from[up_s] = done[p_up]
-    listen_dev = np.concatenate([sdev[down_s], sdev[conn_s], traffic.device])
-    listen_from = np.concatenate([hs_listen_from[down_s], done[p_conn], done[p_data]])
-    listen_to = np.concatenate([done[p_down], done[p_connack], done[p_ack]])
-    listen = union_length(listen_dev, listen_from, np.maximum(listen_to, listen_from), gateway_of.size)
-    energy += v * pw.radio_rx_a * listen
-    cpu_s = np.zeros(gateway_of.size)
-    np.add.at(cpu_s, sdev, costs.handshake_device_s + np.where(mqtt_s, stack_s, 0.0))
-    np.add.at(cpu_s, traffic.device, msg_dev_cpu * (1 + retransmissions))
-    energy += v * pw.mcu_active_a * cpu_s
+    retransmitted = job["attempt"] - before["attempt"]
+    cpu_s = np.where(started, job["dev_cpu"], 0.0) + retransmitted * (params.device_stack_cycles / pw.cpu_hz)
+    energy += v * pw.mcu_active_a * np.bincount(job["device"], weights=cpu_s, minlength=n_devices)
     energy += v * (pw.radio_sleep_a + pw.mcu_sleep_a) * round_duration_s
+
+    # Sessions of the round: ready when their handshake and CONNECT are done (nan: not within the round, or
+    # the device kept its earlier session).
+    session_ready = np.full(n_sessions, np.inf)
+    np.minimum.at(session_ready, traffic.session, traffic.time)
+    session_ready[busy_device[traffic.session_device]] = np.nan
+    setup = np.flatnonzero((job["new"] == 1) & ~is_msg)
+    np.maximum.at(session_ready, job["session"][setup], np.nan_to_num(job["end"][setup], nan=np.inf))
+    session_ready[np.isinf(session_ready)] = np.nan
+
+    # What carries over: every device's jobs from the one under way on.
+    finished = (job["phase"] == _DONE) | (job["phase"] == _QUEUE_DROPPED)
+    keep = np.flatnonzero((np.arange(n_jobs) >= np.repeat(dev_cursor, dev_hi - dev_lo)) & ~finished)
+    carried = _take(job, keep)
+    frame_index = _ranges(carried["frame_base"], carried["n_frames"])
+    timeout_index = _ranges(carried["timeout_base"], carried["n_att"])
+    carried["frame_base"] = np.cumsum(carried["n_frames"]) - carried["n_frames"]
+    carried["timeout_base"] = np.cumsum(carried["n_att"]) - carried["n_att"]
+    carried["order"] = np.arange(keep.size, dtype=np.int64)
+    carried["session"] = np.full(keep.size, -1, dtype=np.int64)
+    del carried["new"]
+    carried_frame = {
+        name: values[frame_index] for name, values in frame.items() if name not in _FRAME_OUTPUTS
+    }
+    state.backlog = (carried, carried_frame, timeouts[timeout_index])
+    state.pan_frames_per_s = (
+        np.bincount(gateway_of[frame["device"][used]], minlength=n_pans) / round_duration_s
+    )
 
     return RoundResult(
         latency_s=latency,
-        delivered=delivered,
-        delivered_at=final_delivery,
-        retransmissions=retransmissions,
-        session_energy_j=energy[sdev],
+        delivered_bytes=int(job["payload"][arrived_now].sum()),
+        messages_lost=int(
+            (is_msg & (job["phase"] == _DONE) & (before["phase"] != _DONE) & np.isnan(job["arrived"])).sum()
+        ),
+        queue_drops=int(
+            (is_msg & (job["phase"] == _QUEUE_DROPPED) & (before["phase"] != _QUEUE_DROPPED)).sum()
+        ),
+        in_flight=int(((carried["kind"] == MESSAGE) & np.isnan(carried["arrived"])).sum()),
+        retransmissions=int(retransmitted.sum()),
+        session_energy_j=energy[traffic.session_device],
         session_ready_s=session_ready,
-        frames=int(sent.sum()),
-        mac_drops=int((sent & ~frame_ok).sum()),
+        frames=int(used.sum()),
+        mac_drops=int(lost.sum()),
     )

@@ -41,6 +41,14 @@ def test_radio_and_device_figures_come_from_the_cost_model():
     assert params.access.bitrate_bps == 250_000
 
 
+def test_reliability_settings_of_the_network_section_reach_the_model():
+    network = BuiltinNetwork(_spec(mqtt_qos=0, coap_confirmable=False, device_queue=3))
+    assert (network.params.mqtt_qos, network.params.coap_confirmable) == (0, False)
+    assert network.params.device_queue_limit == 3
+    defaults = BuiltinNetwork(_spec()).params
+    assert (defaults.mqtt_qos, defaults.coap_confirmable, defaults.device_queue_limit) == (1, True, 8)
+
+
 def test_unsupported_access_and_too_many_gateways_are_user_errors():
     with pytest.raises(UserInputError, match=r"network\.access"):
         BuiltinNetwork(_spec(access="wifi"))
@@ -70,7 +78,7 @@ def test_a_saturated_pan_needs_application_retransmissions():
     spec["rounds"] = 8
     network = BuiltinNetwork(spec)
     costs = plan_costs(load_cost_model(), SessionPlan("classical", "x25519", "aes-128-gcm", False))
-    sent = delivered = retransmitted = 0
+    sent = delivered = retransmitted = lost = dropped = 0
     for r in range(spec["rounds"]):
         request = network.begin_round(r)
         n = len(request["device"])
@@ -79,7 +87,9 @@ def test_a_saturated_pan_needs_application_retransmissions():
         )
         sent += telemetry["messages_sent"]
         delivered += telemetry["messages_delivered"]
+        lost += telemetry["messages_lost"]
+        dropped += telemetry["queue_drops"]
         retransmitted += telemetry["retransmissions"]
         assert len(telemetry["latency_s"]) == telemetry["messages_delivered"]
     assert retransmitted > 0  # ten devices per PAN lose frames to channel access failures
-    assert delivered <= sent
+    assert delivered + lost + dropped + telemetry["in_flight"] == sent
