@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from qesif_core.network.model import (
     simulate_round,
 )
 from qesif_core.network.traffic import RecordReplay, build_topology, poisson_arrivals, round_traffic
+from qesif_core.network.wifi import ESP32_RADIO_A, Wifi80211
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 PAYLOAD_MIN_BYTES = 16
 PAYLOAD_MAX_BYTES = 256
 AES_BLOCK_BYTES = 16
+#: ``network.access`` values the built-in backend models.
+ACCESS_MODELS = ("802.15.4", "wifi")
 
 #: ``call(type, body) -> (reply_type, reply_body)``: how a backend reaches the orchestrator.
 Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
@@ -47,7 +51,8 @@ Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
 
 def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -> NetworkParams:
     """Network parameters with the radio and device figures of the run's cost model and the reliability
-    settings of the spec's ``network`` section (``mqtt_qos``, ``coap_confirmable``, ``device_queue``)."""
+    settings of the spec's ``network`` section (``access``, ``mqtt_qos``, ``coap_confirmable``,
+    ``device_queue``). Wi-Fi access uses the ESP32 radio currents instead of the cost model's CC2420 ones."""
     network = network or {}
     dev = lambda name: float(costs.value(f"device.{name}"))  # noqa: E731
     radio = lambda name: float(costs.value(f"radio.{name}"))  # noqa: E731
@@ -67,6 +72,9 @@ def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -
         mcu_sleep_a=dev("cpu_sleep_ua") * 1e-6,
         cpu_hz=dev("cpu_hz"),
     )
+    if network.get("access", "802.15.4") == "wifi":
+        access = Wifi80211()
+        power = replace(power, **ESP32_RADIO_A)
     return NetworkParams(
         access=access,
         power=power,
@@ -88,9 +96,10 @@ class BuiltinNetwork:
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         net = spec["network"]
-        if net.get("access", "802.15.4") != "802.15.4":
+        if net.get("access", "802.15.4") not in ACCESS_MODELS:
             raise UserInputError(
-                f"network.access: the built-in backend models '802.15.4' only, got {net['access']!r}"
+                f"network.access: the built-in backend models {', '.join(ACCESS_MODELS)}; "
+                f"got {net['access']!r}"
             )
         self.rounds = int(spec["rounds"])
         self.round_duration_s = float(spec["round_duration_s"])

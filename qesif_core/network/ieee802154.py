@@ -41,6 +41,7 @@ class Ieee802154:
     fragn_header_bytes: int = 5  # RFC 4944 FRAGN
     bit_error_rate: float = 1e-5
     collision_window_s: float = 320e-6  # CCA + turnaround: stations ending backoff here both see idle
+    ip_udp_bytes: int = 14  # 6LoWPAN IPHC 10 (hop limit, context-compressed addresses) + NHC UDP 4 (RFC 6282)
 
     @property
     def byte_s(self) -> float:
@@ -52,6 +53,10 @@ class Ieee802154:
 
     def ack_airtime_s(self) -> float:
         return (self.phy_overhead_bytes + self.ack_mpdu_bytes) * self.byte_s
+
+    def ack_tx_s(self) -> float:
+        """Time a station transmits to acknowledge a frame it received (turnaround, then the ACK)."""
+        return self.turnaround_s + self.ack_airtime_s()
 
     def fragment(self, packet_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Split 6LoWPAN packets (compressed IPv6 packet sizes) into link frames.

@@ -1,11 +1,12 @@
-"""One round of the smart-city IoT network: sessions, MQTT/CoAP, 802.15.4 access, gateways, backhaul.
+"""One round of the smart-city IoT network: sessions, MQTT/CoAP, 802.15.4 or Wi-Fi access, gateways, backhaul.
 
-Path of an uplink message: device CPU (protocol stack and AEAD) -> its PAN's shared 802.15.4 channel (one PAN
-per gateway) -> gateway CPU (one FIFO core for the per-message path: decrypt, re-protect towards the control
-centre, flow features) -> the gateway's IP backhaul link (FIFO) -> the control centre's ingress link (FIFO)
--> MQTT broker / CoAP server (FIFO, one node per ``gateways_per_broker`` gateways) = delivery. On the 802.15.4
-side MQTT is MQTT-SN over UDP (the MQTT variant made for such links: the same PUBLISH/PUBACK QoS 1 and
-CONNECT/CONNACK exchanges, short topic ids); the gateway relays it as MQTT over the backhaul.
+Path of an uplink message: device CPU (protocol stack and AEAD) -> its gateway's shared access channel (an
+802.15.4 PAN, ``Ieee802154``, or a Wi-Fi BSS, ``Wifi80211``; "PAN" below) -> gateway CPU (one FIFO core for
+the per-message path: decrypt, re-protect towards the control centre, flow features) -> the gateway's IP
+backhaul link (FIFO) -> the control centre's ingress link (FIFO) -> MQTT broker / CoAP server (FIFO, one
+node per ``gateways_per_broker`` gateways) = delivery. On the access side MQTT is MQTT-SN over UDP (the
+MQTT variant made for such links: the same PUBLISH/PUBACK QoS 1 and CONNECT/CONNACK exchanges, short topic
+ids); the gateway relays it as MQTT over the backhaul.
 
 Every device works through its exchanges one at a time, in order: its session's security handshake (a
 device->gateway flight answered by a gateway->device flight, with the CPU time of each side), for MQTT a
@@ -41,6 +42,7 @@ import numpy as np
 from qesif_core import _native
 from qesif_core.network.ieee802154 import Ieee802154
 from qesif_core.network.queues import fifo_departures, last_departure_per_queue
+from qesif_core.network.wifi import Wifi80211
 
 MQTT, COAP = 0, 1
 PROTOCOLS = ("mqtt", "coap")
@@ -63,10 +65,9 @@ class DevicePower:
 
 @dataclass(frozen=True)
 class ProtocolSizes:
-    """Header bytes of the stacks (6LoWPAN IPHC per RFC 6282, MQTT 3.1.1, CoAP per RFC 7252)."""
+    """Header bytes of the stacks (MQTT-SN 1.2, CoAP per RFC 7252, DTLS 1.2); IP and UDP headers are the
+    access model's (``ip_udp_bytes``: 6LoWPAN-compressed on 802.15.4, plain on Wi-Fi)."""
 
-    ipv6_compressed: int = 10  # IPHC 2 + hop limit 1 + context-compressed addresses
-    udp_compressed: int = 4  # NHC UDP with compressed ports
     mqtt_publish_overhead: int = 7  # MQTT-SN PUBLISH: length, type, flags, topic id 2, msg id 2
     mqtt_puback: int = 7  # MQTT-SN PUBACK
     mqtt_connect: int = 22  # MQTT-SN CONNECT: 6 + client id 16
@@ -81,7 +82,7 @@ class ProtocolSizes:
 class NetworkParams:
     """Everything of the network that is not the security scheme's choice."""
 
-    access: Ieee802154 = field(default_factory=Ieee802154)
+    access: Ieee802154 | Wifi80211 = field(default_factory=Ieee802154)
     power: DevicePower = field(default_factory=DevicePower)
     sizes: ProtocolSizes = field(default_factory=ProtocolSizes)
     device_stack_cycles: float = 20_000.0  # application, 6LoWPAN and MAC driver per message
@@ -236,7 +237,7 @@ def _new_jobs(
     n_msgs = traffic.device.size
     session_start = np.full(n_sessions, np.inf)
     np.minimum.at(session_start, msess, traffic.time)
-    transport = sizes.udp_compressed + sizes.ipv6_compressed
+    transport = acc.ip_udp_bytes
     extra = costs.extra_bytes.astype(np.int64)
     stack_s = params.device_stack_cycles / pw.cpu_hz
 
@@ -508,7 +509,7 @@ def simulate_round(
         + pw.radio_rx_a * frame["rx_s"]
         + pw.radio_idle_a * (frame["idle_s"] + deferred)
     )
-    ack_tx = v * pw.radio_tx_a * (acc.turnaround_s + acc.ack_airtime_s())  # device ACKs a downlink frame
+    ack_tx = v * pw.radio_tx_a * acc.ack_tx_s()  # device ACKs a downlink frame
     frame_energy = np.where(used & up, up_e, np.where(used & ~up & ~lost, ack_tx, 0.0))
     energy = np.bincount(frame["device"], weights=frame_energy, minlength=n_devices)
     energy += v * pw.radio_rx_a * np.bincount(job["device"], weights=job["listen"], minlength=n_devices)

@@ -12,6 +12,7 @@ from bridge.cosim.orchestrator import plan_costs
 from bridge.scenario import resolve_channel
 from qesif_core.costs import load_cost_model
 from qesif_core.errors import UserInputError
+from qesif_core.network.wifi import ESP32_RADIO_A, Wifi80211
 from qesif_core.schemes.base import SessionPlan
 
 
@@ -49,9 +50,16 @@ def test_reliability_settings_of_the_network_section_reach_the_model():
     assert (defaults.mqtt_qos, defaults.coap_confirmable, defaults.device_queue_limit) == (1, True, 8)
 
 
+def test_wifi_access_uses_802_11_timing_and_wifi_radio_currents():
+    network = BuiltinNetwork(_spec(access="wifi"))
+    assert isinstance(network.params.access, Wifi80211)
+    assert network.params.power.radio_tx_a == ESP32_RADIO_A["radio_tx_a"]
+    assert network.params.power.cpu_hz == BuiltinNetwork(_spec()).params.power.cpu_hz  # same MCU
+
+
 def test_unsupported_access_and_too_many_gateways_are_user_errors():
     with pytest.raises(UserInputError, match=r"network\.access"):
-        BuiltinNetwork(_spec(access="wifi"))
+        BuiltinNetwork(_spec(access="lora"))
     with pytest.raises(UserInputError, match=r"network\.gateways"):
         BuiltinNetwork(_spec(gateways=40))
 

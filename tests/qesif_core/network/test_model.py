@@ -62,7 +62,7 @@ def test_a_lone_coap_message_takes_the_sum_of_its_path(rng):
     result = simulate_round(PARAMS, gateway, protocol, traffic, _costs(1), 5.0, state, rng)
     assert result.messages_delivered == 2
     acc, sizes = PARAMS.access, PARAMS.sizes
-    packet = 20 + sizes.coap_request_overhead + 28 + sizes.udp_compressed + sizes.ipv6_compressed
+    packet = 20 + sizes.coap_request_overhead + 28 + acc.ip_udp_bytes
     airtime = (packet + acc.mac_overhead_bytes + acc.phy_overhead_bytes) * 8 / acc.bitrate_bps
     channel = acc.cca_s + 2 * acc.turnaround_s + airtime + acc.ack_airtime_s()
     cpu = PARAMS.device_stack_cycles / PARAMS.power.cpu_hz + 3e-5 + 4e-5 * 3  # 43 bytes = 3 AES blocks
