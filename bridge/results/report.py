@@ -216,7 +216,9 @@ def deviation_notes(
         if sent > 0:
             retx = float(scalars["network/retransmissions"].sum()) / sent
             drops = float(scalars["network/mac_drops"].sum()) / sent
-            notes.append(f"{retx:.2f} MAC retransmissions and {drops:.2f} MAC drops per message sent")
+            notes.append(
+                f"{retx:.2f} application retransmissions and {drops:.2f} lost link frames per message sent"
+            )
     if metric == "latency_ms":
         note = _component_note(
             scalars, "network/latency_", "_ms", {"network/latency_mean_ms", "network/latency_p95_ms"}
