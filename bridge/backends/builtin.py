@@ -3,7 +3,20 @@
 It plays the part OMNeT++ plays in a co-simulation: at the start of each round it asks the orchestrator for
 the grants of the sessions that will start in the round (one batched KEY_REQUEST, cached at the gateways so a
 session start costs no round trip), simulates the round's traffic with the granted plans and reports
-TELEMETRY, to which the orchestrator answers with the Q-IDS VERDICT. The same :class:`BuiltinNetwork` runs
+TELEMETRY, to which the orchestrator answers with the Q-IDS VERDICT.
+
+Session lifetime (``keys.session_rounds`` = N, default 1): a device's security session (handshake, MQTT-SN
+CONNECT, QKD key, the scheme's mode) is renewed when it falls due, at rounds r with (r + d) % N == 0 for
+device d (staggered so the devices of a PAN do not all re-handshake in the same round). The renewal happens
+in the first round from then on in which the device has messages and is not busy with exchanges carried over
+from earlier rounds (a busy device keeps its session: no handshake, no key); in between, the device sends
+with the session it has. A device without a session starts one with its first message, and a VERDICT that
+flags a gateway's QKD link makes the session of every device of that gateway due, so they are re-planned
+(the scheme sees the flag and moves them to classical mode if the link is still flagged) in the next round.
+Only the sessions that start are sent in the KEY_REQUEST, so the orchestrator plans, counts and grants keys
+for started sessions only. N = 1 renews in every round a device is free: the behaviour before this option.
+
+The same :class:`BuiltinNetwork` runs
 in the orchestrator's process (``bridge="inprocess"``) or as a separate process speaking the ZeroMQ protocol
 (``python -m bridge.backends.builtin --endpoint ipc://... --spec run.json``); both give identical results.
 """
@@ -15,7 +28,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +43,7 @@ from qesif_core.network.model import (
     NetworkParams,
     QueueState,
     SessionCosts,
+    busy_devices,
     simulate_round,
 )
 from qesif_core.network.traffic import RecordReplay, build_topology, poisson_arrivals, round_traffic
@@ -44,6 +58,10 @@ PAYLOAD_MAX_BYTES = 256
 AES_BLOCK_BYTES = 16
 #: ``network.access`` values the built-in backend models.
 ACCESS_MODELS = ("802.15.4", "wifi")
+
+#: KEY_GRANT cost columns a device keeps for the lifetime of its session (``SessionCosts`` fields).
+COST_COLUMNS = tuple(f.name for f in fields(SessionCosts))
+INT_COST_COLUMNS = ("handshake_up_bytes", "handshake_down_bytes", "extra_bytes")
 
 #: ``call(type, body) -> (reply_type, reply_body)``: how a backend reaches the orchestrator.
 Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
@@ -83,6 +101,14 @@ def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -
         coap_confirmable=bool(network.get("coap_confirmable", True)),
         device_queue_limit=int(network.get("device_queue", 8)),
     )
+
+
+def session_rounds_of(spec: Mapping[str, Any]) -> int:
+    """``keys.session_rounds``: rounds a device's security session lasts (default 1: renewed every round)."""
+    value = (spec.get("keys") or {}).get("session_rounds", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"keys.session_rounds: must be an integer >= 1 (got {value!r})")
+    return value
 
 
 def record_payloads(bytes_out: np.ndarray, pkts_out: np.ndarray) -> np.ndarray:
@@ -126,6 +152,13 @@ class BuiltinNetwork:
         self._rng = streams.traffic
         self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
+        self.session_rounds = session_rounds_of(spec)
+        self._session_offset = np.arange(self.n_devices) % self.session_rounds
+        self._session_due = np.ones(self.n_devices, dtype=bool)  # no session yet
+        self._session_costs = {
+            name: np.zeros(self.n_devices, dtype=np.int64 if name in INT_COST_COLUMNS else np.float64)
+            for name in COST_COLUMNS
+        }
 
     def hello(self) -> dict[str, Any]:
         return {
@@ -136,7 +169,8 @@ class BuiltinNetwork:
         }
 
     def begin_round(self, round_index: int) -> dict[str, Any]:
-        """Draw the round's messages and ask for the grants of its sessions (KEY_REQUEST body)."""
+        """Draw the round's messages and ask for the grants of the sessions that start in it (KEY_REQUEST
+        body): those of devices with messages, not busy, whose session is due (module docstring)."""
         start = round_index * self.round_duration_s
         device, time = poisson_arrivals(
             self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self._rng
@@ -145,12 +179,16 @@ class BuiltinNetwork:
         traffic = round_traffic(device, time, self._payload[slot])
         first_time = np.full(traffic.session_device.size, np.inf)
         np.minimum.at(first_time, traffic.session, time)
-        self._pending = {"round": round_index, "traffic": traffic, "slot": slot}
+        self._session_due |= (round_index + self._session_offset) % self.session_rounds == 0
+        busy = busy_devices(self._state, self.n_devices)
+        starts = self._session_due[traffic.session_device] & ~busy[traffic.session_device]
+        self._pending = {"round": round_index, "traffic": traffic, "slot": slot, "starts": starts}
+        new = traffic.session_device[starts]
         return {
             "round": round_index,
-            "device": traffic.session_device.tolist(),
-            "gateway": self.topology.gateway[traffic.session_device].tolist(),
-            "time": first_time.tolist(),
+            "device": new.tolist(),
+            "gateway": self.topology.gateway[new].tolist(),
+            "time": first_time[starts].tolist(),
         }
 
     def finish_round(self, grant: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,20 +196,16 @@ class BuiltinNetwork:
         pending = self._pending
         if pending is None or grant["round"] != pending["round"]:
             raise RuntimeError(f"KEY_GRANT for round {grant['round']} does not answer the pending request")
-        traffic = pending["traffic"]
-        if grant["device"] != traffic.session_device.tolist():
+        traffic, starts = pending["traffic"], pending["starts"]
+        new = traffic.session_device[starts]
+        if grant["device"] != new.tolist():
             raise RuntimeError(f"KEY_GRANT of round {grant['round']} does not list the requested sessions")
-        column = lambda name: np.asarray(grant[name], dtype=np.float64)  # noqa: E731
+        for name, kept in self._session_costs.items():
+            kept[new] = np.asarray(grant[name], dtype=kept.dtype)
+        self._session_due[new] = False
+        # Every session of the round runs with its device's session costs: new ones with this grant's.
         costs = SessionCosts(
-            handshake_up_bytes=np.asarray(grant["handshake_up_bytes"], dtype=np.int64),
-            handshake_down_bytes=np.asarray(grant["handshake_down_bytes"], dtype=np.int64),
-            handshake_device_s=column("handshake_device_s"),
-            handshake_gateway_s=column("handshake_gateway_s"),
-            extra_bytes=np.asarray(grant["extra_bytes"], dtype=np.int64),
-            cipher_device_s_fixed=column("cipher_device_s_fixed"),
-            cipher_device_s_per_block=column("cipher_device_s_per_block"),
-            cipher_gateway_s_fixed=column("cipher_gateway_s_fixed"),
-            cipher_gateway_s_per_byte=column("cipher_gateway_s_per_byte"),
+            **{name: kept[traffic.session_device] for name, kept in self._session_costs.items()}
         )
         result = simulate_round(
             self.params,
@@ -183,6 +217,7 @@ class BuiltinNetwork:
             self._state,
             self._rng,
             round_start_s=pending["round"] * self.round_duration_s,
+            session_starts=starts,
         )
         self._pending = None
         slot = pending["slot"]
@@ -205,6 +240,11 @@ class BuiltinNetwork:
             "retransmissions": result.retransmissions,
         }
 
+    def end_round(self, verdict: Mapping[str, Any]) -> None:
+        """Apply the round's VERDICT: devices of a gateway whose link was flagged must start a new session."""
+        flagged = np.flatnonzero(np.asarray(verdict["link_flagged"], dtype=bool))
+        self._session_due |= np.isin(self.topology.gateway, flagged)
+
 
 def drive(network: BuiltinNetwork, call: Call) -> None:
     """The backend's side of a run: HELLO, per round KEY_REQUEST then TELEMETRY, BYE."""
@@ -217,6 +257,7 @@ def drive(network: BuiltinNetwork, call: Call) -> None:
         _expect(kind, protocol.KEY_GRANT, grant)
         kind, verdict = call(protocol.TELEMETRY, network.finish_round(grant))
         _expect(kind, protocol.VERDICT, verdict)
+        network.end_round(verdict)
     kind, body = call(protocol.BYE, {"reason": "done"})
     _expect(kind, protocol.BYE, body)
 

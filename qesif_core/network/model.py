@@ -183,6 +183,14 @@ class RoundResult:
         return int(self.latency_s.size)
 
 
+def busy_devices(state: QueueState, n_devices: int) -> np.ndarray:
+    """Devices with exchanges carried over into the next round: they keep their session (no new one)."""
+    busy = np.zeros(n_devices, dtype=bool)
+    if state.backlog is not None:
+        busy[state.backlog[0]["device"]] = True
+    return busy
+
+
 def group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     """Indices where a new run of equal values begins in a sorted array."""
     first = np.ones(sorted_keys.size, dtype=bool)
@@ -221,13 +229,13 @@ def _new_jobs(
     round_duration_s: float,
     frames_per_s: np.ndarray | None,
     n_pans: int,
-    busy_device: np.ndarray,
+    fresh: np.ndarray,
     rng: np.random.Generator,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """The round's new jobs (handshakes, CONNECTs, messages), their frames (every possible attempt, MAC
     outcomes drawn now) and their retransmission timeouts. ``frames_per_s`` (per PAN) sets the collision
-    odds; ``None`` (first round): the first attempts of these jobs over one round. A device still busy
-    with earlier rounds' exchanges (``busy_device``) keeps its session: no new handshake or CONNECT."""
+    odds; ``None`` (first round): the first attempts of these jobs over one round. Only sessions marked
+    ``fresh`` start with a handshake (and, for MQTT, a CONNECT); the others keep their device's session."""
     sizes, acc, pw = params.sizes, params.access, params.power
     n_sessions = traffic.session_device.size
     sdev = traffic.session_device
@@ -244,7 +252,6 @@ def _new_jobs(
     # Handshakes: a device flight answered by a gateway flight, or a single flight either way.
     has_up = costs.handshake_up_bytes > 0
     has_down = costs.handshake_down_bytes > 0
-    fresh = ~busy_device[sdev]
     hs = np.flatnonzero((has_up | has_down) & fresh)
     both = has_up[hs] & has_down[hs]
     up_first = has_up[hs]
@@ -406,18 +413,28 @@ def simulate_round(
     state: QueueState,
     rng: np.random.Generator,
     round_start_s: float = 0.0,
+    session_starts: np.ndarray | None = None,
 ) -> RoundResult:
     """Simulate the round ``[round_start_s, round_start_s + round_duration_s)``: the exchanges of its
-    sessions and those carried over from earlier rounds; updates ``state``."""
+    sessions and those carried over from earlier rounds; updates ``state``.
+
+    ``session_starts`` (bool per session of the round) says which sessions are new (handshake, CONNECT);
+    the others continue their device's session and just send traffic. ``None``: every session of a device
+    not busy at the round's start (:func:`busy_devices`) is new. A busy device always keeps its session.
+    """
     acc, pw = params.access, params.power
     n_devices, n_pans = gateway_of.size, state.pan.size
     n_sessions = traffic.session_device.size
     if state.device_free is None:
         state.device_free = np.full(n_devices, -np.inf)
     horizon = round_start_s + round_duration_s
-    busy_device = np.zeros(n_devices, dtype=bool)
-    if state.backlog is not None:
-        busy_device[state.backlog[0]["device"]] = True
+    busy_device = busy_devices(state, n_devices)
+    if session_starts is None:
+        fresh = ~busy_device[traffic.session_device]
+    else:
+        fresh = np.asarray(session_starts, dtype=bool)
+        if fresh.shape != traffic.session_device.shape or np.any(fresh & busy_device[traffic.session_device]):
+            raise ValueError("session_starts: one flag per session, and none for a device still busy")
     job, frame, timeouts = _new_jobs(
         params,
         gateway_of,
@@ -427,7 +444,7 @@ def simulate_round(
         round_duration_s,
         state.pan_frames_per_s,
         n_pans,
-        busy_device,
+        fresh,
         rng,
     )
     job["order"] = np.arange(job["device"].size, dtype=np.int64)
@@ -525,7 +542,7 @@ def simulate_round(
     # the device kept its earlier session).
     session_ready = np.full(n_sessions, np.inf)
     np.minimum.at(session_ready, traffic.session, traffic.time)
-    session_ready[busy_device[traffic.session_device]] = np.nan
+    session_ready[~fresh] = np.nan
     setup = np.flatnonzero((job["new"] == 1) & ~is_msg)
     np.maximum.at(session_ready, job["session"][setup], np.nan_to_num(job["end"][setup], nan=np.inf))
     session_ready[np.isinf(session_ready)] = np.nan

@@ -10,6 +10,7 @@ from qesif_core.network.model import (
     NetworkParams,
     QueueState,
     SessionCosts,
+    busy_devices,
     simulate_round,
 )
 from qesif_core.network.traffic import build_topology, poisson_arrivals, round_traffic
@@ -166,3 +167,64 @@ def test_a_full_device_queue_drops_new_messages():
     result = _one_device(np.linspace(0.0, 0.06, 60) + 0.1, COAP, small, 3)[0]
     assert result.queue_drops > 0
     assert result.messages_delivered + result.queue_drops + result.in_flight == 60
+
+
+def _rounds_with_starts(choose_starts, rounds=4):
+    """Loaded rounds (many devices busy at boundaries); ``choose_starts(busy, traffic)`` -> session_starts."""
+    rng = np.random.default_rng(11)
+    params = NetworkParams()
+    topology = build_topology(30, 3, 0.5, rng)
+    state = QueueState.idle(3, params)
+    out = []
+    for r in range(rounds):
+        device, time = poisson_arrivals(30, float(r), 1.0, 0.05, rng)
+        traffic = round_traffic(device, time, np.full(device.size, 60))
+        busy = busy_devices(state, 30)
+        starts = choose_starts(busy, traffic, r)
+        costs = _costs(traffic.session_device.size, up=64, down=64, device_s=0.01)
+        result = simulate_round(
+            params,
+            topology.gateway,
+            topology.protocol,
+            traffic,
+            costs,
+            1.0,
+            state,
+            rng,
+            float(r),
+            session_starts=starts,
+        )
+        out.append((busy, result))
+    return out
+
+
+def test_explicit_session_starts_of_the_free_devices_equal_the_default_rule():
+    default = _rounds_with_starts(lambda busy, traffic, r: None)
+    explicit = _rounds_with_starts(lambda busy, traffic, r: ~busy[traffic.session_device])
+    assert any(busy.any() for busy, _ in default)
+    for (_, a), (_, b) in zip(default, explicit, strict=True):
+        assert np.array_equal(a.latency_s, b.latency_s)
+        assert np.array_equal(a.session_energy_j, b.session_energy_j)
+        assert np.array_equal(a.session_ready_s, b.session_ready_s, equal_nan=True)
+        assert (a.frames, a.retransmissions, a.queue_drops) == (b.frames, b.retransmissions, b.queue_drops)
+
+
+def test_kept_sessions_send_without_a_handshake():
+    def first_round_only(busy, traffic, r):
+        return ~busy[traffic.session_device] & (r == 0)
+
+    renewed = _rounds_with_starts(lambda busy, traffic, r: None)
+    kept = _rounds_with_starts(first_round_only)
+    assert np.isnan(kept[1][1].session_ready_s).all()  # no session starts after round 0
+    assert np.isfinite(renewed[1][1].session_ready_s).any()
+    assert sum(r.frames for _, r in kept[1:]) < sum(r.frames for _, r in renewed[1:])
+
+
+def test_a_busy_device_cannot_start_a_session():
+    def every_session(busy, traffic, r):
+        if r == 1:
+            assert busy.any()
+        return np.ones(traffic.session_device.size, dtype=bool)
+
+    with pytest.raises(ValueError, match="session_starts"):
+        _rounds_with_starts(every_session, rounds=2)
