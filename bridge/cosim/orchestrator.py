@@ -5,10 +5,12 @@ A network backend (the built-in one, or OMNeT++ through the C++ client) drives a
 
 - ``KEY_REQUEST`` for round r: every gateway link runs one QKD block (``qesif_core.qkd.session.run_block``),
   Algorithm 1 accepts or discards the block's key material, Algorithm 2 scores the link; then each session
-  of the round is planned by the run's scheme (``plan_session`` with K_IoT of Eq. 1, key availability and the
-  link's Q-IDS flag) and quantum sessions get a QKD key ID from the gateway's key pool (ETSI GS QKD 014
-  enc_keys in batches into a gateway-side cache, dec_keys by the peer). The KEY_GRANT carries each plan and
-  its costs (``qesif_core.costs``) but never key bytes.
+  the request lists (the sessions that start in the round: with ``keys.session_rounds`` > 1, or while a
+  device is still busy, a device keeps its session for several rounds and is not listed; see
+  ``bridge.backends.builtin``) is planned by the run's scheme (``plan_session`` with K_IoT of Eq. 1, key
+  availability and the link's Q-IDS flag) and quantum sessions get a QKD key ID from the gateway's key
+  pool (ETSI GS QKD 014 enc_keys in batches into a gateway-side cache, dec_keys by the peer). The KEY_GRANT
+  carries each plan and its costs (``qesif_core.costs``) but never key bytes.
 - ``TELEMETRY`` for round r: the network's measurements are recorded; the flow records the round carried
   are judged by the scheme's cross-layer detector (flow classifier fused with the Algorithm 2 margin of the
   record's gateway link); the ``VERDICT`` lists the flagged links and records.
@@ -445,7 +447,9 @@ class Orchestrator:
         scalar("network", "latency_p95_ms", 1e3 * np.percentile(latencies, 95) if latencies.size else np.nan)
         scalar("network", "latency_median_ms", 1e3 * np.median(latencies) if latencies.size else np.nan)
         scalar("network", "goodput_kbps", payload_bits / duration / 1e3)
-        scalar("network", "energy_per_session_mJ", 1e3 * energies.mean() if energies.size else np.nan)
+        # Device energy over the run divided by the sessions that started (planned and granted) in it.
+        sessions = sum(self.mode_counts.values())
+        scalar("network", "energy_per_session_mJ", 1e3 * energies.sum() / sessions if sessions else np.nan)
         scalar("network", "messages_sent", sum(t["messages_sent"] for t in tel))
         scalar("network", "messages_delivered", sum(t["messages_delivered"] for t in tel))
         scalar("network", "messages_lost", sum(t["messages_lost"] for t in tel))
