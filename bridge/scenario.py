@@ -345,12 +345,28 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, source)
 
 
+def check_keys(source: str, keys: Mapping[str, Any], where: str = "keys") -> None:
+    """The ``keys`` fields this module validates (the section is open: the scheme validates the rest).
+
+    ``session_rounds``: rounds a device keeps its security session (handshake, CONNECT, key), an integer
+    >= 1 (default 1: a new session every round); see ``bridge.backends.builtin``.
+    """
+    if "session_rounds" in keys:
+        value = keys["session_rounds"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserInputError(
+                f"{source}: field '{where}.session_rounds': must be an integer >= 1 (got {value!r})"
+            )
+
+
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     """Validate a scenario given as a mapping (``source`` names it in errors)."""
     try:
-        return Scenario.model_validate(dict(data))
+        scenario = Scenario.model_validate(dict(data))
     except ValidationError as exc:
         raise UserInputError(_validation_message(source, exc)) from None
+    check_keys(source, scenario.keys)
+    return scenario
 
 
 def _set_dotted(spec: dict[str, Any], path: str, value: Any, source: str) -> None:
@@ -424,6 +440,7 @@ def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) 
         raise UserInputError(_validation_message(source, exc, prefix)) from None
     if itervars.get("scheme") is not None:
         _check_schemes(source, [checked["scheme"]])
+    check_keys(source, checked["keys"], "sweeps.keys" if itervars else "keys")
     try:
         json.dumps(checked, allow_nan=False)
     except (TypeError, ValueError) as exc:

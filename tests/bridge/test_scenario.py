@@ -56,6 +56,15 @@ MALFORMED = {
         "sweeps.qids.calibration",
         "literal",
     ),
+    "session rounds zero": ("name: x\nkeys: {session_rounds: 0}\n", "keys.session_rounds", "0"),
+    "session rounds fraction": ("name: x\nkeys: {session_rounds: 2.5}\n", "keys.session_rounds", "2.5"),
+    "session rounds boolean": ("name: x\nkeys: {session_rounds: true}\n", "keys.session_rounds", "True"),
+    "session rounds quoted": ("name: x\nkeys: {session_rounds: '10'}\n", "keys.session_rounds", "'10'"),
+    "bad session rounds sweep": (
+        "name: x\nsweeps: {keys.session_rounds: [10, -1]}\n",
+        "sweeps.keys.session_rounds",
+        "-1",
+    ),
     "missing dataset file": (
         "name: x\ndatasets: [{name: ton_iot, path: nope.csv}]\n",
         "datasets[0].path",
@@ -246,3 +255,8 @@ def test_qids_calibration_is_in_the_run_spec_and_can_be_swept():
     assert runs[0].key != runs[1].key
     default = expand(parse_scenario({"name": "t", "datasets": ["ton_iot"], "channels": ["noisy"]}))[0]
     assert default.spec["qids"] == runs[0].spec["qids"] and default.spec["qids"]["calibration_blocks"] == 20
+
+
+def test_session_rounds_is_passed_to_the_run_spec():
+    runs = expand(parse_scenario({"name": "x", "keys": {"session_rounds": 10}, "datasets": ["ton_iot"]}))
+    assert {run.spec["keys"]["session_rounds"] for run in runs} == {10}
