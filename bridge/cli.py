@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "schemes",
     "datasets",
     "ids",
+    "kme",
 )
 
 EXIT_USER_ERROR = 2
