@@ -39,6 +39,7 @@ from pydantic import (
     field_validator,
 )
 
+from bridge.provenance import code_fingerprint
 from qesif_core.errors import UserInputError
 
 DATASETS = ("ton_iot", "edge_iiotset", "bot_iot")
@@ -212,9 +213,10 @@ class Run:
 
 
 def run_key(spec: Mapping[str, Any]) -> str:
-    """Stable key of a resolved spec (which includes its seed): a SHA-256 prefix of its canonical JSON."""
+    """Stable key of a resolved spec (which includes its seed) and of the code that runs it: a SHA-256
+    prefix of the code fingerprint and the spec's canonical JSON. Changed code never reuses old runs."""
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:KEY_LENGTH]
+    return hashlib.sha256(f"{code_fingerprint()}\n{canonical}".encode()).hexdigest()[:KEY_LENGTH]
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

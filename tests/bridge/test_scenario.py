@@ -260,3 +260,13 @@ def test_qids_calibration_is_in_the_run_spec_and_can_be_swept():
 def test_session_rounds_is_passed_to_the_run_spec():
     runs = expand(parse_scenario({"name": "x", "keys": {"session_rounds": 10}, "datasets": ["ton_iot"]}))
     assert {run.spec["keys"]["session_rounds"] for run in runs} == {10}
+
+
+def test_keys_change_with_the_simulation_code(monkeypatch):
+    """A stored run computed by other code must not be reused: the key covers the code's fingerprint."""
+    from bridge import scenario as scenario_module
+
+    spec = {"seed": 1, "scheme": "QESIF"}
+    before = run_key(spec)
+    monkeypatch.setattr(scenario_module, "code_fingerprint", lambda: "other-code")
+    assert run_key(spec) != before
