@@ -17,7 +17,7 @@ class KeyRateGate(SecurityScheme):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.epsilon_min = float(self.params.get("epsilon_min", 1.0))
+        self.epsilon_min = float(self.params.get("epsilon_min", 0.01))
 
     def plan_session(self, ctx: SessionContext) -> SessionPlan:
         q = q_adapt(ctx.k_iot, self.epsilon_min)

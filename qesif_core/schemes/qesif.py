@@ -20,13 +20,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from qesif_core.entropy_keys import KeyPolicy
 from qesif_core.errors import UserInputError
 from qesif_core.hybrid import HysteresisParams, ModeSwitch, q_adapt
 from qesif_core.qids.fusion import DetectorSpec
 from qesif_core.schemes.base import SecurityScheme, SessionContext, SessionPlan, register_scheme
 
-#: Eq. 5 threshold used when a run does not set ``keys.epsilon_min`` (scenarios should set it).
-DEFAULT_EPSILON_MIN = 1.0
+#: Eq. 5 threshold used when a run does not set ``keys.epsilon_min``: the same default as Algorithm 1's.
+DEFAULT_EPSILON_MIN = KeyPolicy.epsilon_min
 #: Fusion rule names (``qesif_core.qids.fusion``): the flow detector at a lower threshold on links the
 #: quantum detector flags; flow detector alone.
 FUSION_BOOST = "boost"
