@@ -423,6 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "qesif-kme"
     sys_version = ""
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the delayed-ACK stall
 
     def setup(self) -> None:
         self.timeout = self.server.config.request_timeout_s
