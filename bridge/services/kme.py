@@ -26,12 +26,14 @@ window) decides whether the block's key enters the pool, as in the co-simulation
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -415,7 +417,9 @@ class _KmeHttpServer(ThreadingHTTPServer):
                 pass
 
     def handle_error(self, request, client_address) -> None:
-        logger.warning("connection from %s ended by an error", client_address[0])
+        """A fault in a handler closes its connection without an answer; logged by type only (its message
+        could quote request data)."""
+        logger.error("connection from %s ended by %s", client_address[0], type(sys.exc_info()[1]).__name__)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -724,6 +728,8 @@ class KmeServer:
         for thread in self._threads:
             thread.start()
         logger.info("KME listening on https://%s:%d", *self.address)
+        if not _is_loopback(self.config.host):
+            logger.warning("KME bound to %s: reachable beyond this machine", self.config.host)
         return self
 
     def _feed(self) -> None:
@@ -749,6 +755,15 @@ class KmeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: Path, overrides: Mapping[str, Any]) -> KmeConfig:

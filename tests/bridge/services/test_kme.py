@@ -490,3 +490,23 @@ def test_stop_leaves_no_thread_behind(certs):
     server.stop()
     assert time.monotonic() - started < REQUEST_TIMEOUT_S
     assert set(threading.enumerate()) <= before
+
+
+def test_connections_over_the_limit_are_closed_and_the_server_recovers(certs):
+    with KmeServer(make_config(certs, max_connections=2)) as server:
+        stalled = [socket.create_connection(server.address, timeout=5) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # let the server take both
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")
+        finally:
+            for connection in stalled:
+                connection.close()
+        deadline = time.monotonic() + 5
+        status = 0
+        while status != 200 and time.monotonic() < deadline:
+            try:
+                status = Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0]
+            except (ssl.SSLError, ConnectionError, OSError):
+                time.sleep(0.05)
+        assert status == 200
