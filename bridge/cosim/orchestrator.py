@@ -42,12 +42,13 @@ import zmq
 
 from bridge.cosim import protocol
 from bridge.cosim.runsetup import prepare_flows, run_streams
+from bridge.cosim.sessioncrypto import MAX_MESSAGE_BYTES, SessionCrypto
 from bridge.cosim.supervise import PeerFailure, PeerProcess
 from qesif_core import crypto
 from qesif_core.costs import CostModel, load_cost_model
 from qesif_core.entropy_keys import KeyPolicy, SlotObservation, decoherence_factor, generate_key, k_iot
 from qesif_core.errors import UserInputError
-from qesif_core.keys import KeyPool
+from qesif_core.keys import KeyPool, decode_key
 from qesif_core.qids.anomaly import (
     CALIBRATION_MODES,
     Calibration,
@@ -165,7 +166,10 @@ class Orchestrator:
             )
             for g, rng in enumerate(streams.keys.spawn(self.n_gateways))
         ]
-        self._cache: list[list[str]] = [[] for _ in range(self.n_gateways)]
+        # Keys the gateway fetched (enc_keys), not yet used: (key_ID, key bytes); never leave this process.
+        self._cache: list[list[tuple[str, bytes]]] = [[] for _ in range(self.n_gateways)]
+        # Spawned after the pools' streams, so the existing streams are untouched.
+        self.session_crypto = SessionCrypto(streams.keys.spawn(1)[0])
         self.flows, train_index, self.test_index = prepare_flows(spec, streams)
         self.detector = CrossLayerDetector(self.scheme.detector, streams.ids).fit(
             self.flows.iloc[train_index]
@@ -280,8 +284,9 @@ class Orchestrator:
         self.margin[:, r] = result.score[:, r] - result.threshold[:, r]
         self.link_flags[:, r] = result.flags[:, r]
 
-    def _take_key(self, g: int, now: float) -> str | None:
-        """A QKD key ID for a session at gateway ``g``: from the gateway's cache, refilled in ETSI batches."""
+    def _take_key(self, g: int, now: float) -> tuple[str, bytes] | None:
+        """A QKD key (key_ID, bytes) for a session at gateway ``g``: from the gateway's cache, refilled in
+        ETSI batches; the control centre fetches its copy by key_ID (dec_keys), which must be the same."""
         pool = self.pools[g]
         if not self._cache[g]:
             pool.expire(now)
@@ -289,11 +294,13 @@ class Orchestrator:
             if number == 0:
                 return None
             container = pool.enc_keys(CONTROL_CENTRE_ID, caller=pool.master_sae_id, now=now, number=number)
-            self._cache[g] = [entry["key_ID"] for entry in container["keys"]]
-        key_id = self._cache[g].pop(0)
-        pool.dec_keys(pool.master_sae_id, [key_id], caller=pool.slave_sae_id, now=now)  # the peer's copy
+            self._cache[g] = [(entry["key_ID"], decode_key(entry)) for entry in container["keys"]]
+        key_id, key = self._cache[g].pop(0)
+        peer = pool.dec_keys(pool.master_sae_id, [key_id], caller=pool.slave_sae_id, now=now)
+        if decode_key(peer["keys"][0]) != key:
+            raise crypto.HandshakeFailed(f"key_ID {key_id}: the two KMEs hold different keys")
         self.keys_used += 1
-        return key_id
+        return key_id, key
 
     def _costs_of(self, plan: SessionPlan) -> dict[str, float | int]:
         key = (plan.handshake, plan.cipher, plan.consumes_qkd_key, plan.extra_bytes_per_message)
@@ -333,12 +340,14 @@ class Orchestrator:
                 previous_mode=self._previous_mode.get(d),
             )
             plan = self.scheme.plan_session(ctx)
-            key_id = self._take_key(g, t) if plan.consumes_qkd_key else None
-            if plan.consumes_qkd_key and key_id is None:
+            granted = self._take_key(g, t) if plan.consumes_qkd_key else None
+            if plan.consumes_qkd_key and granted is None:
                 raise RuntimeError(
                     f"scheme {self.scheme.name} planned a quantum session at gateway {g} "
                     "without an available key"
                 )
+            key_id, qkd_key = granted if granted is not None else (None, None)
+            self.session_crypto.start_session(d, plan, key_id=key_id, qkd_key=qkd_key)
             if ctx.previous_mode is not None and ctx.previous_mode != plan.mode:
                 self.mode_switches += 1
             self._previous_mode[d] = plan.mode
@@ -367,8 +376,15 @@ class Orchestrator:
         session_device = np.asarray(body["session_device"], dtype=np.int64)
         if session_device.size and (session_device.min() < 0 or session_device.max() >= self.n_devices):
             raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a device out of range")
+        delivered, payload_bytes = body["messages_delivered"], body["payload_bytes_delivered"]
+        if delivered < 0 or not 0 <= payload_bytes <= delivered * MAX_MESSAGE_BYTES:
+            raise protocol.ProtocolError(
+                protocol.E_FIELD,
+                f"TELEMETRY: {delivered} messages delivered cannot carry {payload_bytes} payload bytes",
+            )
         self.telemetry.append(body)
         self._device_energy_j[session_device] = body["session_energy_j"]
+        self.session_crypto.deliver_round(body["session_device"], delivered, payload_bytes)
         if records.size:
             judged = self.flows.iloc[records]
             score = self.margin[record_gateway, r] if self.detector.spec.uses_quantum_score else None
@@ -465,6 +481,13 @@ class Orchestrator:
         scalar("keys", "keys_used", self.keys_used)
         scalar("keys", "keys_discarded", sum(p.keys_expired + p.keys_dropped_full for p in self.pools))
         scalar("keys", "keys_generated", sum(p.keys_generated for p in self.pools))
+        sessions_crypto = self.session_crypto
+        scalar("crypto", "handshakes", sum(sessions_crypto.handshakes.values()))
+        for kind, count in sessions_crypto.handshakes.items():
+            scalar("crypto", f"handshakes_{kind}", count)
+        scalar("crypto", "records_sealed", sessions_crypto.records_sealed)
+        scalar("crypto", "records_opened", sessions_crypto.records_opened)
+        scalar("crypto", "aead_failures", sessions_crypto.aead_failures)
 
         vector("qkd", "qber", np.nanmean(self.qber, axis=0).tolist())
         vector("ids", "adr", self.round_adr)
