@@ -113,6 +113,8 @@ class KmeConfig:
         for name in ("certs", "pairs"):
             if values.get(name) is None:
                 raise UserInputError(f"{source}: field {name} is required")
+        if isinstance(values["certs"], Path):
+            values = {**values, "certs": str(values["certs"])}
         out: dict[str, Any] = {
             "certs": Path(_typed(values, "certs", str, source)),
             "pairs": _pairs(values["pairs"], source),
@@ -134,6 +136,7 @@ class KmeConfig:
     def _check(self, source: str) -> None:
         ranges = {
             "port": (0, 65535),
+            "seed": (0, 2**63 - 1),
             "initial_blocks": (0, 10**6),
             "max_key_count": (1, 10**7),
             "max_key_per_request": (1, 10**4),
@@ -706,7 +709,13 @@ class KmeServer:
     def __init__(self, config: KmeConfig) -> None:
         self.config = config
         self.store = KeyStore(config, np.random.default_rng(config.seed))
-        self._httpd = _KmeHttpServer(config, self.store, server_tls_context(config.cert_paths()))
+        tls = server_tls_context(config.cert_paths())
+        try:
+            self._httpd = _KmeHttpServer(config, self.store, tls)
+        except OSError as exc:
+            raise UserInputError(
+                f"host/port {config.host}:{config.port}: cannot listen there ({exc.strerror or exc})"
+            ) from None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -46,6 +46,8 @@ def test_certs_writes_the_files(tmp_path, capsys):
             "block_interval_s",
         ),
         (["kme", "serve", "--certs", "{tmp}", "--pair", "A:B"], "ca.pem"),
+        (["kme", "serve", "--certs", "{certs}", "--pair", "A:B", "--seed", "-1"], "seed"),
+        (["kme", "serve", "--certs", "{certs}", "--pair", "A:B", "--host", "256.1.1.1"], "host/port"),
         (["kme", "serve", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
     ],
 )
