@@ -6,8 +6,9 @@ import logging
 import pandas as pd
 import pytest
 
-from bridge.cosim.orchestrator import run_once
-from bridge.cosim.sessioncrypto import HANDSHAKE_KINDS, SessionCrypto
+from bridge.cosim import protocol
+from bridge.cosim.orchestrator import Orchestrator, run_once
+from bridge.cosim.sessioncrypto import HANDSHAKE_KINDS, MAX_MESSAGE_BYTES, SessionCrypto
 from qesif_core import crypto
 from qesif_core.keys import KeyPool
 from qesif_core.schemes.base import SessionPlan
@@ -124,3 +125,26 @@ def test_delivered_payload_is_split_into_records_of_the_round(rng, monkeypatch):
     assert sizes == [17, 17, 17, 16, 16] and sum(sizes) == 83
     assert sessions.records_opened == 5 and sessions.aead_failures == 0
     assert sessions.handshakes["x25519-mlkem768"] == 2
+
+
+def test_telemetry_claiming_impossible_payload_gets_bad_field_and_the_run_goes_on(small_spec):
+    orchestrator = Orchestrator(small_spec(rounds=1))
+    orchestrator.handle(protocol.HELLO, {"version": 1, "peer": "t", "devices": 20, "gateways": 2})
+    kind, _ = orchestrator.handle(
+        protocol.KEY_REQUEST, {"round": 0, "device": [4], "gateway": [0], "time": [0.1]}
+    )
+    assert kind == protocol.KEY_GRANT
+    telemetry = {
+        "round": 0, "messages_sent": 2, "messages_delivered": 2, "messages_lost": 0, "queue_drops": 0,
+        "in_flight": 0, "payload_bytes_delivered": 2 * MAX_MESSAGE_BYTES + 1, "latency_s": [0.01, 0.02],
+        "session_device": [4], "session_energy_j": [0.001], "record": [], "record_gateway": [], "frames": 4,
+        "mac_drops": 0, "retransmissions": 0,
+    }  # fmt: skip
+    kind, body = orchestrator.handle(protocol.TELEMETRY, telemetry)
+    assert kind == protocol.ERROR and body["code"] == protocol.E_FIELD
+    assert orchestrator.session_crypto.records_sealed == 0
+    kind, _ = orchestrator.handle(protocol.TELEMETRY, {**telemetry, "payload_bytes_delivered": 90})
+    assert kind == protocol.VERDICT
+    sessions = orchestrator.session_crypto
+    assert (sessions.records_sealed, sessions.records_opened, sessions.aead_failures) == (2, 2, 0)
+    assert sum(sessions.handshakes.values()) == 1
