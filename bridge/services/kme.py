@@ -67,6 +67,7 @@ ENC_BODY = frozenset(
 DEC_BODY = frozenset({"key_IDs", "key_IDs_extension"})
 KEY_ID_ENTRY = frozenset({"key_ID", "key_ID_extension"})
 MAX_QUERY_FIELDS = 8
+REQUEST_DEADLINE_FACTOR = 3  # a handshake or request must end within this many request timeouts
 MAX_LOGGED_CHARS = 160
 
 
@@ -352,7 +353,12 @@ class _RequestError(Exception):
 
 class _KmeHttpServer(ThreadingHTTPServer):
     """TLS is negotiated in the connection's own thread (with the request timeout), never in the
-    accepting thread, so a client that never finishes its handshake cannot stall the server."""
+    accepting thread, so a client that never finishes its handshake cannot stall the server.
+
+    Each connection must finish its handshake, and then each request, within ``REQUEST_DEADLINE_FACTOR``
+    request timeouts; the serving loop shuts down overdue connections (a client trickling bytes just
+    faster than the per-read timeout would otherwise hold its thread for ever).
+    """
 
     daemon_threads = False  # tracked, so that server_close() can join them
     block_on_close = True  # server_close() joins the connection threads (after close_connections())
@@ -363,7 +369,7 @@ class _KmeHttpServer(ThreadingHTTPServer):
         self.store = store
         self.tls = tls
         self._slots = threading.BoundedSemaphore(config.max_connections)
-        self._open: set[ssl.SSLSocket] = set()
+        self._open: dict[socket.socket, float] = {}  # connection -> deadline (time.monotonic())
         self._open_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self.address_family = family
@@ -392,32 +398,56 @@ class _KmeHttpServer(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:
         request.settimeout(self.config.request_timeout_s)
+        self.renew_deadline(request)
         try:
             tls_socket = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             logger.info("TLS handshake with %s failed: %s", client_address[0], type(exc).__name__)
+            self._forget(request)
             return
-        with self._open_lock:
-            self._open.add(tls_socket)
+        self._forget(request)
+        self.renew_deadline(tls_socket)
         try:
             self.RequestHandlerClass(tls_socket, client_address, self)
         finally:
-            with self._open_lock:
-                self._open.discard(tls_socket)
+            self._forget(tls_socket)
             try:
                 tls_socket.close()
             except OSError:
                 pass
 
+    def renew_deadline(self, connection: socket.socket) -> None:
+        """Give ``connection`` a fresh deadline for its next step (handshake or request)."""
+        deadline = time.monotonic() + REQUEST_DEADLINE_FACTOR * self.config.request_timeout_s
+        with self._open_lock:
+            self._open[connection] = deadline
+
+    def _forget(self, connection: socket.socket) -> None:
+        with self._open_lock:
+            self._open.pop(connection, None)
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` at every poll: end connections past their deadline."""
+        now = time.monotonic()
+        with self._open_lock:
+            overdue = [connection for connection, deadline in self._open.items() if deadline < now]
+        for connection in overdue:
+            logger.info("connection closed: request deadline passed")
+            self._shut(connection)
+
     def close_connections(self) -> None:
         """End idle keep-alive connections so that their threads finish now, not at their timeout."""
         with self._open_lock:
-            sockets = list(self._open)
-        for tls_socket in sockets:
-            try:
-                tls_socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            connections = list(self._open)
+        for connection in connections:
+            self._shut(connection)
+
+    @staticmethod
+    def _shut(connection: socket.socket) -> None:
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def handle_error(self, request, client_address) -> None:
         """A fault in a handler closes its connection without an answer; logged by type only (its message
@@ -625,6 +655,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (OSError, ssl.SSLError):
             self.close_connection = True
+        self.server.renew_deadline(self.connection)  # the next request on this connection starts now
 
 
 def _valid_sae_id(text: str) -> bool:

@@ -421,6 +421,28 @@ def test_truncated_body_times_out_without_a_hang(kme, certs):
     assert Client(kme, certs, "A").call("GET", "/api/v1/keys/B/status")[0] == 200
 
 
+def test_a_trickling_client_is_cut_off_at_the_request_deadline(certs):
+    timeout = 0.3
+    request = b"GET /api/v1/keys/B/status HTTP/1.1\r\n" + b"X-Slow: " + b"z" * 200
+    with KmeServer(make_config(certs, request_timeout_s=timeout)) as server:
+        started = time.monotonic()
+        with socket.create_connection(server.address, timeout=5) as tcp:
+            with tls_context(certs, "A").wrap_socket(tcp, server_hostname="localhost") as tls:
+                cut = False
+                for byte in request:  # one byte every half request timeout: each read succeeds in time
+                    try:
+                        tls.sendall(bytes([byte]))
+                    except (ssl.SSLError, ConnectionError, OSError):
+                        cut = True
+                        break
+                    time.sleep(timeout / 2)
+                    if time.monotonic() - started > 10 * timeout:
+                        break
+        assert cut
+        assert time.monotonic() - started < 6 * timeout
+        assert Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0] == 200
+
+
 def test_a_stalled_handshake_does_not_block_other_clients(kme, certs):
     with socket.create_connection(kme.address, timeout=5) as silent:
         silent.sendall(b"\x16\x03\x01")  # the start of a ClientHello, never finished
