@@ -382,6 +382,11 @@ class Orchestrator:
                 protocol.E_FIELD,
                 f"TELEMETRY: {delivered} messages delivered cannot carry {payload_bytes} payload bytes",
             )
+        if delivered and not self.session_crypto.live_sessions:
+            raise protocol.ProtocolError(
+                protocol.E_FIELD,
+                f"TELEMETRY: {delivered} messages delivered, but no session was ever granted",
+            )
         self.telemetry.append(body)
         self._device_energy_j[session_device] = body["session_energy_j"]
         self.session_crypto.deliver_round(body["session_device"], delivered, payload_bytes)

@@ -62,10 +62,15 @@ class SessionCrypto:
 
     def __repr__(self) -> str:
         return (
-            f"SessionCrypto(live_sessions={len(self._device_side)}, "
+            f"SessionCrypto(live_sessions={self.live_sessions}, "
             f"handshakes={sum(self.handshakes.values())}, "
             f"records_sealed={self.records_sealed}, aead_failures={self.aead_failures})"
         )
+
+    @property
+    def live_sessions(self) -> int:
+        """Devices holding a session (each keeps its latest one)."""
+        return len(self._device_side)
 
     def _kek(self, device: int) -> bytes:
         """The device's key-encryption key, provisioned at enrolment (first use)."""

@@ -127,23 +127,33 @@ def test_delivered_payload_is_split_into_records_of_the_round(rng, monkeypatch):
     assert sessions.handshakes["x25519-mlkem768"] == 2
 
 
-def test_telemetry_claiming_impossible_payload_gets_bad_field_and_the_run_goes_on(small_spec):
-    orchestrator = Orchestrator(small_spec(rounds=1))
-    orchestrator.handle(protocol.HELLO, {"version": 1, "peer": "t", "devices": 20, "gateways": 2})
-    kind, _ = orchestrator.handle(
-        protocol.KEY_REQUEST, {"round": 0, "device": [4], "gateway": [0], "time": [0.1]}
-    )
-    assert kind == protocol.KEY_GRANT
+def test_telemetry_claiming_impossible_deliveries_gets_bad_field_and_the_run_goes_on(small_spec):
     telemetry = {
         "round": 0, "messages_sent": 2, "messages_delivered": 2, "messages_lost": 0, "queue_drops": 0,
-        "in_flight": 0, "payload_bytes_delivered": 2 * MAX_MESSAGE_BYTES + 1, "latency_s": [0.01, 0.02],
+        "in_flight": 0, "payload_bytes_delivered": 90, "latency_s": [0.01, 0.02],
         "session_device": [4], "session_energy_j": [0.001], "record": [], "record_gateway": [], "frames": 4,
         "mac_drops": 0, "retransmissions": 0,
     }  # fmt: skip
+    orchestrator = Orchestrator(small_spec(rounds=2))
+    orchestrator.handle(protocol.HELLO, {"version": 1, "peer": "t", "devices": 20, "gateways": 2})
+    kind, _ = orchestrator.handle(protocol.KEY_REQUEST, {"round": 0, "device": [], "gateway": [], "time": []})
+    assert kind == protocol.KEY_GRANT
     kind, body = orchestrator.handle(protocol.TELEMETRY, telemetry)
+    assert kind == protocol.ERROR and body["code"] == protocol.E_FIELD  # deliveries without any session
+    kind, _ = orchestrator.handle(
+        protocol.TELEMETRY,
+        {**telemetry, "messages_delivered": 0, "payload_bytes_delivered": 0, "latency_s": []},
+    )
+    assert kind == protocol.VERDICT
+    kind, _ = orchestrator.handle(
+        protocol.KEY_REQUEST, {"round": 1, "device": [4], "gateway": [0], "time": [1.1]}
+    )
+    assert kind == protocol.KEY_GRANT
+    round_1 = {**telemetry, "round": 1, "payload_bytes_delivered": 2 * MAX_MESSAGE_BYTES + 1}
+    kind, body = orchestrator.handle(protocol.TELEMETRY, round_1)
     assert kind == protocol.ERROR and body["code"] == protocol.E_FIELD
     assert orchestrator.session_crypto.records_sealed == 0
-    kind, _ = orchestrator.handle(protocol.TELEMETRY, {**telemetry, "payload_bytes_delivered": 90})
+    kind, _ = orchestrator.handle(protocol.TELEMETRY, {**round_1, "payload_bytes_delivered": 90})
     assert kind == protocol.VERDICT
     sessions = orchestrator.session_crypto
     assert (sessions.records_sealed, sessions.records_opened, sessions.aead_failures) == (2, 2, 0)
