@@ -10,10 +10,12 @@ A network backend (the built-in one, or OMNeT++ through the C++ client) drives a
   ``bridge.backends.builtin``) is planned by the run's scheme (``plan_session`` with K_IoT of Eq. 1, key
   availability and the link's Q-IDS flag) and quantum sessions get a QKD key ID from the gateway's key
   pool (ETSI GS QKD 014 enc_keys in batches into a gateway-side cache, dec_keys by the peer). The KEY_GRANT
-  carries each plan and its costs (``qesif_core.costs``) but never key bytes.
+  carries each plan and its costs (``qesif_core.costs``) but never key bytes. Each listed session also runs
+  its plan's real key establishment here, where the key bytes are (:mod:`bridge.cosim.sessioncrypto`).
 - ``TELEMETRY`` for round r: the network's measurements are recorded; the flow records the round carried
   are judged by the scheme's cross-layer detector (flow classifier fused with the Algorithm 2 margin of the
-  record's gateway link); the ``VERDICT`` lists the flagged links and records.
+  record's gateway link); the ``VERDICT`` lists the flagged links and records. The round's delivered
+  messages are sealed with AES-GCM under the devices' session keys and opened at the control centre.
 
 :func:`run_once` runs one spec in-process (direct calls) or over ZeroMQ with the backend in a supervised
 child process, and returns the run's CSV-R table.
