@@ -204,9 +204,13 @@ def deviation_notes(
     ):
         sent = float(scalars["network/messages_sent"].sum())
         if sent > 0:
-            notes.append(
+            delivered = (
                 f"{float(scalars['network/messages_delivered'].sum()) / sent:.1%} of messages delivered"
             )
+            if "network/queue_drops" in scalars:
+                queued_out = float(scalars["network/queue_drops"].sum()) / sent
+                delivered += f", {queued_out:.1%} dropped at full device queues"
+            notes.append(delivered)
     if metric in ("latency_ms", "throughput_kbps", "energy_mJ") and {
         "network/messages_sent",
         "network/retransmissions",

@@ -30,6 +30,7 @@ SCALARS = (
     "hybrid/classical_sessions",
     "keys/keys_used",
     "keys/keys_discarded",
+    "network/queue_drops",
 )
 VECTORS = {
     "qkd/qber": (0.05, 0.01),

@@ -49,6 +49,7 @@ def test_our_values_are_computed_from_the_results_and_large_deviations_get_notes
     assert latency["n"] == 5
     throughput = [r for r in rows if r["entry"]["metric"] == "throughput_kbps" and r["large"]]
     assert all(r["notes"] for r in throughput)
+    assert all(any("dropped at full device queues" in n for n in r["notes"]) for r in throughput)
     qber = next(r for r in rows if r["entry"]["metric"] == "qber" and r["entry"]["channel"] == "eavesdropped")
     assert qber["large"]
     assert any("intercept-resend on a fraction 0.56" in n for n in qber["notes"])
