@@ -9,12 +9,12 @@ same run. The ``gateway_*_host_s`` figures re-measure the per-primitive times th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from timing import median_seconds
 
 from qesif_core import crypto
 
@@ -22,15 +22,8 @@ BATCH = 100
 REPEATS = 7
 
 
-def _median_seconds(operation: Callable[[], object], batch: int = BATCH) -> float:
-    """Median over REPEATS of the time per operation, each timing a batch of ``batch`` calls."""
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        for _ in range(batch):
-            operation()
-        times.append((time.perf_counter() - started) / batch)
-    return float(np.median(times))
+def _median_seconds(operation: Callable[[], object]) -> float:
+    return median_seconds(operation, REPEATS, BATCH)
 
 
 def run() -> dict:

@@ -14,11 +14,10 @@ import http.client
 import json
 import ssl
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from timing import median_seconds
 
 from bridge.services import kme_certs
 from bridge.services.kme import KmeConfig, KmeServer
@@ -29,13 +28,7 @@ BATCH_NEW_CONNECTION = 20
 
 
 def _median_seconds(operation: Callable[[], object], batch: int) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        for _ in range(batch):
-            operation()
-        times.append((time.perf_counter() - started) / batch)
-    return float(np.median(times))
+    return median_seconds(operation, REPEATS, batch)
 
 
 def _context(paths: kme_certs.CertPaths, sae: str) -> ssl.SSLContext:

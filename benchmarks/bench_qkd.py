@@ -4,10 +4,8 @@ block (sifting, estimation, Cascade, verification, privacy amplification) per se
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+from timing import median_seconds
 
 from qesif_core.qkd import bb84, entangled, session
 from qesif_core.qkd.channel import ChannelParams
@@ -16,15 +14,6 @@ LINK = ChannelParams(distance_km=10.0)
 PULSES = 10**8
 BASELINE_PULSES = 10**7
 REPETITIONS = 5
-
-
-def _median_seconds(work, repetitions: int) -> float:
-    times = []
-    for _ in range(repetitions):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def per_pulse_baseline(params: ChannelParams, pulses: int, rng: np.random.Generator) -> int:
@@ -47,10 +36,10 @@ def per_pulse_baseline(params: ChannelParams, pulses: int, rng: np.random.Genera
 def run() -> dict:
     rng = np.random.default_rng(2025)
     detections = bb84.simulate(LINK, PULSES, rng)
-    sampled = _median_seconds(lambda: bb84.simulate(LINK, PULSES, rng), REPETITIONS)
-    baseline = _median_seconds(lambda: per_pulse_baseline(LINK, BASELINE_PULSES, rng), 3)
-    block = _median_seconds(lambda: session.run_block(LINK, PULSES, rng), 3)
-    pairs = _median_seconds(lambda: entangled.simulate(LINK, PULSES, rng), REPETITIONS)
+    sampled = median_seconds(lambda: bb84.simulate(LINK, PULSES, rng), REPETITIONS)
+    baseline = median_seconds(lambda: per_pulse_baseline(LINK, BASELINE_PULSES, rng), 3)
+    block = median_seconds(lambda: session.run_block(LINK, PULSES, rng), 3)
+    pairs = median_seconds(lambda: entangled.simulate(LINK, PULSES, rng), REPETITIONS)
     sampled_rate = PULSES / sampled
     baseline_rate = BASELINE_PULSES / baseline
     return {

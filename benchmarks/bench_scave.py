@@ -8,11 +8,10 @@ files (what a machine with OMNeT++ would parse after running opp_scavetool). Med
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from timing import median_seconds
 
 from bridge.results import scave
 
@@ -22,12 +21,7 @@ FOLDER = SHARED / "fixtures" / "omnetpp" / "inet_mixedlan1"
 
 
 def _median_s(fn) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return median_seconds(fn, REPEATS)
 
 
 def run() -> dict:
