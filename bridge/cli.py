@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "datasets",
     "ids",
     "kme",
+    "testbed",
 )
 
 EXIT_USER_ERROR = 2

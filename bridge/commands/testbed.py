@@ -1,0 +1,53 @@
+"""``qesif testbed run SCENARIO``: real MQTT over TLS-PSK with keys from the ETSI GS QKD 014 KME (Mosquitto on
+127.0.0.1, paho-mqtt clients); prints the measured figures and writes the CSV-R table with ``--out``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed
+from qesif_core.errors import UserInputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("testbed", help="real MQTT/TLS-PSK testbed fed by the QKD 014 KME")
+    sub = parser.add_subparsers(dest="testbed_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="run one testbed scenario (YAML with a `testbed:` mapping)")
+    run.add_argument(
+        "scenario", type=Path, help="YAML file; its `testbed:` mapping holds the TestbedConfig fields"
+    )
+    run.add_argument("--out", type=Path, help="CSV file for the CSV-R result rows")
+    run.set_defaults(func=run_scenario)
+
+
+def load_scenario(path: Path) -> TestbedConfig:
+    """The TestbedConfig of a scenario file (``testbed:`` mapping, or the whole file when it has none)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise UserInputError(f"scenario {path}: cannot read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise UserInputError(f"scenario {path}: not valid YAML ({error})") from None
+    if isinstance(data, dict) and "testbed" in data:
+        data = data["testbed"]
+    if data is None:
+        data = {}
+    return TestbedConfig.from_mapping(data, str(path))
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+    config = load_scenario(args.scenario)
+    try:
+        table = run_testbed(config)
+    except TestbedUnavailable as error:
+        raise UserInputError(str(error)) from None
+    for row in table[table["type"] == "scalar"].itertuples():
+        print(f"{row.module}/{row.name}: {row.value:.6g}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
