@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
-from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed
+from bridge.services.testbed import KeySupplyError, TestbedConfig, TestbedUnavailable, run_testbed
 from qesif_core.errors import UserInputError
 
 
@@ -44,6 +45,9 @@ def run_scenario(args: argparse.Namespace) -> int:
         table = run_testbed(config)
     except TestbedUnavailable as error:
         raise UserInputError(str(error)) from None
+    except KeySupplyError as error:
+        print(f"testbed: no QKD key for a client ({error})", file=sys.stderr)
+        return 1
     for row in table[table["type"] == "scalar"].itertuples():
         print(f"{row.module}/{row.name}: {row.value:.6g}")
     if args.out is not None:

@@ -50,6 +50,10 @@ class TestbedUnavailable(RuntimeError):
     """A system program or Python package the testbed needs is missing (the message names it)."""
 
 
+class KeySupplyError(RuntimeError):
+    """The KME delivered no key (503 when the QKD link yielded none); names the status, never a key."""
+
+
 class PskRefused(ConnectionError):
     """The broker refused a client's TLS-PSK handshake (wrong, unknown or revoked key)."""
 
@@ -164,7 +168,7 @@ class KmeKeyClient:
         finally:
             connection.close()
         if response.status != 200:
-            raise RuntimeError(f"KME answered {response.status} to {self.sae} for {path.split('?')[0]}")
+            raise KeySupplyError(f"KME answered {response.status} to {self.sae} for {path.split('?')[0]}")
         return json.loads(body)
 
     def enc_key(self, slave: str) -> tuple[str, bytes]:

@@ -16,6 +16,7 @@ from bridge.services.kme import KmeConfig, KmeServer
 from bridge.services.testbed import (
     BROKER_SAE,
     CSVR_COLUMNS,
+    KeySupplyError,
     KmeKeyClient,
     MosquittoBroker,
     MqttPskClient,
@@ -152,3 +153,12 @@ def test_run_delivers_every_qos1_message_across_rekeys(tmp_path):
         if comm == "mosquitto":
             leftover.append(pid)
     assert not leftover, f"mosquitto left running: {leftover}"
+
+
+@pytest.mark.testbed
+@needs_testbed
+def test_eavesdropped_link_gives_no_key_and_no_broker(tmp_path):
+    config = TestbedConfig.from_mapping({"devices": 1, "messages_per_device": 1, "channel": "eavesdropped"})
+    with pytest.raises(KeySupplyError, match="503"):
+        run_testbed(config, workdir=tmp_path)
+    assert not list(tmp_path.iterdir())
