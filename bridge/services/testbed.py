@@ -299,11 +299,22 @@ class MosquittoBroker:
         self.stop()
 
 
-def psk_context(identity: str, key: bytes) -> ssl.SSLContext:
+def psk_context(identity: str, key: bytes) -> Any:
     """A TLS 1.2 PSK client context offering ``identity`` with ``key`` (no certificates involved)."""
     from sslpsk3.sslpsk3 import SSLPSKContext
 
-    context = SSLPSKContext(ssl.PROTOCOL_TLS_CLIENT)
+    class TrackingContext(SSLPSKContext):
+        """Remembers the sockets it wraps, so a refused handshake's socket can be closed."""
+
+        sockets: list[ssl.SSLSocket]
+
+        def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+            sock = super().wrap_socket(*args, **kwargs)
+            self.sockets.append(sock)
+            return sock
+
+    context = TrackingContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.sockets = []
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -327,7 +338,8 @@ class MqttPskClient:
 
         self._connected.clear()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.identity, clean_session=True)
-        client.tls_set_context(psk_context(self.identity, key))
+        context = psk_context(self.identity, key)
+        client.tls_set_context(context)
         client.on_connect = lambda _c, _u, _f, reason, _p: (not reason.is_failure) and self._connected.set()
         if self.on_message is not None:
             client.on_message = self.on_message
@@ -335,6 +347,8 @@ class MqttPskClient:
         try:
             client.connect("127.0.0.1", self.port, keepalive=60)
         except (ssl.SSLError, ConnectionError, OSError) as error:
+            for sock in context.sockets:  # paho leaves the socket of a failed TLS handshake open
+                sock.close()
             raise PskRefused(f"broker refused the TLS-PSK handshake of {self.identity}") from error
         client.loop_start()
         if not self._connected.wait(timeout_s):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bridge.cli import main
@@ -37,6 +39,23 @@ def process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def mosquitto_children() -> list[int]:
+    """Pids of mosquitto processes (zombies included) whose parent is this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if name == "mosquitto" and parent == os.getpid():
+            found.append(int(entry))
+    return found
 
 
 def test_config_rejects_unknown_and_bad_fields():
@@ -128,7 +147,6 @@ def test_broker_refuses_wrong_and_revoked_keys(tmp_path, kme_and_keys, rng):
 @needs_testbed
 def test_run_delivers_every_qos1_message_across_rekeys(tmp_path):
     config = TestbedConfig.from_mapping({"devices": 2, "messages_per_device": 30, "rekeys": 2, "seed": 3})
-    before = {int(p) for p in os.listdir("/proc") if p.isdigit()}
     table = run_testbed(config, workdir=tmp_path)
     assert list(table.columns) == CSVR_COLUMNS
     values = {f"{r.module}/{r.name}": r.value for r in table[table["type"] == "scalar"].itertuples()}
@@ -144,14 +162,7 @@ def test_run_delivers_every_qos1_message_across_rekeys(tmp_path):
     attrs = dict(zip(table["attrname"], table["attrvalue"], strict=False))
     assert attrs["backend"] == "testbed" and attrs["synthetic"] == "true"
     assert not list(tmp_path.iterdir()), "the run left its working folder behind"
-    leftover = []
-    for pid in {int(p) for p in os.listdir("/proc") if p.isdigit()} - before:
-        try:
-            comm = open(f"/proc/{pid}/comm").read().strip()
-        except OSError:
-            continue
-        if comm == "mosquitto":
-            leftover.append(pid)
+    leftover = mosquitto_children()
     assert not leftover, f"mosquitto left running: {leftover}"
 
 
@@ -162,3 +173,18 @@ def test_eavesdropped_link_gives_no_key_and_no_broker(tmp_path):
     with pytest.raises(KeySupplyError, match="503"):
         run_testbed(config, workdir=tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.testbed
+@needs_testbed
+def test_cli_run_writes_csvr_rows(tmp_path, capsys):
+    scenario = tmp_path / "tb.yaml"
+    scenario.write_text("testbed:\n  devices: 1\n  messages_per_device: 5\n  rekeys: 0\n")
+    out = tmp_path / "out" / "tb.csv"
+    assert main(["testbed", "run", str(scenario), "--out", str(out)]) == 0
+    assert "network/messages_delivered: 5" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert list(table.columns) == CSVR_COLUMNS
+    delivered = table[(table["type"] == "scalar") & (table["name"] == "messages_delivered")]["value"]
+    assert delivered.tolist() == [5.0]
+    assert not mosquitto_children()
