@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "Cython>=3.0" "setuptools>=68" wheel "numpy>=1.26"
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	$(PY) -m pip install -q "sslpsk3>=2.1" || echo "note: sslpsk3 did not build (needs libssl-dev: make sysdeps); the testbed tests will skip"
 	touch $@
 
 install: $(STAMP)
@@ -66,7 +67,7 @@ $(CPP_BUILD)/qesif_bridge_demo: $(CPP_CLIENT)/examples/bridge_demo.cpp $(CPP_BUI
 # System packages used by the C++ bridge client and the testbed (Debian); needs root.
 sysdeps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ make pkg-config libzmq3-dev cppzmq-dev nlohmann-json3-dev mosquitto
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ make pkg-config libzmq3-dev cppzmq-dev nlohmann-json3-dev mosquitto libssl-dev
 
 clean:
 	rm -rf build $(OUT) figures .pytest_cache
