@@ -43,6 +43,7 @@ PSK_HINT = "qesif"
 TOPIC_PREFIX = "qesif"
 HEADER_BYTES = 16  # sequence number and send time (ns) at the start of every payload
 MIN_PAYLOAD, MAX_PAYLOAD = HEADER_BYTES, 4096
+MOSQUITTO_SBIN = Path("/usr/sbin/mosquitto")
 CSVR_COLUMNS = ["run", "type", "module", "name", "attrname", "attrvalue", "value", "vectime", "vecvalue"]
 
 
@@ -61,7 +62,7 @@ class PskRefused(ConnectionError):
 def missing_requirements() -> list[str]:
     """Names of what the testbed needs and this machine lacks (empty when it can run)."""
     missing = []
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+    if _find_mosquitto() is None:
         missing.append("mosquitto (Debian package `mosquitto`)")
     for module, package in (("paho.mqtt.client", "paho-mqtt"), ("sslpsk3", "sslpsk3")):
         try:
@@ -71,10 +72,13 @@ def missing_requirements() -> list[str]:
     return missing
 
 
+def _find_mosquitto() -> str | None:
+    """The broker on PATH, or in /usr/sbin (Debian's place, often off a normal user's PATH)."""
+    return shutil.which("mosquitto") or (str(MOSQUITTO_SBIN) if MOSQUITTO_SBIN.is_file() else None)
+
+
 def _mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
+    found = _find_mosquitto()
     if found is None:
         raise TestbedUnavailable("mosquitto not found (install the Debian package `mosquitto`)")
     return found

@@ -68,6 +68,20 @@ def test_config_rejects_unknown_and_bad_fields():
     assert TestbedConfig.from_mapping({"devices": 2, "rekeys": 0}).device_saes == ["SAE-dev0", "SAE-dev1"]
 
 
+def test_missing_mosquitto_is_named_and_cli_exits_2(tmp_path, monkeypatch, capsys):
+    from bridge.services import testbed
+
+    monkeypatch.setattr(testbed.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(testbed, "MOSQUITTO_SBIN", tmp_path / "no-mosquitto")
+    assert any("mosquitto" in item for item in missing_requirements())
+    with pytest.raises(testbed.TestbedUnavailable, match="mosquitto"):
+        run_testbed(TestbedConfig(), workdir=tmp_path)
+    scenario = tmp_path / "tb.yaml"
+    scenario.write_text("testbed: {devices: 1}\n")
+    assert main(["testbed", "run", str(scenario)]) == 2
+    assert "mosquitto" in capsys.readouterr().err
+
+
 def test_cli_bad_scenario_field_exits_2(tmp_path, capsys):
     scenario = tmp_path / "tb.yaml"
     scenario.write_text("testbed:\n  devices: many\n")
