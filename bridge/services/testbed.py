@@ -146,7 +146,13 @@ class TestbedConfig:
                         f"{source}: {name} must be a number in [{low}, {high}], got {value!r}"
                     )
                 kwargs[name] = float(value)
-        return cls(**kwargs)
+        config = cls(**kwargs)
+        if config.rekeys >= config.messages_per_device:
+            raise UserInputError(
+                f"{source}: rekeys ({config.rekeys}) must be below messages_per_device "
+                f"({config.messages_per_device}): every key epoch carries at least one message"
+            )
+        return config
 
     @property
     def device_saes(self) -> list[str]:
@@ -356,6 +362,7 @@ class MqttPskClient:
             raise PskRefused(f"broker refused the TLS-PSK handshake of {self.identity}") from error
         client.loop_start()
         if not self._connected.wait(timeout_s):
+            client.disconnect()
             client.loop_stop()
             raise PskRefused(f"no CONNACK for {self.identity} within {timeout_s} s")
         self._client = client

@@ -63,6 +63,8 @@ def test_config_rejects_unknown_and_bad_fields():
         TestbedConfig.from_mapping({"devcies": 2})
     with pytest.raises(UserInputError, match="devices"):
         TestbedConfig.from_mapping({"devices": 0})
+    with pytest.raises(UserInputError, match="rekeys"):
+        TestbedConfig.from_mapping({"messages_per_device": 2, "rekeys": 2})
     with pytest.raises(UserInputError, match="publish_interval_s"):
         TestbedConfig.from_mapping({"publish_interval_s": -1})
     assert TestbedConfig.from_mapping({"devices": 2, "rekeys": 0}).device_saes == ["SAE-dev0", "SAE-dev1"]
@@ -183,7 +185,9 @@ def test_run_delivers_every_qos1_message_across_rekeys(tmp_path):
 @pytest.mark.testbed
 @needs_testbed
 def test_eavesdropped_link_gives_no_key_and_no_broker(tmp_path):
-    config = TestbedConfig.from_mapping({"devices": 1, "messages_per_device": 1, "channel": "eavesdropped"})
+    config = TestbedConfig.from_mapping(
+        {"devices": 1, "messages_per_device": 1, "rekeys": 0, "channel": "eavesdropped"}
+    )
     with pytest.raises(KeySupplyError, match="503"):
         run_testbed(config, workdir=tmp_path)
     assert not list(tmp_path.iterdir())
