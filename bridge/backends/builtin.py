@@ -10,9 +10,10 @@ CONNECT, QKD key, the scheme's mode) is renewed when it falls due, at rounds r w
 device d (staggered so the devices of a PAN do not all re-handshake in the same round). The renewal happens
 in the first round from then on in which the device has messages and is not busy with exchanges carried over
 from earlier rounds (a busy device keeps its session: no handshake, no key); in between, the device sends
-with the session it has. A device without a session starts one with its first message, and a VERDICT that
-flags a gateway's QKD link makes the session of every device of that gateway due, so they are re-planned
-(the scheme sees the flag and moves them to classical mode if the link is still flagged) in the next round.
+with the session it has. A device without a session starts one with its first message, and a VERDICT in
+which a gateway's QKD link becomes flagged (or stops being flagged) makes the session of every device of
+that gateway due, so they are re-planned (the scheme sees the flag and moves them to classical mode while
+the link is flagged) in the next round; a link that stays flagged causes no further renewals.
 Only the sessions that start are sent in the KEY_REQUEST, so the orchestrator plans, counts and grants keys
 for started sessions only. N = 1 renews in every round a device is free: the behaviour before this option.
 
@@ -155,6 +156,7 @@ class BuiltinNetwork:
         self.session_rounds = session_rounds_of(spec)
         self._session_offset = np.arange(self.n_devices) % self.session_rounds
         self._session_due = np.ones(self.n_devices, dtype=bool)  # no session yet
+        self._link_flagged = np.zeros(self.topology.gateway.max(initial=-1) + 1, dtype=bool)
         self._session_costs = {
             name: np.zeros(self.n_devices, dtype=np.int64 if name in INT_COST_COLUMNS else np.float64)
             for name in COST_COLUMNS
@@ -241,9 +243,12 @@ class BuiltinNetwork:
         }
 
     def end_round(self, verdict: Mapping[str, Any]) -> None:
-        """Apply the round's VERDICT: devices of a gateway whose link was flagged must start a new session."""
-        flagged = np.flatnonzero(np.asarray(verdict["link_flagged"], dtype=bool))
-        self._session_due |= np.isin(self.topology.gateway, flagged)
+        """Apply the round's VERDICT: devices of a gateway whose link's flag turned on or off must start a
+        new session (to leave, or return to, quantum mode); a link that stays flagged changes nothing."""
+        flagged = np.asarray(verdict["link_flagged"], dtype=bool)
+        changed = np.flatnonzero(flagged != self._link_flagged[: flagged.size])
+        self._link_flagged[: flagged.size] = flagged
+        self._session_due |= np.isin(self.topology.gateway, changed)
 
 
 def drive(network: BuiltinNetwork, call: Call) -> None:

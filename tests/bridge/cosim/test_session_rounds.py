@@ -47,6 +47,15 @@ def test_a_flagged_link_forces_new_sessions(small_spec):
     assert attacked["hybrid/quantum_sessions"] + attacked["hybrid/classical_sessions"] > 4
 
 
+def test_a_link_that_stays_flagged_does_not_renew_sessions_every_round(small_spec):
+    """Sessions are re-planned when a link's flag turns on (or off), not in every round it stays on: a
+    persistently attacked link would otherwise cost a handshake per device per round."""
+    attacked = _scalars(run_once(_tiny(small_spec, 100, channel="eavesdropped")))
+    assert attacked["ids/link_flags"] == 6  # flagged in every one of the 6 rounds
+    # 4 sessions in round 0, 4 re-planned when the flag first appears, none after.
+    assert attacked["hybrid/quantum_sessions"] + attacked["hybrid/classical_sessions"] == 8
+
+
 def test_same_seed_same_bytes_and_kernels_and_bridges_agree(small_spec, monkeypatch):
     spec = small_spec(seed=5, rounds=4, mean_interarrival_s=0.05)
     spec["keys"] = {"session_rounds": 3}
