@@ -33,7 +33,7 @@ ABLATION_METRICS = (
     ("ids/adr", "ADR (%)", 100.0, True),
     ("network/latency_ms", "Latency (ms)", 1.0, False),
     ("network/goodput_kbps", "Throughput (kbit/s)", 1.0, True),
-    ("network/energy_mJ", "Energy per session (mJ)", 1.0, False),
+    ("network/energy_mJ", "Energy per device per round (mJ)", 1.0, False),
 )
 _PALETTE = ("#1b5e20", "#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f")
 
@@ -302,7 +302,10 @@ def make_figures(table: pd.DataFrame, out: str | Path) -> tuple[list[Path], list
             "Figure 5: Throughput",
         ),
         "fig6_energy": lambda: _per_dataset_panels(
-            comparison, "network/energy_mJ", "Energy per session (mJ)", "Figure 6: Energy consumption"
+            comparison,
+            "network/energy_mJ",
+            "Energy per device per round (mJ)",
+            "Figure 6: Energy consumption",
         ),
         "fig7_ablation": lambda: figure_ablation(table),
     }

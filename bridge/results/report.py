@@ -45,7 +45,7 @@ METRICS: dict[str, Metric] = {
     "adr_percent": Metric("Attack detection rate", "%", "ids/adr", 100.0, 1),
     "latency_ms": Metric("Latency", "ms", "network/latency_ms", 1.0, 1),
     "throughput_kbps": Metric("Throughput (goodput)", "kbit/s", "network/goodput_kbps", 1.0, 0),
-    "energy_mJ": Metric("Energy per session", "mJ", "network/energy_mJ", 1.0, 1),
+    "energy_mJ": Metric("Energy per device per round", "mJ", "network/energy_mJ", 1.0, 1),
     "sessions_above_qber_threshold_percent": Metric("Sessions with QBER > 0.11", "%", None, 1.0, 1),
     "keys_discarded_percent": Metric("Keys discarded", "%", None, 1.0, 1),
 }
