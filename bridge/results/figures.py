@@ -33,7 +33,7 @@ ABLATION_METRICS = (
     ("ids/adr", "ADR (%)", 100.0, True),
     ("network/latency_ms", "Latency (ms)", 1.0, False),
     ("network/goodput_kbps", "Throughput (kbit/s)", 1.0, True),
-    ("network/energy_mJ", "Energy per device per round (mJ)", 1.0, False),
+    ("network/energy_mJ", "Energy (mJ per\ndevice and round)", 1.0, False),
 )
 _PALETTE = ("#1b5e20", "#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f")
 
