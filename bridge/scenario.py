@@ -41,6 +41,7 @@ from pydantic import (
 
 from bridge.provenance import code_fingerprint
 from qesif_core.errors import UserInputError
+from qesif_core.qids.anomaly import QidsParams
 
 DATASETS = ("ton_iot", "edge_iiotset", "bot_iot")
 CHANNELS = ("clean", "noisy", "eavesdropped")
@@ -98,7 +99,7 @@ class QkdSpec(_Strict):
 
 class QidsSpec(_Strict):
     """Q-IDS parameters (docs/qids.md): Algorithm 2's calibration and Eq. (3)/(4) settings, the detector's
-    training split. Defaults are those of ``qesif_core.qids.anomaly.QidsParams`` and the orchestrator."""
+    training split. Algorithm 2's defaults are taken from ``qesif_core.qids.anomaly.QidsParams``."""
 
     calibration: Literal["link-baseline", "noise-free"] = Field(
         "link-baseline",
@@ -110,17 +111,17 @@ class QidsSpec(_Strict):
     )
     train_fraction: float = Field(0.7, gt=0.0, lt=1.0, description="stratified detector training split")
     weights: list[float] = Field(
-        default_factory=lambda: [1 / 3, 1 / 3, 1 / 3], min_length=3, max_length=3, description="Eq. (3)"
+        default_factory=lambda: list(QidsParams.weights), min_length=3, max_length=3, description="Eq. (3)"
     )
-    eta: float = Field(0.5, ge=0.0, description="Eq. (4) learning rate")
-    key_drop_window: PositiveInt = 10
-    block_duration: PositiveFloat = 1.0
-    alpha_start_sigmas: float = 4.0
-    alpha_min_sigmas: float = 3.0
-    alpha_max_sigmas: float = 10.0
-    alpha_start: float | None = None
-    alpha_min: float | None = None
-    alpha_max: float | None = None
+    eta: float = Field(QidsParams.eta, ge=0.0, description="Eq. (4) learning rate")
+    key_drop_window: PositiveInt = QidsParams.key_drop_window
+    block_duration: PositiveFloat = QidsParams.block_duration
+    alpha_start_sigmas: float = QidsParams.alpha_start_sigmas
+    alpha_min_sigmas: float = QidsParams.alpha_min_sigmas
+    alpha_max_sigmas: float = QidsParams.alpha_max_sigmas
+    alpha_start: float | None = QidsParams.alpha_start
+    alpha_min: float | None = QidsParams.alpha_min
+    alpha_max: float | None = QidsParams.alpha_max
 
     @field_validator("weights")
     @classmethod
