@@ -63,7 +63,7 @@ from bridge.backends.omnetpp import RUN_CONFIG, run_supervised, tail, write_wrap
 from qesif_core.entropy_keys import quantum_entropy
 from qesif_core.errors import UserInputError
 from qesif_core.qkd.channel import ChannelParams
-from qesif_core.qkd.entangled import BellPairModel
+from qesif_core.qkd.entangled import BellPairModel, phi_plus_qbers
 from qesif_core.qkd.keyrate import SecurityParams
 from qesif_core.qkd.session import run_block
 from qesif_core.qkd.trace import TRACE_COLUMNS
@@ -102,12 +102,12 @@ class TomographyResult:
     @property
     def qber_z(self) -> float:
         """Z-basis bit error rate of a Phi+ pair: Psi+ and Psi- flip ZZ parity."""
-        return self.x_error + self.y_error
+        return phi_plus_qbers(self.x_error, self.y_error, self.z_error)[0]
 
     @property
     def qber_x(self) -> float:
         """X-basis bit error rate of a Phi+ pair: Phi- and Psi- flip XX parity."""
-        return self.z_error + self.y_error
+        return phi_plus_qbers(self.x_error, self.y_error, self.z_error)[1]
 
     @property
     def link(self) -> tuple[str, str]:

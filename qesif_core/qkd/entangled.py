@@ -31,6 +31,12 @@ CHSH_BOB = (math.pi / 4, -math.pi / 4)
 _CHSH_SIGNS = ((1, 1), (1, -1))
 
 
+def phi_plus_qbers(x_error: float, y_error: float, z_error: float) -> tuple[float, float]:
+    """(QBER_Z, QBER_X) of a Phi+ pair with Pauli error rates X, Y, Z: X and Y flip the ZZ parity, Z and
+    Y flip the XX parity. The one place this mapping lives (QuISP's tomography enters through it too)."""
+    return x_error + y_error, z_error + y_error
+
+
 @dataclass(frozen=True)
 class BellPairModel:
     """Pauli errors of the shared pairs (probabilities) and, optionally, the pair rate in pairs/s."""
@@ -56,11 +62,11 @@ class BellPairModel:
 
     @property
     def qber_z(self) -> float:
-        return self.x_error + self.y_error
+        return phi_plus_qbers(self.x_error, self.y_error, self.z_error)[0]
 
     @property
     def qber_x(self) -> float:
-        return self.z_error + self.y_error
+        return phi_plus_qbers(self.x_error, self.y_error, self.z_error)[1]
 
     @classmethod
     def from_fidelity(cls, fidelity: float, pair_rate_hz: float | None = None) -> BellPairModel:
