@@ -1,15 +1,15 @@
-"""``qesif testbed run SCENARIO``: real MQTT over TLS-PSK with keys from the ETSI GS QKD 014 KME (Mosquitto on
-127.0.0.1, paho-mqtt clients); prints the measured figures and writes the CSV-R table with ``--out``."""
+"""``qesif testbed run SCENARIO``: real MQTT over TLS-PSK with keys from the ETSI GS QKD 014 KME and a
+Q-IDS-driven classical fallback (Mosquitto on 127.0.0.1, paho-mqtt clients); prints the measured figures and
+writes the CSV-R table with ``--out``."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-from bridge.services.testbed import KeySupplyError, TestbedConfig, TestbedUnavailable, run_testbed
+from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed
 from qesif_core.errors import UserInputError
 
 
@@ -45,9 +45,6 @@ def run_scenario(args: argparse.Namespace) -> int:
         table = run_testbed(config)
     except TestbedUnavailable as error:
         raise UserInputError(str(error)) from None
-    except KeySupplyError as error:
-        print(f"testbed: no QKD key for a client ({error})", file=sys.stderr)
-        return 1
     for row in table[table["type"] == "scalar"].itertuples():
         print(f"{row.module}/{row.name}: {row.value:.6g}")
     if args.out is not None:

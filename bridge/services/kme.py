@@ -52,7 +52,7 @@ from qesif_core.entropy_keys import SlotObservation, generate_key
 from qesif_core.errors import UserInputError
 from qesif_core.keys import KeyDeliveryError, KeyPool
 from qesif_core.qkd.bb84 import check_pulses
-from qesif_core.qkd.channel import CHANNEL_PRESETS
+from qesif_core.qkd.channel import CHANNEL_PRESETS, ChannelParams
 from qesif_core.qkd.keyrate import SecurityParams
 from qesif_core.qkd.session import PROTOCOLS, run_block
 
@@ -248,6 +248,17 @@ class LinkCounters:
     last_qber: float = math.nan
 
 
+@dataclass(frozen=True)
+class BlockOutcome:
+    """What one feeder block showed (the Q-IDS inputs) and gave (keys added); no key material."""
+
+    qber: float
+    h_q: float
+    secret_bits: int
+    accepted: bool
+    keys_added: int
+
+
 class KeyStore:
     """The KME's pools, one per SAE pair, behind one lock (pools are not thread-safe), and the feeder."""
 
@@ -306,38 +317,38 @@ class KeyStore:
             return self._pool(master, caller, master).dec_keys(master, key_ids, caller=caller, now=self.now())
 
     def feed_once(self) -> int:
-        """Run one QKD block per pair; Algorithm 1's verdict gates the block's key. Returns keys added."""
-        added = 0
-        for key, pool in self._pools.items():
-            block = run_block(
-                self._channel, self.config.pulses_per_block, self._qkd_rngs[key], self.config.protocol
-            )
-            slot = SlotObservation(
-                h_q=block.h_q, theta=block.qber, loss=block.loss_fraction, key=block.alice_key
-            )
-            decision = generate_key(pool.link, [slot], gamma=1.0)
-            counters = self.counters[key]
-            index = counters.blocks
-            counters.blocks += 1
-            counters.last_qber = block.qber
-            accepted = decision.accepted and block.keys_match
-            new_keys = 0
-            if accepted:
-                counters.blocks_accepted += 1
-                if decision.key_bits:
-                    with self._lock:
-                        new_keys = pool.add_block(
-                            decision.key, block=index, qber=block.qber, epsilon=self._epsilon, now=self.now()
-                        )
-            else:
-                counters.blocks_discarded += 1
-            added += new_keys
-            logger.info(
-                "link %s block %d: qber %.4f, secret bits %d, %s, +%d keys, stored %d",
-                pool.link, index, block.qber, block.secret_bits,
-                "accepted" if accepted else "discarded", new_keys, pool.stored_key_count,
-            )  # fmt: skip
-        return added
+        """Run one QKD block per pair on the KME's channel; Algorithm 1 gates each block's key. Returns keys
+        added."""
+        return sum(self.feed_pair(pair, self._channel).keys_added for pair in self._pools)
+
+    def feed_pair(self, pair: tuple[str, str], channel: ChannelParams) -> BlockOutcome:
+        """One QKD block of pair (master, slave) on ``channel`` (a caller may switch an attacker on for one
+        pair, as the testbed does); Algorithm 1's verdict decides whether its key enters the pool."""
+        pool = self._pools[pair]
+        block = run_block(channel, self.config.pulses_per_block, self._qkd_rngs[pair], self.config.protocol)
+        slot = SlotObservation(h_q=block.h_q, theta=block.qber, loss=block.loss_fraction, key=block.alice_key)
+        decision = generate_key(pool.link, [slot], gamma=1.0)
+        counters = self.counters[pair]
+        index = counters.blocks
+        counters.blocks += 1
+        counters.last_qber = block.qber
+        accepted = decision.accepted and block.keys_match
+        new_keys = 0
+        if accepted:
+            counters.blocks_accepted += 1
+            if decision.key_bits:
+                with self._lock:
+                    new_keys = pool.add_block(
+                        decision.key, block=index, qber=block.qber, epsilon=self._epsilon, now=self.now()
+                    )
+        else:
+            counters.blocks_discarded += 1
+        logger.info(
+            "link %s block %d: qber %.4f, secret bits %d, %s, +%d keys, stored %d",
+            pool.link, index, block.qber, block.secret_bits,
+            "accepted" if accepted else "discarded", new_keys, pool.stored_key_count,
+        )  # fmt: skip
+        return BlockOutcome(block.qber, block.h_q, block.secret_bits, accepted, new_keys)
 
 
 # --------------------------------------------------------------------------------------- HTTP

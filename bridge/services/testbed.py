@@ -1,17 +1,29 @@
-"""The MQTT half of the testbed: QKD keys from the ETSI GS QKD 014 KME protect real MQTT traffic.
+"""The MQTT half of the testbed: QKD keys from the ETSI GS QKD 014 KME protect real MQTT traffic, with a
+Q-IDS-driven classical fallback.
 
-A real Mosquitto broker runs on 127.0.0.1 with a TLS-PSK listener whose ``psk_file`` is written from keys the
-broker's SAE takes with ``enc_keys`` (master side); every client (the devices and the control centre's
-subscriber) takes the same key with ``dec_keys`` (slave side) and connects with paho-mqtt over TLS 1.2 PSK
-(``sslpsk3``: Python 3.11's ``ssl`` has no PSK API). Rekeying fetches new keys, rewrites the psk_file,
-sends SIGHUP (mosquitto reloads ``psk_file`` on it) and reconnects every client, since a live TLS session
-keeps its old key. Latency, throughput, handshake and rekey times are wall-clock measurements of this
-machine and go into the same CSV-R layout as the simulations (``backend`` = ``testbed``).
+A real Mosquitto broker runs on 127.0.0.1 with two listeners: a TLS-PSK listener whose ``psk_file`` is
+written from keys the broker's SAE takes with ``enc_keys`` (master side), and a classical listener (TLS 1.3,
+ECDHE, mutual certificate authentication with the KME's local CA). A client in quantum mode takes the same
+key with ``dec_keys`` (slave side) and connects with paho-mqtt over TLS 1.2 PSK (``sslpsk3``: Python 3.11's
+``ssl`` has no PSK API); a client in classical mode connects to the certificate listener.
+
+The run is a sequence of key epochs. Each epoch starts with one QKD block per client link on the KME
+(the attacker of the scenario's ``eavesdrop`` interval switched on for the attacked links) and one step
+of Algorithm 2 (the Q-IDS) over every link's trace so far; a flagged link, or a KME without a key for it,
+puts its client in classical mode for the epoch, a clean link in quantum mode with a fresh key. Rekeying
+rewrites the psk_file (only clients in quantum mode keep an entry), sends SIGHUP (mosquitto reloads
+``psk_file`` on it) and reconnects the clients, since a live TLS session keeps its old key. Messages are
+QoS 1; a device republishes on its new connection every message of its old one that the broker had not
+acknowledged, and the control centre keeps a persistent session, so a switch loses nothing (the
+subscriber counts every message by device and sequence number). Latency, throughput, handshake and rekey
+times are wall-clock measurements of this machine and go into the same CSV-R layout as the simulations
+(``backend`` = ``testbed``).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import os
@@ -32,10 +44,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bridge.cosim.orchestrator import qids_calibration
 from bridge.datasets import load_flows
 from bridge.services import kme_certs
-from bridge.services.kme import KmeConfig, KmeServer
+from bridge.services.kme import KeyStore, KmeConfig, KmeServer
 from qesif_core.errors import UserInputError
+from qesif_core.qids.anomaly import CALIBRATION_MODES, QidsParams, key_drop_ratio, run_matrices
+from qesif_core.qkd.channel import CHANNEL_PRESETS, EAVESDROPPED_FRACTION
 
 BROKER_SAE = "SAE-broker"
 CONTROL_CENTRE_SAE = "SAE-cc"
@@ -44,6 +59,8 @@ TOPIC_PREFIX = "qesif"
 HEADER_BYTES = 16  # sequence number and send time (ns) at the start of every payload
 MIN_PAYLOAD, MAX_PAYLOAD = HEADER_BYTES, 4096
 MOSQUITTO_SBIN = Path("/usr/sbin/mosquitto")
+QUANTUM, CLASSICAL = "quantum", "classical"
+DEFAULT_CALIBRATION_BLOCKS = 8
 CSVR_COLUMNS = ["run", "type", "module", "name", "attrname", "attrvalue", "value", "vectime", "vecvalue"]
 
 
@@ -55,7 +72,11 @@ class KeySupplyError(RuntimeError):
     """The KME delivered no key (503 when the QKD link yielded none); names the status, never a key."""
 
 
-class PskRefused(ConnectionError):
+class HandshakeRefused(ConnectionError):
+    """The broker refused a client's TLS handshake, or sent no CONNACK in time."""
+
+
+class PskRefused(HandshakeRefused):
     """The broker refused a client's TLS-PSK handshake (wrong, unknown or revoked key)."""
 
 
@@ -85,6 +106,20 @@ def _mosquitto_binary() -> str:
 
 
 @dataclass(frozen=True)
+class Eavesdrop:
+    """An attacker (intercept-resend on the ``eavesdropped`` preset's fraction of pulses, on top of the run's
+    channel) on the QKD links of ``devices`` (indices; all devices when None) in epochs [start, end)."""
+
+    start_epoch: int
+    end_epoch: int
+    devices: tuple[int, ...] | None = None
+
+    def attacks(self, device: int, epoch: int) -> bool:
+        in_devices = self.devices is None or device in self.devices
+        return in_devices and self.start_epoch <= epoch < self.end_epoch
+
+
+@dataclass(frozen=True)
 class TestbedConfig:
     """One testbed run: how many devices publish how many dataset-driven messages, with how many rekeys."""
 
@@ -100,6 +135,10 @@ class TestbedConfig:
     pulses_per_block: int = 10**7
     timeout_s: float = 30.0
     publish_interval_s: float = 0.0  # pause after each device round of publishes; 0: back-to-back bursts
+    eavesdrop: Eavesdrop | None = None
+    qids: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # QidsParams fields, calibration, calibration_blocks
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "testbed") -> TestbedConfig:
@@ -146,17 +185,95 @@ class TestbedConfig:
                         f"{source}: {name} must be a number in [{low}, {high}], got {value!r}"
                     )
                 kwargs[name] = float(value)
+        if values.get("qids") is not None:
+            kwargs["qids"] = _checked_qids(values["qids"], source)
         config = cls(**kwargs)
         if config.rekeys >= config.messages_per_device:
             raise UserInputError(
                 f"{source}: rekeys ({config.rekeys}) must be below messages_per_device "
                 f"({config.messages_per_device}): every key epoch carries at least one message"
             )
+        if config.channel not in CHANNEL_PRESETS:
+            raise UserInputError(
+                f"{source}: channel must be one of {', '.join(CHANNEL_PRESETS)}, got {config.channel!r}"
+            )
+        if values.get("eavesdrop") is not None:
+            config = dataclasses.replace(
+                config, eavesdrop=_checked_eavesdrop(values["eavesdrop"], config, source)
+            )
         return config
+
+    @property
+    def epochs(self) -> int:
+        return self.rekeys + 1
+
+    def qids_params(self) -> QidsParams:
+        return QidsParams(
+            **{k: v for k, v in self.qids.items() if k not in ("calibration", "calibration_blocks")}
+        )
 
     @property
     def device_saes(self) -> list[str]:
         return [f"SAE-dev{i}" for i in range(self.devices)]
+
+
+def _checked_qids(raw: Any, source: str) -> dict[str, Any]:
+    """The ``qids`` mapping: QidsParams fields plus ``calibration`` and ``calibration_blocks``."""
+    if not isinstance(raw, Mapping):
+        raise UserInputError(f"{source}: qids must be a mapping, got {raw!r}")
+    names = {f.name for f in dataclasses.fields(QidsParams)}
+    unknown = sorted(set(raw) - names - {"calibration", "calibration_blocks"})
+    if unknown:
+        raise UserInputError(f"{source}: unknown qids field(s) {unknown}")
+    values = {k: (tuple(v) if k == "weights" and isinstance(v, list) else v) for k, v in raw.items()}
+    try:
+        QidsParams(**{k: v for k, v in values.items() if k in names})
+    except TypeError as error:
+        raise UserInputError(f"{source}: qids: {error}") from None
+    mode = values.get("calibration", CALIBRATION_MODES[0])
+    if mode not in CALIBRATION_MODES:
+        raise UserInputError(f"{source}: qids.calibration must be one of {CALIBRATION_MODES}, got {mode!r}")
+    blocks = values.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 2 <= blocks <= 1000:
+        raise UserInputError(
+            f"{source}: qids.calibration_blocks must be an integer in [2, 1000], got {blocks!r}"
+        )
+    return values
+
+
+def _checked_eavesdrop(raw: Any, config: TestbedConfig, source: str) -> Eavesdrop:
+    """``eavesdrop: {start_epoch, end_epoch, devices}``: epochs within the run, device indices in range."""
+    if not isinstance(raw, Mapping):
+        raise UserInputError(f"{source}: eavesdrop must be a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - {"start_epoch", "end_epoch", "devices"})
+    if unknown:
+        raise UserInputError(f"{source}: unknown eavesdrop field(s) {unknown}")
+    bounds = []
+    for name in ("start_epoch", "end_epoch"):
+        value = raw.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= config.epochs:
+            raise UserInputError(
+                f"{source}: eavesdrop.{name} must be an integer in [0, {config.epochs}] "
+                f"(epochs = rekeys + 1), got {value!r}"
+            )
+        bounds.append(value)
+    if bounds[0] >= bounds[1]:
+        raise UserInputError(f"{source}: eavesdrop.start_epoch must be below end_epoch, got {bounds}")
+    devices = raw.get("devices")
+    if devices is not None:
+        if (
+            not isinstance(devices, list)
+            or not devices
+            or any(
+                isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < config.devices for d in devices
+            )
+        ):
+            raise UserInputError(
+                f"{source}: eavesdrop.devices must be a non-empty list of device indices in "
+                f"[0, {config.devices - 1}], got {devices!r}"
+            )
+        devices = tuple(sorted(set(devices)))
+    return Eavesdrop(bounds[0], bounds[1], devices)
 
 
 class KmeKeyClient:
@@ -199,18 +316,27 @@ def _free_port() -> int:
 
 
 class MosquittoBroker:
-    """A Mosquitto process on 127.0.0.1 with one TLS-PSK listener; stopped by pid on ``stop``/exit.
+    """A Mosquitto process on 127.0.0.1 with a TLS-PSK listener and, given ``certs``, a classical listener
+    (TLS 1.3 with ECDHE, server and client certificates of the KME's CA); stopped by pid on ``stop``/exit.
 
-    Mosquitto 2.0 reads port 0 as a unix socket, so a free port is picked first and the start retried on
-    the rare race with another process taking it.
+    Mosquitto 2.0 reads port 0 as a unix socket, so free ports are picked first and the start retried on
+    the rare race with another process taking one.
     """
 
-    def __init__(self, workdir: Path, psks: Mapping[str, bytes], start_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        psks: Mapping[str, bytes],
+        start_timeout_s: float = 10.0,
+        certs: kme_certs.CertPaths | None = None,
+    ) -> None:
         self.workdir = workdir
         self.psk_file = workdir / "psk.txt"
         self.config_file = workdir / "mosquitto.conf"
         self.log_file = workdir / "mosquitto.log"
+        self.certs = certs
         self.port = 0
+        self.classical_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._start_timeout_s = start_timeout_s
         self.write_psks(psks)
@@ -229,6 +355,17 @@ class MosquittoBroker:
         os.replace(tmp, self.psk_file)
 
     def _write_config(self) -> None:
+        classical = []
+        if self.certs is not None:
+            classical = [
+                f"listener {self.classical_port} 127.0.0.1",
+                f"cafile {self.certs.ca_cert}",
+                f"certfile {self.certs.server_cert}",
+                f"keyfile {self.certs.server_key}",
+                "tls_version tlsv1.3",
+                "require_certificate true",
+                "use_identity_as_username true",  # the certificate's CN (the SAE ID) is the MQTT username
+            ]
         self.config_file.write_text(
             "\n".join(
                 [
@@ -237,6 +374,7 @@ class MosquittoBroker:
                     "per_listener_settings false",
                     "allow_anonymous false",
                     "persistence false",
+                    "max_queued_messages 0",  # no cap: a QoS 1 message queued for an absent subscriber stays
                     "log_dest stderr",
                     "log_type error",
                     "log_type warning",
@@ -245,6 +383,7 @@ class MosquittoBroker:
                     f"psk_hint {PSK_HINT}",
                     f"psk_file {self.psk_file}",
                     "use_identity_as_username true",
+                    *classical,
                     "",
                 ]
             )
@@ -254,6 +393,7 @@ class MosquittoBroker:
         binary = _mosquitto_binary()
         for _attempt in range(5):
             self.port = _free_port()
+            self.classical_port = _free_port() if self.certs is not None else 0
             self._write_config()
             with open(self.log_file, "ab") as log:
                 self._process = subprocess.Popen(
@@ -273,8 +413,11 @@ class MosquittoBroker:
             if self._process is None or self._process.poll() is not None:
                 return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
+                for port in (self.port, self.classical_port):
+                    if port:
+                        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                            pass
+                return True
             except OSError:
                 time.sleep(0.02)
         return False
@@ -309,13 +452,11 @@ class MosquittoBroker:
         self.stop()
 
 
-def psk_context(identity: str, key: bytes) -> Any:
-    """A TLS 1.2 PSK client context offering ``identity`` with ``key`` (no certificates involved)."""
-    from sslpsk3.sslpsk3 import SSLPSKContext
+def _tracking(base: type[ssl.SSLContext]) -> type[ssl.SSLContext]:
+    """``base`` remembering the sockets it wraps, so a refused handshake's socket can be closed (paho
+    leaves it open)."""
 
-    class TrackingContext(SSLPSKContext):
-        """Remembers the sockets it wraps, so a refused handshake's socket can be closed."""
-
+    class TrackingContext(base):  # type: ignore[misc, valid-type]
         sockets: list[ssl.SSLSocket]
 
         def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
@@ -323,7 +464,14 @@ def psk_context(identity: str, key: bytes) -> Any:
             self.sockets.append(sock)
             return sock
 
-    context = TrackingContext(ssl.PROTOCOL_TLS_CLIENT)
+    return TrackingContext
+
+
+def psk_context(identity: str, key: bytes) -> Any:
+    """A TLS 1.2 PSK client context offering ``identity`` with ``key`` (no certificates involved)."""
+    from sslpsk3.sslpsk3 import SSLPSKContext
+
+    context = _tracking(SSLPSKContext)(ssl.PROTOCOL_TLS_CLIENT)
     context.sockets = []
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -333,38 +481,69 @@ def psk_context(identity: str, key: bytes) -> Any:
     return context
 
 
+def certificate_context(certs: kme_certs.CertPaths, identity: str) -> Any:
+    """The classical client context: TLS 1.3 (ECDHE key exchange), the broker's certificate verified against
+    the KME's CA (its SAN holds 127.0.0.1), and ``identity``'s own certificate for mutual authentication."""
+    context = _tracking(ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
+    context.sockets = []
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_verify_locations(cafile=str(certs.ca_cert))
+    context.load_cert_chain(certs.sae_cert(identity), certs.sae_key(identity))
+    return context
+
+
 @dataclass
 class MqttPskClient:
-    """One paho-mqtt client over TLS-PSK; ``connect`` returns the time to CONNACK (TCP + TLS + MQTT)."""
+    """One paho-mqtt client over TLS-PSK (``connect``) or TLS with certificates (``connect_classical``);
+    both return the time to CONNACK (TCP + TLS + MQTT). ``clean_session`` False keeps the broker-side
+    session (subscriptions, queued QoS 1 messages) across reconnects."""
 
     identity: str
     port: int
     on_message: Any = None
+    clean_session: bool = True
+    classical_port: int = 0
     _client: Any = field(default=None, repr=False)
     _connected: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def connect(self, key: bytes, timeout_s: float) -> float:
+        context = psk_context(self.identity, key)
+        try:
+            return self._connect(context, self.port, timeout_s)
+        except HandshakeRefused as error:
+            raise PskRefused(f"broker refused the TLS-PSK handshake of {self.identity}") from error
+
+    def connect_classical(self, certs: kme_certs.CertPaths, timeout_s: float) -> float:
+        return self._connect(certificate_context(certs, self.identity), self.classical_port, timeout_s)
+
+    @property
+    def tls_socket(self) -> ssl.SSLSocket | None:
+        """The live connection's TLS socket (for its negotiated version and cipher)."""
+        return None if self._client is None else self._client.socket()
+
+    def _connect(self, context: Any, port: int, timeout_s: float) -> float:
         import paho.mqtt.client as mqtt
 
         self._connected.clear()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.identity, clean_session=True)
-        context = psk_context(self.identity, key)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.identity, clean_session=self.clean_session
+        )
         client.tls_set_context(context)
         client.on_connect = lambda _c, _u, _f, reason, _p: (not reason.is_failure) and self._connected.set()
         if self.on_message is not None:
             client.on_message = self.on_message
         started = time.perf_counter()
         try:
-            client.connect("127.0.0.1", self.port, keepalive=60)
+            client.connect("127.0.0.1", port, keepalive=60)
         except (ssl.SSLError, ConnectionError, OSError) as error:
             for sock in context.sockets:  # paho leaves the socket of a failed TLS handshake open
                 sock.close()
-            raise PskRefused(f"broker refused the TLS-PSK handshake of {self.identity}") from error
+            raise HandshakeRefused(f"broker refused the TLS handshake of {self.identity}") from error
         client.loop_start()
         if not self._connected.wait(timeout_s):
             client.disconnect()
             client.loop_stop()
-            raise PskRefused(f"no CONNACK for {self.identity} within {timeout_s} s")
+            raise HandshakeRefused(f"no CONNACK for {self.identity} within {timeout_s} s")
         self._client = client
         return time.perf_counter() - started
 
@@ -398,11 +577,13 @@ def payload_sizes(config: TestbedConfig, rng: np.random.Generator) -> np.ndarray
 
 
 class _Receiver:
-    """The control centre's inbox: receive time per unique (device, sequence) message."""
+    """The control centre's inbox: latency of the first copy of every (device, sequence) message, and how
+    many copies arrived (QoS 1 is at-least-once: a republished message may arrive twice)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency_ns: dict[tuple[str, int], int] = {}
+        self.receptions = 0
         self.last_receive_ns = 0
 
     def on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
@@ -412,11 +593,103 @@ class _Receiver:
         device = message.topic.split("/")[1]
         with self.lock:
             self.latency_ns.setdefault((device, sequence), now - sent)
+            self.receptions += 1
             self.last_receive_ns = max(self.last_receive_ns, now)
 
     def count(self) -> int:
         with self.lock:
             return len(self.latency_ns)
+
+
+class LinkMonitor:
+    """The run's QKD engine and Q-IDS: per epoch one KME block per client link (attacked links on the
+    channel with the attacker switched on), then Algorithm 2 over every link's trace so far."""
+
+    def __init__(
+        self, config: TestbedConfig, store: KeyStore, pairs: list[tuple[str, str]], rng: np.random.Generator
+    ) -> None:
+        self.params = config.qids_params()
+        self.pairs = pairs
+        self._store = store
+        self._clean = CHANNEL_PRESETS[config.channel]
+        self._attacked = dataclasses.replace(
+            self._clean, eve="intercept-resend", eve_fraction=EAVESDROPPED_FRACTION
+        )
+        section = {"calibration_blocks": DEFAULT_CALIBRATION_BLOCKS, **config.qids}
+        self._calibration = qids_calibration(
+            self._clean, self.params, section, config.pulses_per_block, "bb84", len(pairs), rng
+        )
+        self._h_q: list[list[float]] = [[] for _ in pairs]
+        self._qber: list[list[float]] = [[] for _ in pairs]
+        self._secret_bits: list[list[float]] = [[] for _ in pairs]
+        self._channel_attacked = self._clean.eve != "none" and self._clean.eve_fraction > 0
+        self.attacked: list[list[bool]] = []  # ground truth per epoch and link: an attacker was on
+        self.flags: list[np.ndarray] = []
+
+    def step(self, attacked: list[bool]) -> np.ndarray:
+        """Run one block per link (``attacked[i]``: attacker on link i) and return Algorithm 2's flags."""
+        for i, pair in enumerate(self.pairs):
+            outcome = self._store.feed_pair(pair, self._attacked if attacked[i] else self._clean)
+            self._h_q[i].append(outcome.h_q)
+            self._qber[i].append(outcome.qber)
+            self._secret_bits[i].append(outcome.secret_bits)
+        drop = key_drop_ratio(np.array(self._secret_bits, dtype=float), self.params.key_drop_window)
+        result = run_matrices(
+            np.array(self._h_q, dtype=float),
+            np.array(self._qber, dtype=float),
+            drop,
+            self._calibration,
+            self.params,
+        )
+        flags = result.flags[:, -1].copy()
+        self.attacked.append([self._channel_attacked or on for on in attacked])
+        self.flags.append(flags)
+        return flags
+
+
+@dataclass
+class _Tally:
+    """What the run measured besides latency (times in seconds; no key material)."""
+
+    handshakes: dict[str, list[float]] = field(default_factory=lambda: {QUANTUM: [], CLASSICAL: []})
+    rekeys: list[float] = field(default_factory=list)
+    pauses: list[float] = field(default_factory=list)  # between two epochs' publishing, Q-IDS step included
+    keys_used: int = 0
+    supply_fallbacks: int = 0
+    mode_switches: int = 0
+    republished: int = 0
+    sent: int = 0
+    first_publish_ns: int = 0
+    message_mode: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
+def _acked(info: Any) -> bool:
+    try:
+        return bool(info.is_published())
+    except (ValueError, RuntimeError):  # never queued (no connection): not acknowledged
+        return False
+
+
+class _Client:
+    """One MQTT client of the run with its mode and its outbox: the QoS 1 messages of the current
+    connection, kept until the broker acknowledged them (PUBACK)."""
+
+    def __init__(self, sae: str, mqtt: MqttPskClient) -> None:
+        self.sae = sae
+        self.mqtt = mqtt
+        self.mode: str | None = None
+        self.outbox: dict[int, tuple[bytes, Any]] = {}
+
+    def publish(self, sequence: int, payload: bytes) -> None:
+        self.outbox[sequence] = (payload, self.mqtt.publish(f"{TOPIC_PREFIX}/{self.sae}/telemetry", payload))
+
+    def disconnect(self) -> list[tuple[int, bytes]]:
+        """Close the connection; returns the messages the broker has not acknowledged (to republish)."""
+        self.mqtt.disconnect()
+        unacked = [(seq, payload) for seq, (payload, info) in sorted(self.outbox.items()) if not _acked(info)]
+        self.outbox = {}
+        self.mode = None
+        return unacked
 
 
 def run_testbed(config: TestbedConfig, workdir: Path | None = None) -> pd.DataFrame:
@@ -438,107 +711,151 @@ def run_testbed(config: TestbedConfig, workdir: Path | None = None) -> pd.DataFr
                 "seed": config.seed,
                 "channel": config.channel,
                 "pulses_per_block": config.pulses_per_block,
-                "block_interval_s": 3600.0,
+                "block_interval_s": 3600.0,  # the run feeds one block per link and epoch itself
                 "initial_blocks": 1,
             },
             "testbed kme",
         )
         with KmeServer(kme_config) as kme:
-            return _run_with_kme(config, root, certs, kme.address, clients, sizes)
+            monitor = LinkMonitor(config, kme.store, [(BROKER_SAE, sae) for sae in clients], rng.spawn(1)[0])
+            return _TestbedRun(config, root, certs, kme.address, clients, monitor).run(sizes)
 
 
-def _fetch_keys(
-    broker: KmeKeyClient, slaves: Mapping[str, KmeKeyClient]
-) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """New keys: the broker's (enc_keys) and each client's (dec_keys of the same key_ID)."""
-    broker_side, client_side = {}, {}
-    for sae, client in slaves.items():
-        key_id, key = broker.enc_key(sae)
-        broker_side[sae] = key
-        client_side[sae] = client.dec_key(BROKER_SAE, key_id)
-    return broker_side, client_side
+class _TestbedRun:
+    """One run's clients, broker and tallies; ``run`` goes through the key epochs."""
 
+    def __init__(
+        self,
+        config: TestbedConfig,
+        root: Path,
+        certs: kme_certs.CertPaths,
+        kme_address: tuple[str, int],
+        client_saes: list[str],
+        monitor: LinkMonitor,
+    ) -> None:
+        self.config = config
+        self.certs = certs
+        self.monitor = monitor
+        self.broker_sae = KmeKeyClient(certs, BROKER_SAE, kme_address)
+        self.slaves = {sae: KmeKeyClient(certs, sae, kme_address) for sae in client_saes}
+        self.receiver = _Receiver()
+        self.clients = {
+            sae: _Client(
+                sae,
+                MqttPskClient(
+                    sae,
+                    0,
+                    on_message=self.receiver.on_message if sae == CONTROL_CENTRE_SAE else None,
+                    clean_session=sae != CONTROL_CENTRE_SAE,  # the broker queues for an absent control centre
+                ),
+            )
+            for sae in client_saes
+        }
+        self.broker = MosquittoBroker(root, {}, certs=certs)
+        self.tally = _Tally()
 
-def _connect_all(
-    clients: Mapping[str, MqttPskClient], keys: Mapping[str, bytes], timeout_s: float
-) -> list[float]:
-    """Connect every client, retrying while the broker may still hold the previous psk_file."""
-    times = []
-    for sae, client in clients.items():
-        deadline = time.monotonic() + timeout_s
+    def run(self, sizes: np.ndarray) -> pd.DataFrame:
+        try:
+            for epoch, sequences in enumerate(
+                np.array_split(np.arange(self.config.messages_per_device), self.config.epochs)
+            ):
+                paused = time.perf_counter()
+                attacked = [
+                    self.config.eavesdrop is not None and self.config.eavesdrop.attacks(index, epoch)
+                    for index in range(self.config.devices)
+                ] + [False]  # the control centre's link is never attacked
+                flags = self.monitor.step(attacked)
+                started = time.perf_counter()
+                self._start_epoch(epoch, dict(zip(self.clients, flags, strict=True)))
+                if epoch > 0:
+                    self.tally.rekeys.append(time.perf_counter() - started)
+                    self.tally.pauses.append(time.perf_counter() - paused)
+                self._publish(sequences, sizes)
+            _wait_delivered(self.receiver, self.tally.sent, self.config.timeout_s)
+            deadline = time.monotonic() + self.config.timeout_s
+            for client in self.clients.values():
+                for _payload, info in client.outbox.values():
+                    info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        finally:
+            for client in self.clients.values():
+                client.mqtt.disconnect()
+            self.broker.stop()
+        return _results_table(self.config, self.receiver, self.tally, self.monitor)
+
+    def _start_epoch(self, epoch: int, flagged: Mapping[str, bool]) -> None:
+        """Plan every client's mode for the epoch, rekey and move clients between listeners (break before
+        make), then republish what the broker had not acknowledged on the old connections."""
+        wanted = {sae: CLASSICAL if flagged[sae] else QUANTUM for sae in self.clients}
+        broker_keys, client_keys = {}, {}
+        for sae in self.clients:
+            if wanted[sae] != QUANTUM:
+                continue
+            try:
+                key_id, broker_keys[sae] = self.broker_sae.enc_key(sae)
+                client_keys[sae] = self.slaves[sae].dec_key(BROKER_SAE, key_id)
+                self.tally.keys_used += 1
+            except KeySupplyError:  # the KME holds no key for this link: classical for this epoch
+                broker_keys.pop(sae, None)
+                wanted[sae] = CLASSICAL
+                self.tally.supply_fallbacks += 1
+        unacked: dict[str, list[tuple[int, bytes]]] = {}
+        previous = {sae: client.mode for sae, client in self.clients.items()}
+        for sae, client in self.clients.items():
+            if client.mode == QUANTUM or (client.mode is not None and wanted[sae] == QUANTUM):
+                unacked[sae] = client.disconnect()
+        self.broker.write_psks(
+            broker_keys
+        )  # clients in classical mode have no entry: their old key is revoked
+        if epoch == 0:
+            self.broker.start()
+            for client in self.clients.values():
+                client.mqtt.port, client.mqtt.classical_port = self.broker.port, self.broker.classical_port
+        else:
+            self.broker.reload()
+        for sae, client in self.clients.items():
+            if client.mode is not None:
+                continue  # a classical session that stays classical keeps its connection
+            self.tally.handshakes[wanted[sae]].append(
+                self._connect(client.mqtt, wanted[sae], client_keys.get(sae))
+            )
+            client.mode = wanted[sae]
+            if previous[sae] is not None and previous[sae] != wanted[sae]:
+                self.tally.mode_switches += 1
+            if sae == CONTROL_CENTRE_SAE:
+                client.mqtt.subscribe(f"{TOPIC_PREFIX}/+/telemetry", self.config.timeout_s)
+        for sae, messages in unacked.items():
+            for sequence, payload in messages:
+                self.clients[sae].publish(sequence, payload)
+            self.tally.republished += len(messages)
+
+    def _connect(self, client: MqttPskClient, mode: str, key: bytes | None) -> float:
+        """Connect in ``mode``, retrying while the broker may still hold the previous psk_file."""
+        deadline = time.monotonic() + self.config.timeout_s
         while True:
             try:
-                times.append(client.connect(keys[sae], timeout_s))
-                break
-            except PskRefused:
+                if mode == QUANTUM:
+                    return client.connect(key, self.config.timeout_s)
+                return client.connect_classical(self.certs, self.config.timeout_s)
+            except HandshakeRefused:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
-    return times
 
-
-def _run_with_kme(
-    config: TestbedConfig,
-    root: Path,
-    certs: kme_certs.CertPaths,
-    kme_address: tuple[str, int],
-    client_saes: list[str],
-    sizes: np.ndarray,
-) -> pd.DataFrame:
-    broker_sae = KmeKeyClient(certs, BROKER_SAE, kme_address)
-    slaves = {sae: KmeKeyClient(certs, sae, kme_address) for sae in client_saes}
-    keys_used = 0
-    broker_keys, client_keys = _fetch_keys(broker_sae, slaves)
-    keys_used += len(broker_keys)
-    receiver = _Receiver()
-    mqtt_clients = {
-        sae: MqttPskClient(sae, 0, on_message=receiver.on_message if sae == CONTROL_CENTRE_SAE else None)
-        for sae in client_saes
-    }
-    handshakes: list[float] = []
-    rekeys: list[float] = []
-    epoch_seconds: list[float] = []
-    sent = 0
-    broker = MosquittoBroker(root, broker_keys)
-    try:
-        broker.start()
-        for client in mqtt_clients.values():
-            client.port = broker.port
-        handshakes += _connect_all(mqtt_clients, client_keys, config.timeout_s)
-        mqtt_clients[CONTROL_CENTRE_SAE].subscribe(f"{TOPIC_PREFIX}/+/telemetry", config.timeout_s)
-        epochs = np.array_split(np.arange(config.messages_per_device), config.rekeys + 1)
-        for number, epoch in enumerate(epochs):
-            if number > 0:
-                started = time.perf_counter()
-                for client in mqtt_clients.values():
-                    client.disconnect()
-                broker_keys, client_keys = _fetch_keys(broker_sae, slaves)
-                keys_used += len(broker_keys)
-                broker.write_psks(broker_keys)
-                broker.reload()
-                handshakes += _connect_all(mqtt_clients, client_keys, config.timeout_s)
-                mqtt_clients[CONTROL_CENTRE_SAE].subscribe(f"{TOPIC_PREFIX}/+/telemetry", config.timeout_s)
-                rekeys.append(time.perf_counter() - started)
-            epoch_start = time.perf_counter_ns()
-            pending = []
-            for sequence in epoch:
-                for index, sae in enumerate(config.device_saes):
-                    size = int(sizes[index, sequence])
-                    header = int(sequence).to_bytes(8, "big") + time.perf_counter_ns().to_bytes(8, "big")
-                    payload = header + bytes(size - HEADER_BYTES)
-                    pending.append(mqtt_clients[sae].publish(f"{TOPIC_PREFIX}/{sae}/telemetry", payload))
-                    sent += 1
-                if config.publish_interval_s > 0:
-                    time.sleep(config.publish_interval_s)
-            _wait_delivered(receiver, sent, config.timeout_s)
-            for info in pending:
-                info.wait_for_publish(config.timeout_s)
-            epoch_seconds.append((receiver.last_receive_ns - epoch_start) / 1e9)
-    finally:
-        for client in mqtt_clients.values():
-            client.disconnect()
-        broker.stop()
-    return _results_table(config, receiver, sent, handshakes, rekeys, epoch_seconds, keys_used)
+    def _publish(self, sequences: np.ndarray, sizes: np.ndarray) -> None:
+        for sequence in sequences:
+            for index, sae in enumerate(self.config.device_saes):
+                size = int(sizes[index, sequence])
+                now = time.perf_counter_ns()
+                self.tally.first_publish_ns = self.tally.first_publish_ns or now
+                payload = (
+                    int(sequence).to_bytes(8, "big") + now.to_bytes(8, "big") + bytes(size - HEADER_BYTES)
+                )
+                client = self.clients[sae]
+                client.publish(int(sequence), payload)
+                self.tally.message_mode[(sae, int(sequence))] = client.mode or QUANTUM
+                self.tally.sent += 1
+            if self.config.publish_interval_s > 0:
+                time.sleep(self.config.publish_interval_s)
 
 
 def _wait_delivered(receiver: _Receiver, expected: int, timeout_s: float) -> None:
@@ -548,15 +865,13 @@ def _wait_delivered(receiver: _Receiver, expected: int, timeout_s: float) -> Non
 
 
 def _results_table(
-    config: TestbedConfig,
-    receiver: _Receiver,
-    sent: int,
-    handshakes: list[float],
-    rekeys: list[float],
-    epoch_seconds: list[float],
-    keys_used: int,
+    config: TestbedConfig, receiver: _Receiver, tally: _Tally, monitor: LinkMonitor
 ) -> pd.DataFrame:
-    latencies_ms = np.array(list(receiver.latency_ns.values()), dtype=float) / 1e6
+    with receiver.lock:
+        latency = dict(receiver.latency_ns)
+        receptions = receiver.receptions
+        last_receive_ns = receiver.last_receive_ns
+    latencies_ms = np.array(list(latency.values()), dtype=float) / 1e6
     delivered = latencies_ms.size
     rows: list[dict[str, Any]] = [
         {"type": "runattr", "attrname": name, "attrvalue": value}
@@ -576,19 +891,41 @@ def _results_table(
     def median_ms(seconds: list[float]) -> float:
         return 1e3 * float(np.median(seconds)) if seconds else float("nan")
 
-    scalar("network", "latency_median_ms", np.median(latencies_ms) if delivered else np.nan)
-    scalar("network", "latency_p95_ms", np.percentile(latencies_ms, 95) if delivered else np.nan)
+    def percentile(values: np.ndarray, q: float) -> float:
+        return float(np.percentile(values, q)) if values.size else float("nan")
+
+    scalar("network", "latency_median_ms", percentile(latencies_ms, 50))
+    scalar("network", "latency_p95_ms", percentile(latencies_ms, 95))
     scalar("network", "latency_mean_ms", latencies_ms.mean() if delivered else np.nan)
-    scalar("network", "messages_sent", sent)
+    scalar("network", "messages_sent", tally.sent)
     scalar("network", "messages_delivered", delivered)
-    scalar("network", "messages_lost", sent - delivered)
-    busy = sum(epoch_seconds)
-    scalar("network", "messages_per_s", delivered / busy if busy > 0 else np.nan)
-    scalar("testbed", "handshake_median_ms", median_ms(handshakes))
-    scalar("testbed", "handshakes", len(handshakes))
-    scalar("testbed", "rekey_median_ms", median_ms(rekeys))
-    scalar("testbed", "rekeys", len(rekeys))
-    scalar("keys", "keys_used", keys_used)
+    scalar("network", "messages_lost", tally.sent - delivered)
+    scalar("network", "duplicates", receptions - delivered)
+    active_s = (last_receive_ns - tally.first_publish_ns) / 1e9 - sum(tally.pauses)
+    scalar("network", "messages_per_s", delivered / active_s if delivered and active_s > 0 else np.nan)
+    scalar("testbed", "handshake_median_ms", median_ms(tally.handshakes[QUANTUM]))
+    scalar("testbed", "handshakes", len(tally.handshakes[QUANTUM]))
+    scalar("testbed", "classical_handshake_median_ms", median_ms(tally.handshakes[CLASSICAL]))
+    scalar("testbed", "classical_handshakes", len(tally.handshakes[CLASSICAL]))
+    scalar("testbed", "rekey_median_ms", median_ms(tally.rekeys))
+    scalar("testbed", "rekeys", len(tally.rekeys))
+    scalar("testbed", "republished", tally.republished)
+    scalar("keys", "keys_used", tally.keys_used)
+    for mode in (QUANTUM, CLASSICAL):
+        keys = [k for k, m in tally.message_mode.items() if m == mode]
+        mode_ms = np.array([latency[k] for k in keys if k in latency], dtype=float) / 1e6
+        scalar("hybrid", f"messages_{mode}", len(keys))
+        scalar("hybrid", f"delivered_{mode}", mode_ms.size)
+        scalar("hybrid", f"latency_median_{mode}_ms", percentile(mode_ms, 50))
+        scalar("hybrid", f"{mode}_sessions", len(tally.handshakes[mode]))
+    scalar("hybrid", "mode_switches", tally.mode_switches)
+    scalar("hybrid", "supply_fallbacks", tally.supply_fallbacks)
+    attacked = np.array(monitor.attacked, dtype=bool)
+    flags = np.array(monitor.flags, dtype=bool)
+    scalar("qkd", "blocks", flags.size)
+    scalar("ids", "link_flags", flags.sum())
+    scalar("ids", "quantum_detection_rate", flags[attacked].mean() if attacked.any() else np.nan)
+    scalar("ids", "quantum_false_alarm_rate", flags[~attacked].mean() if (~attacked).any() else np.nan)
     table = pd.DataFrame(rows, columns=CSVR_COLUMNS)
     table["run"] = f"testbed-{config.seed}"
     return table

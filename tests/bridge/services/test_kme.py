@@ -20,6 +20,7 @@ import pytest
 
 from bridge.services import kme_certs
 from bridge.services.kme import KeyStore, KmeConfig, KmeServer
+from qesif_core.qkd.channel import CHANNEL_PRESETS
 
 STATUS_FIELDS = {
     "source_KME_ID": str,
@@ -482,6 +483,16 @@ def test_same_seed_same_keys_and_key_ids(certs):
 
     assert draw(5) == draw(5)
     assert draw(5) != draw(6)
+
+
+def test_feed_pair_runs_one_block_on_the_given_channel(certs):
+    store = KeyStore(make_config(certs), np.random.default_rng(2))
+    attacked = store.feed_pair(("A", "B"), CHANNEL_PRESETS["eavesdropped"])
+    assert attacked.qber > 0.1 and not attacked.accepted and attacked.keys_added == 0
+    clean = store.feed_pair(("A", "B"), CHANNEL_PRESETS["clean"])
+    assert clean.qber < 0.05 and clean.accepted and clean.keys_added > 0
+    assert store.counters[("A", "B")].blocks == 2 and store.counters[("C", "D")].blocks == 0
+    assert store.status("A", "B")["stored_key_count"] == clean.keys_added
 
 
 def test_key_bytes_never_reach_the_logs(certs, caplog):

@@ -1,6 +1,7 @@
-"""The MQTT testbed: a real Mosquitto broker with a TLS-PSK listener keyed from the ETSI GS QKD 014 KME,
-paho-mqtt clients over TLS 1.2 PSK (sslpsk3), rekeying by psk_file + SIGHUP. Every process a test starts is
-stopped by pid in a finally/fixture; tests needing mosquitto or the Python clients skip when absent."""
+"""The MQTT testbed: a real Mosquitto broker with a TLS-PSK listener keyed from the ETSI GS QKD 014 KME and a
+classical TLS 1.3 certificate listener, paho-mqtt clients over TLS 1.2 PSK (sslpsk3), rekeying by psk_file +
+SIGHUP, Q-IDS-driven fallback. Every process a test starts is stopped by pid in a finally/fixture; tests
+needing mosquitto or the Python clients skip when absent."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bridge.services.kme import KmeConfig, KmeServer
 from bridge.services.testbed import (
     BROKER_SAE,
     CSVR_COLUMNS,
-    KeySupplyError,
+    HandshakeRefused,
     KmeKeyClient,
     MosquittoBroker,
     MqttPskClient,
@@ -68,6 +69,34 @@ def test_config_rejects_unknown_and_bad_fields():
     with pytest.raises(UserInputError, match="publish_interval_s"):
         TestbedConfig.from_mapping({"publish_interval_s": -1})
     assert TestbedConfig.from_mapping({"devices": 2, "rekeys": 0}).device_saes == ["SAE-dev0", "SAE-dev1"]
+
+
+def test_config_checks_eavesdrop_and_qids_fields():
+    base = {"devices": 2, "messages_per_device": 10, "rekeys": 3}
+    for bad, field in (
+        ({"start_epoch": 2, "end_epoch": 2}, "start_epoch"),
+        ({"start_epoch": 0, "end_epoch": 5}, "end_epoch"),  # 4 epochs
+        ({"start_epoch": 0, "end_epoch": 1, "devices": [2]}, "devices"),
+        ({"start_epoch": 0, "end_epoch": 1, "when": 3}, "when"),
+    ):
+        with pytest.raises(UserInputError, match=field):
+            TestbedConfig.from_mapping({**base, "eavesdrop": bad})
+    with pytest.raises(UserInputError, match="qids"):
+        TestbedConfig.from_mapping({**base, "qids": {"key_drop_widow": 2}})
+    with pytest.raises(UserInputError, match="key_drop_window"):
+        TestbedConfig.from_mapping({**base, "qids": {"key_drop_window": 0}})
+    with pytest.raises(UserInputError, match="channel"):
+        TestbedConfig.from_mapping({**base, "channel": "foggy"})
+    config = TestbedConfig.from_mapping(
+        {
+            **base,
+            "eavesdrop": {"start_epoch": 1, "end_epoch": 3, "devices": [1]},
+            "qids": {"key_drop_window": 2},
+        }
+    )
+    assert [config.eavesdrop.attacks(1, epoch) for epoch in range(4)] == [False, True, True, False]
+    assert not config.eavesdrop.attacks(0, 1)
+    assert config.qids_params().key_drop_window == 2
 
 
 def test_missing_mosquitto_is_named_and_cli_exits_2(tmp_path, monkeypatch, capsys):
@@ -182,15 +211,99 @@ def test_run_delivers_every_qos1_message_across_rekeys(tmp_path):
     assert not leftover, f"mosquitto left running: {leftover}"
 
 
+def scalars(table: pd.DataFrame) -> dict[str, float]:
+    return {f"{r.module}/{r.name}": r.value for r in table[table["type"] == "scalar"].itertuples()}
+
+
 @pytest.mark.testbed
 @needs_testbed
-def test_eavesdropped_link_gives_no_key_and_no_broker(tmp_path):
+def test_classical_listener_is_tls13_with_certificates_only(tmp_path, rng):
+    certs = kme_certs.generate(tmp_path / "certs", ["SAE-dev0"])
+    stranger = kme_certs.generate(tmp_path / "other-ca", ["SAE-dev0"])  # same name, another CA
+    key = rng.bytes(32)
+    broker = MosquittoBroker(tmp_path, {"SAE-dev0": key}, certs=certs)
+    try:
+        broker.start()
+        client = MqttPskClient("SAE-dev0", broker.port, classical_port=broker.classical_port)
+        assert client.connect_classical(certs, timeout_s=5.0) > 0
+        assert client.tls_socket.version() == "TLSv1.3"
+        client.disconnect()
+        with pytest.raises(HandshakeRefused):
+            client.connect_classical(stranger, timeout_s=5.0)
+        wrong_port = MqttPskClient("SAE-dev0", broker.classical_port)
+        assert not connect_or_refused(wrong_port, key), "the certificate listener accepted a PSK"
+        assert connect_or_refused(client, key)
+    finally:
+        broker.stop()
+    assert not mosquitto_children()
+
+
+@pytest.mark.testbed
+@needs_testbed
+def test_eavesdropped_interval_moves_device_to_classical_and_back_without_loss(tmp_path):
     config = TestbedConfig.from_mapping(
-        {"devices": 1, "messages_per_device": 1, "rekeys": 0, "channel": "eavesdropped"}
+        {
+            "devices": 2,
+            "messages_per_device": 80,
+            "rekeys": 7,
+            "seed": 3,
+            "pulses_per_block": 10**6,
+            "eavesdrop": {"start_epoch": 2, "end_epoch": 4, "devices": [1]},
+            "qids": {"key_drop_window": 2},
+        }
     )
-    with pytest.raises(KeySupplyError, match="503"):
-        run_testbed(config, workdir=tmp_path)
+    values = scalars(run_testbed(config, workdir=tmp_path))
+    assert values["network/messages_sent"] == 160
+    assert values["network/messages_delivered"] == 160, "a QoS 1 message was lost"
+    assert values["network/messages_lost"] == 0
+    assert values["ids/quantum_detection_rate"] == 1.0  # both attacked blocks flagged
+    # one device moves away and back (the control centre and device 0 stay on QKD keys)
+    assert values["hybrid/mode_switches"] == 2
+    assert values["hybrid/classical_sessions"] == 1
+    # device 1 spends the two attacked epochs, and at most the Q-IDS window after them, in classical mode
+    assert values["hybrid/messages_classical"] in (20, 30, 40)
+    assert values["hybrid/delivered_classical"] == values["hybrid/messages_classical"]
+    assert values["hybrid/messages_quantum"] + values["hybrid/messages_classical"] == 160
+    # a QKD key per quantum session; none while classical
+    assert values["keys/keys_used"] == values["hybrid/quantum_sessions"] == values["testbed/handshakes"]
+    assert values["keys/keys_used"] < 3 * 8
+    assert values["network/duplicates"] <= values["testbed/republished"]
     assert not list(tmp_path.iterdir())
+    assert not mosquitto_children()
+
+
+@pytest.mark.testbed
+@needs_testbed
+def test_eavesdropped_channel_runs_classical_without_keys(tmp_path):
+    config = TestbedConfig.from_mapping(
+        {
+            "devices": 1,
+            "messages_per_device": 6,
+            "rekeys": 1,
+            "channel": "eavesdropped",
+            "pulses_per_block": 10**6,
+        }
+    )
+    values = scalars(run_testbed(config, workdir=tmp_path))
+    assert values["network/messages_delivered"] == 6
+    assert values["hybrid/messages_classical"] == 6
+    assert values["keys/keys_used"] == 0 and values["testbed/handshakes"] == 0
+    assert values["ids/quantum_detection_rate"] == 1.0
+    assert not mosquitto_children()
+
+
+@pytest.mark.testbed
+@needs_testbed
+def test_short_key_supply_falls_back_to_classical(tmp_path):
+    # 10^5 pulses leave no secret bits: the KME answers 503, the link is not flagged (calibrated alike)
+    config = TestbedConfig.from_mapping(
+        {"devices": 1, "messages_per_device": 4, "rekeys": 1, "pulses_per_block": 10**5}
+    )
+    values = scalars(run_testbed(config, workdir=tmp_path))
+    assert values["network/messages_delivered"] == 4
+    assert values["hybrid/supply_fallbacks"] == 4  # device and control centre ask in both epochs
+    assert values["hybrid/messages_classical"] == 4 and values["keys/keys_used"] == 0
+    assert not mosquitto_children()
 
 
 @pytest.mark.testbed
