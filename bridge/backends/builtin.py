@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from bridge.backends.workload import Workload
 from bridge.cosim import protocol
-from bridge.cosim.runsetup import prepare_flows, run_streams
+from bridge.cosim.runsetup import run_streams
 from qesif_core.costs import CostModel, load_cost_model
 from qesif_core.errors import UserInputError
 from qesif_core.network.ieee802154 import Ieee802154
@@ -47,16 +48,11 @@ from qesif_core.network.model import (
     busy_devices,
     simulate_round,
 )
-from qesif_core.network.traffic import RecordReplay, build_topology, poisson_arrivals, round_traffic
+from qesif_core.network.traffic import round_traffic
 from qesif_core.network.wifi import ESP32_RADIO_A, Wifi80211
 
 log = logging.getLogger(__name__)
 
-#: Bounds of one message's application payload: a record's mean bytes per packet, clipped to a sensor
-#: reading at least and one application message at most (larger flows are bulk transfers).
-PAYLOAD_MIN_BYTES = 16
-PAYLOAD_MAX_BYTES = 256
-AES_BLOCK_BYTES = 16
 #: ``network.access`` values the built-in backend models.
 ACCESS_MODELS = ("802.15.4", "wifi")
 
@@ -112,12 +108,6 @@ def session_rounds_of(spec: Mapping[str, Any]) -> int:
     return value
 
 
-def record_payloads(bytes_out: np.ndarray, pkts_out: np.ndarray) -> np.ndarray:
-    """Application payload of a message carrying a record: its mean bytes per packet, clipped."""
-    per_packet = np.nan_to_num(bytes_out, nan=0.0) / np.maximum(np.nan_to_num(pkts_out, nan=1.0), 1.0)
-    return np.clip(np.round(per_packet), PAYLOAD_MIN_BYTES, PAYLOAD_MAX_BYTES).astype(np.int64)
-
-
 class BuiltinNetwork:
     """The network side of one run (see the module docstring)."""
 
@@ -130,27 +120,12 @@ class BuiltinNetwork:
             )
         self.rounds = int(spec["rounds"])
         self.round_duration_s = float(spec["round_duration_s"])
-        self.mean_interarrival_s = float(net["mean_interarrival_s"])
-        self.n_devices = int(net["devices"])
-        self.n_gateways = int(net["gateways"])
-        if self.n_gateways > self.n_devices:
-            raise UserInputError(
-                f"network.gateways ({self.n_gateways}) exceeds network.devices ({self.n_devices})"
-            )
-        streams = run_streams(spec["seed"])
         self.params = network_params(load_cost_model(spec.get("costs") or {}), net)
-        self.topology = build_topology(
-            self.n_devices, self.n_gateways, float(net["mqtt_fraction"]), streams.topology
-        )
-        flows, _, test_index = prepare_flows(spec, streams)
-        held_out = flows.iloc[test_index]
-        self._record_ids = test_index
-        self._payload = record_payloads(
-            held_out["bytes_out"].to_numpy(float), held_out["pkts_out"].to_numpy(float)
-        )
-        source = held_out["device_key"].astype(str).to_numpy()
-        self._replay = RecordReplay(source, held_out["ts"].to_numpy(float), self.n_devices)
-        self._rng = streams.traffic
+        self.workload = Workload(spec, run_streams(spec["seed"]))
+        self.n_devices = self.workload.n_devices
+        self.n_gateways = self.workload.n_gateways
+        self.topology = self.workload.topology
+        self._rng = self.workload.rng
         self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
         self.session_rounds = session_rounds_of(spec)
@@ -173,18 +148,20 @@ class BuiltinNetwork:
     def begin_round(self, round_index: int) -> dict[str, Any]:
         """Draw the round's messages and ask for the grants of the sessions that start in it (KEY_REQUEST
         body): those of devices with messages, not busy, whose session is due (module docstring)."""
-        start = round_index * self.round_duration_s
-        device, time = poisson_arrivals(
-            self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self._rng
-        )
-        slot = self._replay.take(device)
-        traffic = round_traffic(device, time, self._payload[slot])
+        messages = self.workload.round_messages(round_index)
+        device, time = messages.device, messages.time
+        traffic = round_traffic(device, time, messages.payload)
         first_time = np.full(traffic.session_device.size, np.inf)
         np.minimum.at(first_time, traffic.session, time)
         self._session_due |= (round_index + self._session_offset) % self.session_rounds == 0
         busy = busy_devices(self._state, self.n_devices)
         starts = self._session_due[traffic.session_device] & ~busy[traffic.session_device]
-        self._pending = {"round": round_index, "traffic": traffic, "slot": slot, "starts": starts}
+        self._pending = {
+            "round": round_index,
+            "traffic": traffic,
+            "record": messages.record,
+            "starts": starts,
+        }
         new = traffic.session_device[starts]
         return {
             "round": round_index,
@@ -222,8 +199,7 @@ class BuiltinNetwork:
             session_starts=starts,
         )
         self._pending = None
-        slot = pending["slot"]
-        records, first = np.unique(self._record_ids[slot], return_index=True)
+        records, first = np.unique(pending["record"], return_index=True)
         return {
             "round": pending["round"],
             "messages_sent": int(traffic.device.size),

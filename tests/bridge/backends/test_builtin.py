@@ -1,13 +1,6 @@
-import numpy as np
 import pytest
 
-from bridge.backends.builtin import (
-    PAYLOAD_MAX_BYTES,
-    PAYLOAD_MIN_BYTES,
-    BuiltinNetwork,
-    network_params,
-    record_payloads,
-)
+from bridge.backends.builtin import BuiltinNetwork, network_params
 from bridge.cosim.orchestrator import plan_costs
 from bridge.scenario import resolve_channel
 from qesif_core.costs import load_cost_model
@@ -28,11 +21,6 @@ def _spec(**network):
         "qids": {},
         "costs": {},
     }  # fmt: skip
-
-
-def test_payloads_are_bytes_per_packet_clipped():
-    payload = record_payloads(np.array([0.0, 500.0, 1e9, np.nan]), np.array([1.0, 5.0, 2.0, 0.0]))
-    assert payload.tolist() == [PAYLOAD_MIN_BYTES, 100, PAYLOAD_MAX_BYTES, PAYLOAD_MIN_BYTES]
 
 
 def test_radio_and_device_figures_come_from_the_cost_model():
