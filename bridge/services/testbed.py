@@ -47,6 +47,7 @@ import pandas as pd
 from bridge.cosim.orchestrator import qids_calibration
 from bridge.datasets import load_flows
 from bridge.services import kme_certs
+from bridge.services.coap import missing_coap
 from bridge.services.kme import KeyStore, KmeConfig, KmeServer
 from qesif_core.errors import UserInputError
 from qesif_core.qids.anomaly import CALIBRATION_MODES, QidsParams, key_drop_ratio, run_matrices
@@ -113,10 +114,14 @@ class Eavesdrop:
     start_epoch: int
     end_epoch: int
     devices: tuple[int, ...] | None = None
+    coap_devices: tuple[int, ...] = ()
 
     def attacks(self, device: int, epoch: int) -> bool:
         in_devices = self.devices is None or device in self.devices
         return in_devices and self.start_epoch <= epoch < self.end_epoch
+
+    def attacks_coap(self, device: int, epoch: int) -> bool:
+        return device in self.coap_devices and self.start_epoch <= epoch < self.end_epoch
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class TestbedConfig:
     dataset: str = "ton_iot"
     dataset_path: str | None = None
     channel: str = "clean"
+    coap_devices: int = 0  # CoAP devices (OSCORE keyed from the KME) besides the MQTT devices
     pulses_per_block: int = 10**7
     timeout_s: float = 30.0
     publish_interval_s: float = 0.0  # pause after each device round of publishes; 0: back-to-back bursts
@@ -153,6 +159,7 @@ class TestbedConfig:
             raise UserInputError(f"{source}: unknown field(s) {unknown}; known: {sorted(known)}")
         bounds = {
             "devices": (1, 50),
+            "coap_devices": (0, 50),
             "messages_per_device": (1, 100_000),
             "rekeys": (0, 100),
             "seed": (0, 2**63 - 1),
@@ -216,6 +223,10 @@ class TestbedConfig:
     def device_saes(self) -> list[str]:
         return [f"SAE-dev{i}" for i in range(self.devices)]
 
+    @property
+    def coap_saes(self) -> list[str]:
+        return [f"SAE-coap{i}" for i in range(self.coap_devices)]
+
 
 def _checked_qids(raw: Any, source: str) -> dict[str, Any]:
     """The ``qids`` mapping: QidsParams fields plus ``calibration`` and ``calibration_blocks``."""
@@ -245,7 +256,7 @@ def _checked_eavesdrop(raw: Any, config: TestbedConfig, source: str) -> Eavesdro
     """``eavesdrop: {start_epoch, end_epoch, devices}``: epochs within the run, device indices in range."""
     if not isinstance(raw, Mapping):
         raise UserInputError(f"{source}: eavesdrop must be a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - {"start_epoch", "end_epoch", "devices"})
+    unknown = sorted(set(raw) - {"start_epoch", "end_epoch", "devices", "coap_devices"})
     if unknown:
         raise UserInputError(f"{source}: unknown eavesdrop field(s) {unknown}")
     bounds = []
@@ -261,19 +272,22 @@ def _checked_eavesdrop(raw: Any, config: TestbedConfig, source: str) -> Eavesdro
         raise UserInputError(f"{source}: eavesdrop.start_epoch must be below end_epoch, got {bounds}")
     devices = raw.get("devices")
     if devices is not None:
-        if (
-            not isinstance(devices, list)
-            or not devices
-            or any(
-                isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < config.devices for d in devices
-            )
-        ):
-            raise UserInputError(
-                f"{source}: eavesdrop.devices must be a non-empty list of device indices in "
-                f"[0, {config.devices - 1}], got {devices!r}"
-            )
-        devices = tuple(sorted(set(devices)))
-    return Eavesdrop(bounds[0], bounds[1], devices)
+        devices = _indices(devices, config.devices, "eavesdrop.devices", source)
+    coap = raw.get("coap_devices")
+    coap = () if coap is None else _indices(coap, config.coap_devices, "eavesdrop.coap_devices", source)
+    return Eavesdrop(bounds[0], bounds[1], devices, coap)
+
+
+def _indices(raw: Any, count: int, name: str, source: str) -> tuple[int, ...]:
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < count for d in raw)
+    ):
+        raise UserInputError(
+            f"{source}: {name} must be a non-empty list of device indices in [0, {count - 1}], got {raw!r}"
+        )
+    return tuple(sorted(set(raw)))
 
 
 class KmeKeyClient:
@@ -694,19 +708,22 @@ class _Client:
 
 def run_testbed(config: TestbedConfig, workdir: Path | None = None) -> pd.DataFrame:
     """Run the scenario end to end on this machine and return its CSV-R table (module docstring)."""
-    missing = missing_requirements()
+    missing = missing_requirements() + (missing_coap() if config.coap_devices else [])
     if missing:
         raise TestbedUnavailable("the testbed needs: " + ", ".join(missing))
     rng = np.random.default_rng(config.seed)
-    sizes = payload_sizes(config, rng)
+    sizes = payload_sizes(dataclasses.replace(config, devices=config.devices + config.coap_devices), rng)
     with tempfile.TemporaryDirectory(prefix="qesif-testbed-", dir=workdir) as tmp:
         root = Path(tmp)
         clients = [*config.device_saes, CONTROL_CENTRE_SAE]
-        certs = kme_certs.generate(root / "certs", [BROKER_SAE, *clients])
+        certs = kme_certs.generate(root / "certs", [BROKER_SAE, *clients, *config.coap_saes])
+        pairs = [(BROKER_SAE, sae) for sae in clients] + [
+            (CONTROL_CENTRE_SAE, sae) for sae in config.coap_saes
+        ]
         kme_config = KmeConfig.from_mapping(
             {
                 "certs": str(certs.root),
-                "pairs": [{"master": BROKER_SAE, "slave": sae} for sae in clients],
+                "pairs": [{"master": master, "slave": slave} for master, slave in pairs],
                 "port": 0,
                 "seed": config.seed,
                 "channel": config.channel,
@@ -717,8 +734,13 @@ def run_testbed(config: TestbedConfig, workdir: Path | None = None) -> pd.DataFr
             "testbed kme",
         )
         with KmeServer(kme_config) as kme:
-            monitor = LinkMonitor(config, kme.store, [(BROKER_SAE, sae) for sae in clients], rng.spawn(1)[0])
-            return _TestbedRun(config, root, certs, kme.address, clients, monitor).run(sizes)
+            monitor = LinkMonitor(config, kme.store, pairs, rng.spawn(1)[0])
+            coap = (
+                _CoapRun(config, certs, kme.address, sizes[config.devices :]) if config.coap_devices else None
+            )
+            return _TestbedRun(config, root, certs, kme.address, clients, monitor, coap).run(
+                sizes[: config.devices]
+            )
 
 
 class _TestbedRun:
@@ -732,10 +754,12 @@ class _TestbedRun:
         kme_address: tuple[str, int],
         client_saes: list[str],
         monitor: LinkMonitor,
+        coap: _CoapRun | None = None,
     ) -> None:
         self.config = config
         self.certs = certs
         self.monitor = monitor
+        self.coap = coap
         self.broker_sae = KmeKeyClient(certs, BROKER_SAE, kme_address)
         self.slaves = {sae: KmeKeyClient(certs, sae, kme_address) for sae in client_saes}
         self.receiver = _Receiver()
@@ -755,22 +779,42 @@ class _TestbedRun:
         self.tally = _Tally()
 
     def run(self, sizes: np.ndarray) -> pd.DataFrame:
+        eavesdrop = self.config.eavesdrop
         try:
+            if self.coap is not None:
+                self.coap.start()
             for epoch, sequences in enumerate(
                 np.array_split(np.arange(self.config.messages_per_device), self.config.epochs)
             ):
                 paused = time.perf_counter()
+                if self.coap is not None:
+                    self.coap.finish_epoch()
                 attacked = [
-                    self.config.eavesdrop is not None and self.config.eavesdrop.attacks(index, epoch)
-                    for index in range(self.config.devices)
-                ] + [False]  # the control centre's link is never attacked
-                flags = self.monitor.step(attacked)
+                    eavesdrop is not None and eavesdrop.attacks(i, epoch) for i in range(self.config.devices)
+                ]
+                attacked.append(False)  # the control centre's link is never attacked
+                attacked += [
+                    eavesdrop is not None and eavesdrop.attacks_coap(i, epoch)
+                    for i in range(self.config.coap_devices)
+                ]
+                flags = dict(
+                    zip(
+                        [slave for _master, slave in self.monitor.pairs],
+                        self.monitor.step(attacked),
+                        strict=True,
+                    )
+                )
                 started = time.perf_counter()
-                self._start_epoch(epoch, dict(zip(self.clients, flags, strict=True)))
+                self._start_epoch(epoch, flags)
                 if epoch > 0:
                     self.tally.rekeys.append(time.perf_counter() - started)
                     self.tally.pauses.append(time.perf_counter() - paused)
+                if self.coap is not None:
+                    self.coap.start_epoch(epoch, flags)
+                    self.coap.post(sequences)  # in the background, while the MQTT devices publish
                 self._publish(sequences, sizes)
+            if self.coap is not None:
+                self.coap.finish_epoch()
             _wait_delivered(self.receiver, self.tally.sent, self.config.timeout_s)
             deadline = time.monotonic() + self.config.timeout_s
             for client in self.clients.values():
@@ -780,7 +824,23 @@ class _TestbedRun:
             for client in self.clients.values():
                 client.mqtt.disconnect()
             self.broker.stop()
-        return _results_table(self.config, self.receiver, self.tally, self.monitor)
+            if self.coap is not None:
+                self.coap.stop()
+        table = _results_table(self.config, self.receiver, self.tally, self.monitor)
+        if self.coap is None:
+            return table
+        coap_rows = pd.DataFrame(
+            [
+                {"type": "scalar", "module": "coap", "name": n, "value": float(v)}
+                for n, v in self.coap.scalars().items()
+            ],
+            columns=CSVR_COLUMNS,
+        )
+        coap_rows["run"] = table["run"].iloc[0]
+        table.loc[(table["module"] == "keys") & (table["name"] == "keys_used"), "value"] += (
+            self.coap.keys_used
+        )
+        return pd.concat([table, coap_rows], ignore_index=True)
 
     def _start_epoch(self, epoch: int, flagged: Mapping[str, bool]) -> None:
         """Plan every client's mode for the epoch, rekey and move clients between listeners (break before
@@ -856,6 +916,98 @@ class _TestbedRun:
                 self.tally.sent += 1
             if self.config.publish_interval_s > 0:
                 time.sleep(self.config.publish_interval_s)
+
+
+class _CoapRun:
+    """The run's CoAP devices: per key epoch an OSCORE context per device from a new KME key (master: the
+    control centre's SAE, which runs the CoAP server); a device whose link is flagged or has no key holds
+    its messages (its server-side context is revoked) and sends them, in order, in its next usable epoch."""
+
+    def __init__(
+        self,
+        config: TestbedConfig,
+        certs: kme_certs.CertPaths,
+        kme_address: tuple[str, int],
+        sizes: np.ndarray,
+    ) -> None:
+        from bridge.services.coap import CoapTestbed
+
+        self.saes = config.coap_saes
+        self.sizes = sizes
+        self.master = KmeKeyClient(certs, CONTROL_CENTRE_SAE, kme_address)
+        self.slaves = {sae: KmeKeyClient(certs, sae, kme_address) for sae in self.saes}
+        self.testbed = CoapTestbed(self.saes, config.timeout_s)
+        self.usable = {sae: False for sae in self.saes}
+        self.backlog: dict[str, list[tuple[int, int]]] = {sae: [] for sae in self.saes}
+        self.rekeys: list[float] = []
+        self.keys_used = self.sent = self.held = self.supply_fallbacks = self.held_epochs = 0
+        self._posting: Any = None
+
+    def start(self) -> None:
+        self.testbed.start()
+
+    def stop(self) -> None:
+        self.testbed.stop()
+
+    def start_epoch(self, epoch: int, flagged: Mapping[str, bool]) -> None:
+        started = time.perf_counter()
+        for index, sae in enumerate(self.saes):
+            usable = not flagged[sae]
+            if usable:
+                try:
+                    key_id, server_key = self.master.enc_key(sae)
+                    device_key = self.slaves[sae].dec_key(CONTROL_CENTRE_SAE, key_id)
+                except KeySupplyError:
+                    usable = False
+                    self.supply_fallbacks += 1
+                else:
+                    self.keys_used += 1
+                    self.testbed.set_server_key(index, key_id, server_key)
+                    self.testbed.set_device_key(index, key_id, device_key)
+            if not usable:
+                self.testbed.revoke(index)
+                self.held_epochs += 1
+            self.usable[sae] = usable
+        if epoch > 0:
+            self.rekeys.append(time.perf_counter() - started)
+
+    def post(self, sequences: np.ndarray) -> None:
+        messages = {}
+        for index, sae in enumerate(self.saes):
+            items = [(int(s), int(self.sizes[index, s])) for s in sequences]
+            self.sent += len(items)
+            if self.usable[sae]:
+                messages[sae], self.backlog[sae] = self.backlog[sae] + items, []
+            else:
+                self.backlog[sae] += items
+                self.held += len(items)
+        self._posting = self.testbed.start_posting(messages)
+
+    def finish_epoch(self) -> None:
+        if self._posting is not None:
+            posting, self._posting = self._posting, None
+            self.testbed.finish(posting)
+
+    def scalars(self) -> dict[str, float]:
+        latencies_ms = np.array(list(self.testbed.latency_ns.values()), dtype=float) / 1e6
+        delivered = latencies_ms.size
+        return {
+            "messages_sent": self.sent,
+            "messages_delivered": delivered,
+            "messages_lost": self.sent - delivered,
+            "messages_held": self.held,
+            "latency_median_ms": float(np.median(latencies_ms)) if delivered else np.nan,
+            "latency_p95_ms": float(np.percentile(latencies_ms, 95)) if delivered else np.nan,
+            "messages_per_s": delivered / self.testbed.busy_s
+            if delivered and self.testbed.busy_s > 0
+            else np.nan,
+            "refusals": self.testbed.refusals,
+            "failures": self.testbed.failures,
+            "rekey_median_ms": 1e3 * float(np.median(self.rekeys)) if self.rekeys else np.nan,
+            "keys_used": self.keys_used,
+            "held_epochs": self.held_epochs,
+            "supply_fallbacks": self.supply_fallbacks,
+        }
 
 
 def _wait_delivered(receiver: _Receiver, expected: int, timeout_s: float) -> None:

@@ -6,6 +6,7 @@ needing mosquitto or the Python clients skip when absent."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.services import kme_certs
+from bridge.services.coap import missing_coap
 from bridge.services.kme import KmeConfig, KmeServer
 from bridge.services.testbed import (
     BROKER_SAE,
@@ -78,6 +80,7 @@ def test_config_checks_eavesdrop_and_qids_fields():
         ({"start_epoch": 0, "end_epoch": 5}, "end_epoch"),  # 4 epochs
         ({"start_epoch": 0, "end_epoch": 1, "devices": [2]}, "devices"),
         ({"start_epoch": 0, "end_epoch": 1, "when": 3}, "when"),
+        ({"start_epoch": 0, "end_epoch": 1, "coap_devices": [0]}, "coap_devices"),  # no CoAP device
     ):
         with pytest.raises(UserInputError, match=field):
             TestbedConfig.from_mapping({**base, "eavesdrop": bad})
@@ -319,3 +322,35 @@ def test_cli_run_writes_csvr_rows(tmp_path, capsys):
     delivered = table[(table["type"] == "scalar") & (table["name"] == "messages_delivered")]["value"]
     assert delivered.tolist() == [5.0]
     assert not mosquitto_children()
+
+
+@pytest.mark.testbed
+@needs_testbed
+@pytest.mark.skipif(bool(missing_coap()), reason=f"CoAP testbed needs: {', '.join(missing_coap())}")
+def test_coap_devices_rekey_per_epoch_and_hold_messages_while_flagged(tmp_path):
+    config = TestbedConfig.from_mapping(
+        {
+            "devices": 1,
+            "coap_devices": 2,
+            "messages_per_device": 24,
+            "rekeys": 5,
+            "seed": 4,
+            "pulses_per_block": 10**6,
+            "eavesdrop": {"start_epoch": 1, "end_epoch": 3, "devices": [0], "coap_devices": [1]},
+            "qids": {"key_drop_window": 2},
+        }
+    )
+    values = scalars(run_testbed(config, workdir=tmp_path))
+    assert values["coap/messages_sent"] == 48
+    assert values["coap/messages_delivered"] == 48 and values["coap/messages_lost"] == 0
+    assert values["coap/refusals"] == 0 and values["coap/failures"] == 0
+    # CoAP device 1 holds its messages in the attacked epochs (and at most the Q-IDS window after them)
+    assert (
+        values["coap/held_epochs"] in (2, 3)
+        and values["coap/messages_held"] == 4 * values["coap/held_epochs"]
+    )
+    assert values["coap/keys_used"] == 2 * 6 - values["coap/held_epochs"]
+    assert values["keys/keys_used"] == values["testbed/handshakes"] + values["coap/keys_used"]
+    assert values["network/messages_lost"] == 0
+    assert not mosquitto_children()
+    assert not [t for t in threading.enumerate() if t.name == "coap-loop"]
