@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed
+from bridge.results.scave import write_csvr
+from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed, store_run
 from qesif_core.errors import UserInputError
 
 
@@ -21,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "scenario", type=Path, help="YAML file; its `testbed:` mapping holds the TestbedConfig fields"
     )
     run.add_argument("--out", type=Path, help="CSV file for the CSV-R result rows")
+    run.add_argument(
+        "--store", type=Path, metavar="DIR", help="results directory (as `qesif run --out`) to add the run to"
+    )
     run.set_defaults(func=run_scenario)
 
 
@@ -49,6 +53,8 @@ def run_scenario(args: argparse.Namespace) -> int:
         print(f"{row.module}/{row.name}: {row.value:.6g}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
+        args.out.write_text(write_csvr(table))
         print(f"wrote {args.out}")
+    if args.store is not None:
+        print(f"stored run {store_run(table, config, args.store)} in {args.store}")
     return 0

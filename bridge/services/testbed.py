@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import http.client
 import json
 import os
@@ -49,6 +50,7 @@ from bridge.datasets import load_flows
 from bridge.services import kme_certs
 from bridge.services.coap import missing_coap
 from bridge.services.kme import KeyStore, KmeConfig, KmeServer
+from bridge.store import ResultStore, encode
 from qesif_core.errors import UserInputError
 from qesif_core.qids.anomaly import CALIBRATION_MODES, QidsParams, key_drop_ratio, run_matrices
 from qesif_core.qkd.channel import CHANNEL_PRESETS, EAVESDROPPED_FRACTION
@@ -213,6 +215,16 @@ class TestbedConfig:
     @property
     def epochs(self) -> int:
         return self.rekeys + 1
+
+    def spec(self) -> dict[str, Any]:
+        """The run's description for the results store (JSON-able; ``channel`` as the simulations have it)."""
+        return {
+            "backend": "testbed",
+            "seed": self.seed,
+            "dataset": {"name": self.dataset, "path": self.dataset_path},
+            "channel": {"name": self.channel, **dataclasses.asdict(CHANNEL_PRESETS[self.channel])},
+            "testbed": json.loads(json.dumps(dataclasses.asdict(self))),
+        }
 
     def qids_params(self) -> QidsParams:
         return QidsParams(
@@ -597,6 +609,7 @@ class _Receiver:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency_ns: dict[tuple[str, int], int] = {}
+        self.receive_ns: dict[tuple[str, int], int] = {}  # first copy's arrival
         self.receptions = 0
         self.last_receive_ns = 0
 
@@ -607,6 +620,7 @@ class _Receiver:
         device = message.topic.split("/")[1]
         with self.lock:
             self.latency_ns.setdefault((device, sequence), now - sent)
+            self.receive_ns.setdefault((device, sequence), now)
             self.receptions += 1
             self.last_receive_ns = max(self.last_receive_ns, now)
 
@@ -639,6 +653,7 @@ class LinkMonitor:
         self._channel_attacked = self._clean.eve != "none" and self._clean.eve_fraction > 0
         self.attacked: list[list[bool]] = []  # ground truth per epoch and link: an attacker was on
         self.flags: list[np.ndarray] = []
+        self.qber_mean: list[float] = []  # per epoch, over the links
 
     def step(self, attacked: list[bool]) -> np.ndarray:
         """Run one block per link (``attacked[i]``: attacker on link i) and return Algorithm 2's flags."""
@@ -657,6 +672,7 @@ class LinkMonitor:
         )
         flags = result.flags[:, -1].copy()
         self.attacked.append([self._channel_attacked or on for on in attacked])
+        self.qber_mean.append(float(np.nanmean([qber[-1] for qber in self._qber])))
         self.flags.append(flags)
         return flags
 
@@ -675,6 +691,9 @@ class _Tally:
     sent: int = 0
     first_publish_ns: int = 0
     message_mode: dict[tuple[str, int], str] = field(default_factory=dict)
+    message_epoch: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)  # (epoch, bytes)
+    epoch_first_publish_ns: list[int] = field(default_factory=list)
+    classical_clients: list[int] = field(default_factory=list)  # per epoch
 
 
 def _acked(info: Any) -> bool:
@@ -809,6 +828,9 @@ class _TestbedRun:
                 if epoch > 0:
                     self.tally.rekeys.append(time.perf_counter() - started)
                     self.tally.pauses.append(time.perf_counter() - paused)
+                self.tally.classical_clients.append(
+                    sum(client.mode == CLASSICAL for client in self.clients.values())
+                )
                 if self.coap is not None:
                     self.coap.start_epoch(epoch, flags)
                     self.coap.post(sequences)  # in the background, while the MQTT devices publish
@@ -902,6 +924,8 @@ class _TestbedRun:
                 time.sleep(0.01)
 
     def _publish(self, sequences: np.ndarray, sizes: np.ndarray) -> None:
+        epoch = len(self.tally.epoch_first_publish_ns)
+        self.tally.epoch_first_publish_ns.append(time.perf_counter_ns())
         for sequence in sequences:
             for index, sae in enumerate(self.config.device_saes):
                 size = int(sizes[index, sequence])
@@ -913,6 +937,7 @@ class _TestbedRun:
                 client = self.clients[sae]
                 client.publish(int(sequence), payload)
                 self.tally.message_mode[(sae, int(sequence))] = client.mode or QUANTUM
+                self.tally.message_epoch[(sae, int(sequence))] = (epoch, size)
                 self.tally.sent += 1
             if self.config.publish_interval_s > 0:
                 time.sleep(self.config.publish_interval_s)
@@ -1010,6 +1035,23 @@ class _CoapRun:
         }
 
 
+def store_run(table: pd.DataFrame, config: TestbedConfig, root: str | Path) -> str:
+    """Save a run's table in the results store at ``root``, beside the simulations' runs, under the key
+    ``testbed-<seed>-<first 12 hex of SHA-256 of its spec>`` (two scenarios with one seed stay apart) and
+    list it in the store's ``testbed`` manifest when the store uses manifests; returns the key."""
+    spec = config.spec()
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    key = f"testbed-{config.seed}-{digest[:12]}"
+    store = ResultStore(root)
+    uses_manifests = store.manifest_keys() is not None or not store.finished_keys()
+    store.save_run(key, encode(table, key, spec, {}))
+    if uses_manifests:
+        manifest = store.scenarios_dir / "testbed.json"
+        keys = json.loads(manifest.read_text())["keys"] if manifest.is_file() else []
+        store.save_manifest("testbed", list(dict.fromkeys([*keys, key])))
+    return key
+
+
 def _wait_delivered(receiver: _Receiver, expected: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while receiver.count() < expected and time.monotonic() < deadline:
@@ -1021,6 +1063,7 @@ def _results_table(
 ) -> pd.DataFrame:
     with receiver.lock:
         latency = dict(receiver.latency_ns)
+        receive_ns = dict(receiver.receive_ns)
         receptions = receiver.receptions
         last_receive_ns = receiver.last_receive_ns
     latencies_ms = np.array(list(latency.values()), dtype=float) / 1e6
@@ -1078,6 +1121,30 @@ def _results_table(
     scalar("ids", "link_flags", flags.sum())
     scalar("ids", "quantum_detection_rate", flags[attacked].mean() if attacked.any() else np.nan)
     scalar("ids", "quantum_false_alarm_rate", flags[~attacked].mean() if (~attacked).any() else np.nan)
+
+    def vector(module: str, name: str, values: list[float]) -> None:
+        times = [float(epoch + 1) for epoch in range(len(values))]  # vectime: the key epoch, 1-based
+        rows.append({"type": "vector", "module": module, "name": name, "vectime": times, "vecvalue": values})
+
+    latency_by_epoch: list[list[float]] = [[] for _ in tally.epoch_first_publish_ns]
+    bits_by_epoch = [0] * len(latency_by_epoch)
+    last_by_epoch = list(tally.epoch_first_publish_ns)
+    for message, (epoch, size) in tally.message_epoch.items():
+        if message in latency:
+            latency_by_epoch[epoch].append(latency[message] / 1e6)
+            bits_by_epoch[epoch] += 8 * size
+            last_by_epoch[epoch] = max(last_by_epoch[epoch], receive_ns[message])
+    vector("network", "latency_ms", [float(np.mean(v)) if v else np.nan for v in latency_by_epoch])
+    spans_s = [
+        (last - first) / 1e9 for first, last in zip(tally.epoch_first_publish_ns, last_by_epoch, strict=True)
+    ]
+    vector(
+        "network",
+        "goodput_kbps",
+        [b / s / 1e3 if s > 0 else np.nan for b, s in zip(bits_by_epoch, spans_s, strict=True)],
+    )
+    vector("qkd", "qber", monitor.qber_mean)
+    vector("hybrid", "classical_clients", [float(n) for n in tally.classical_clients])
     table = pd.DataFrame(rows, columns=CSVR_COLUMNS)
     table["run"] = f"testbed-{config.seed}"
     return table

@@ -30,6 +30,7 @@ from bridge.services.testbed import (
     missing_requirements,
     run_testbed,
 )
+from bridge.store import ResultStore
 from qesif_core.errors import UserInputError
 
 MISSING = missing_requirements()
@@ -315,13 +316,27 @@ def test_cli_run_writes_csvr_rows(tmp_path, capsys):
     scenario = tmp_path / "tb.yaml"
     scenario.write_text("testbed:\n  devices: 1\n  messages_per_device: 5\n  rekeys: 0\n")
     out = tmp_path / "out" / "tb.csv"
-    assert main(["testbed", "run", str(scenario), "--out", str(out)]) == 0
+    store_dir = tmp_path / "results"
+    assert main(["testbed", "run", str(scenario), "--out", str(out), "--store", str(store_dir)]) == 0
     assert "network/messages_delivered: 5" in capsys.readouterr().out
     table = pd.read_csv(out)
     assert list(table.columns) == CSVR_COLUMNS
     delivered = table[(table["type"] == "scalar") & (table["name"] == "messages_delivered")]["value"]
     assert delivered.tolist() == [5.0]
+    latency = table[(table["type"] == "vector") & (table["name"] == "latency_ms")]
+    assert latency["vectime"].tolist() == [1] and float(latency["vecvalue"].iloc[0]) > 0
     assert not mosquitto_children()
+
+    store = ResultStore(store_dir)
+    (key,) = store.finished_keys()
+    assert key.startswith("testbed-1-") and store.manifest_keys() == [key]
+    stored = store.load()
+    attrs = dict(zip(stored["attrname"], stored["attrvalue"], strict=False))
+    assert attrs["backend"] == "testbed" and set(stored["run"]) == {key}
+    assert store.spec(key)["testbed"]["devices"] == 1
+    assert main(["results", "export", str(store_dir)]) == 0
+    exported = pd.read_csv(store_dir / "results.csv")
+    assert (exported[exported["name"] == "messages_delivered"]["value"] == 5.0).all()
 
 
 @pytest.mark.testbed
