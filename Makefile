@@ -8,7 +8,7 @@ OUT ?= results
 STAMP := $(VENV)/.installed-stamp
 PYX := $(shell find qesif_core bridge -name '*.pyx' 2>/dev/null)
 
-.PHONY: install build run test test-slow bench lint clean sysdeps cpp-client
+.PHONY: install build run test test-slow bench lint clean sysdeps cpp-client omnet
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,19 @@ $(CPP_BUILD)/libqesif_bridge.a: $(CPP_CLIENT)/src/bridge_client.cpp $(CPP_CLIENT
 
 $(CPP_BUILD)/qesif_bridge_demo: $(CPP_CLIENT)/examples/bridge_demo.cpp $(CPP_BUILD)/libqesif_bridge.a
 	$(CXX) $(CPP_FLAGS) $< $(CPP_BUILD)/libqesif_bridge.a $(CPP_LIBS) -o $@
+
+# The QESIF model for OMNeT++ 6.1 + INET 4.5 (the `omnetpp` backend): needs OMNeT++'s setenv sourced (opp_makemake
+# on PATH) and INET_ROOT pointing at a built INET 4.5 tree (docs/simulators.md). Builds omnet_models/qesif/qesif.
+INET_ROOT ?=
+OMNET_MODEL := omnet_models/qesif
+omnet: $(CPP_BUILD)/libqesif_bridge.a
+	@command -v opp_makemake >/dev/null 2>&1 || { echo "make omnet: opp_makemake not on PATH: source OMNeT++ 6.1's setenv first (docs/simulators.md)"; exit 2; }
+	@test -n "$(INET_ROOT)" && test -f "$(INET_ROOT)/src/inet/features.h" || { echo "make omnet: set INET_ROOT to a built INET 4.5 tree (got '$(INET_ROOT)')"; exit 2; }
+	cd $(OMNET_MODEL) && opp_makemake -f -o qesif -O out -KINET_PROJ=$(abspath $(INET_ROOT)) -DINET_IMPORT \
+		-I$(abspath $(INET_ROOT))/src -I$(abspath $(CPP_CLIENT))/include \
+		-L$(abspath $(INET_ROOT))/src -lINET -L$(abspath $(CPP_BUILD)) -lqesif_bridge -lzmq
+	$(MAKE) -C $(OMNET_MODEL) MODE=release
+	printf 'INET_SRC=%s\nOMNETPP_LIB=%s\n' "$(abspath $(INET_ROOT))/src" "$$(dirname "$$(opp_configfilepath)")/lib" > $(OMNET_MODEL)/out/paths.env
 
 # System packages used by the C++ bridge client and the testbed (Debian); needs root.
 sysdeps:

@@ -1,4 +1,5 @@
-"""Launching OMNeT++ simulations (opp_run, a model executable, INET's ``inet``) and importing their results.
+"""Launching OMNeT++ simulations (opp_run, a model executable, INET's ``inet``) and importing their results,
+and the OMNeT++/INET backend of a co-simulation run (:func:`cosim_peer`).
 
 Settings reach the simulation through a generated wrapper ini, not through per-object command-line options:
 OMNeT++ sorts command-line per-object options before matching them, while in an ini section the first
@@ -10,6 +11,13 @@ derives ``[Config qesif_run]`` from the chosen config, with ``seed-set``, ``sim-
 The process runs with an argument list (no shell) in the run directory and its own process group, stdout and
 stderr going to files; on timeout it gets SIGTERM, then SIGKILL after a grace period. Results are read with
 the pure-Python reader :func:`bridge.results.scave.read_result_files` (no OMNeT++ needed afterwards).
+
+Co-simulation: ``qesif run ... --backend omnetpp`` runs the QESIF model of ``omnet_models/qesif`` (built by
+``make omnet``) as the orchestrator's peer. The run's offered traffic is drawn in Python
+(:class:`bridge.backends.workload.Workload`, as the built-in backend draws it) and written as a schedule
+file; the wrapper ini sets the run's sizes, positions, PAN channels, reliability settings, the cost model's
+device and gateway figures and the bridge module's endpoint. The model's QesifBridge module then speaks the
+protocol of ``docs/protocol.md`` through the C++ client library, and INET carries every frame.
 """
 
 from __future__ import annotations
@@ -23,10 +31,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from bridge.backends.workload import Workload, write_schedule
+from bridge.cosim.runsetup import run_streams
+from bridge.cosim.supervise import PeerProcess
 from bridge.results import scave
+from qesif_core.costs import load_cost_model
 from qesif_core.errors import UserInputError
 
 RUN_CONFIG = "qesif_run"
@@ -191,3 +205,174 @@ def import_results(outcome: OmnetOutcome) -> pd.DataFrame:
     if not outcome.result_files:
         raise UserInputError(f"the run wrote no .sca/.vec files (see {outcome.stdout})")
     return scave.read_result_files(outcome.result_files)
+
+
+# ----------------------------------------------------------------------------------- co-simulation backend
+MODEL_DIR = Path(__file__).resolve().parents[2] / "omnet_models" / "qesif"
+MODEL_INI = MODEL_DIR / "omnetpp.ini"
+#: Written by ``make omnet``: the model executable, and the INET and OMNeT++ library folders it links.
+MODEL_EXECUTABLE = MODEL_DIR / "qesif"
+MODEL_PATHS = MODEL_DIR / "out" / "paths.env"
+#: Placement: PAN g's gateway at (g * PAN_SPACING_M, 0), its devices on a ring around it; PAN g on
+#: 802.15.4 channel 11 + g (2405 + 5 g MHz).
+PAN_SPACING_M = 2000.0
+DEVICE_RING_M = (5.0, 15.0)
+PAN_CHANNELS = 16
+
+
+@dataclass(frozen=True)
+class OmnetModel:
+    """The built QESIF model: executable plus the library folders (INET, OMNeT++) it needs at run time."""
+
+    executable: Path
+    inet_src: Path
+    omnetpp_lib: Path
+
+    def ned_paths(self) -> list[Path]:
+        return [MODEL_DIR, self.inet_src]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        libs = [str(self.inet_src), str(self.omnetpp_lib), env.get("LD_LIBRARY_PATH", "")]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
+        return env
+
+
+def find_model() -> OmnetModel | None:
+    """The model built by ``make omnet``, or None."""
+    if not (MODEL_EXECUTABLE.is_file() and MODEL_PATHS.is_file()):
+        return None
+    paths = dict(
+        line.split("=", 1) for line in MODEL_PATHS.read_text(encoding="utf-8").splitlines() if "=" in line
+    )
+    try:
+        model = OmnetModel(MODEL_EXECUTABLE, Path(paths["INET_SRC"]), Path(paths["OMNETPP_LIB"]))
+    except KeyError:
+        return None
+    return model if model.inet_src.is_dir() and model.omnetpp_lib.is_dir() else None
+
+
+def require_model() -> OmnetModel:
+    model = find_model()
+    if model is None:
+        raise UserInputError(
+            "backend 'omnetpp': the QESIF OMNeT++ model is not built. With OMNeT++ 6.1 (its setenv sourced) "
+            "and INET 4.5 built, run `make omnet INET_ROOT=/path/to/inet4.5` (docs/simulators.md)"
+        )
+    return model
+
+
+def _quantity(value: float, unit: str) -> str:
+    return f"{float(value)!r}{unit}"
+
+
+def cosim_ini_lines(
+    spec: Mapping[str, Any], workload: Workload, endpoint: str, schedule: Path, timeout_s: float
+) -> dict[str, str]:
+    """The run's settings as ini lines (key -> value) for the model's [General] config."""
+    from bridge.backends.builtin import network_params, session_rounds_of
+
+    net = spec["network"]
+    if net.get("access", "802.15.4") != "802.15.4":
+        raise UserInputError(
+            f"network.access: the OMNeT++ backend models 802.15.4 only so far; got {net['access']!r}"
+        )
+    params = network_params(load_cost_model(spec.get("costs") or {}), net)
+    power, sizes = params.power, params.sizes
+    topology = workload.topology
+    n_dev, n_gw = workload.n_devices, workload.n_gateways
+    lines = {
+        "*.numDevices": str(n_dev),
+        "*.numGateways": str(n_gw),
+        "*.bridge.endpoint": f'"{endpoint}"',
+        "*.bridge.timeout": _quantity(timeout_s, "s"),
+        "*.bridge.trafficFile": f'"{schedule}"',
+        "*.bridge.rounds": str(int(spec["rounds"])),
+        "*.bridge.roundDuration": _quantity(workload.round_duration_s, "s"),
+        "*.bridge.sessionRounds": str(session_rounds_of(spec)),
+        "*.device[*].app[0].queueLimit": str(params.device_queue_limit),
+        "*.device[*].app[0].mqttQos": str(params.mqtt_qos),
+        "*.device[*].app[0].coapConfirmable": str(params.coap_confirmable).lower(),
+        "*.device[*].app[0].stackSeconds": _quantity(params.device_stack_cycles / power.cpu_hz, "s"),
+        "*.device[*].app[0].mqttRetry": _quantity(params.mqtt_retry_s, "s"),
+        "*.device[*].app[0].mqttMaxRetries": str(params.mqtt_max_retries),
+        "*.device[*].app[0].coapAckTimeout": _quantity(params.coap_ack_timeout_s, "s"),
+        "*.device[*].app[0].coapAckRandomFactor": repr(params.coap_ack_random_factor),
+        "*.device[*].app[0].coapMaxRetransmit": str(params.coap_max_retransmit),
+        "*.device[*].app[0].dtlsInitialTimeout": _quantity(params.dtls_initial_timeout_s, "s"),
+        "*.device[*].app[0].dtlsMaxRetransmit": str(params.dtls_max_retransmit),
+        "*.device[*].app[0].mqttPublishOverhead": f"{sizes.mqtt_publish_overhead}B",
+        "*.device[*].app[0].mqttConnect": f"{sizes.mqtt_connect}B",
+        "*.device[*].app[0].mqttConnack": f"{sizes.mqtt_connack}B",
+        "*.device[*].app[0].mqttPuback": f"{sizes.mqtt_puback}B",
+        "*.device[*].app[0].coapRequestOverhead": f"{sizes.coap_request_overhead}B",
+        "*.device[*].app[0].coapAck": f"{sizes.coap_ack}B",
+        "*.device[*].app[0].handshakeRecordOverhead": f"{sizes.handshake_record_overhead}B",
+        "*.device[*].app[0].supplyVoltage": _quantity(power.supply_v, "V"),
+        "*.device[*].app[0].mcuActiveCurrent": _quantity(power.mcu_active_a, "A"),
+        "*.device[*].app[0].mcuSleepCurrent": _quantity(power.mcu_sleep_a, "A"),
+        "*.gateway[*].app[0].forwardSeconds": _quantity(
+            params.gateway_forward_cycles / params.gateway_hz, "s"
+        ),
+        "*.controlCentre.app[0].serviceTime": _quantity(params.broker_s, "s"),
+    }
+    # Positions are fixed by the topology, not drawn: devices spread evenly on their PAN's ring.
+    for g in range(n_gw):
+        lines[f"*.gateway[{g}].mobility.initialX"] = _quantity(g * PAN_SPACING_M, "m")
+        lines[f"*.gateway[{g}].mobility.initialY"] = "0m"
+        lines[f"*.gateway[{g}].wlan[0].radio.centerFrequency"] = _pan_frequency(g)
+    for g in range(n_gw):
+        members = np.flatnonzero(topology.gateway == g)
+        for k, d in enumerate(members):
+            angle = 2 * np.pi * k / max(len(members), 1)
+            radius = DEVICE_RING_M[0] + (DEVICE_RING_M[1] - DEVICE_RING_M[0]) * (k % 3) / 2
+            lines[f"*.device[{d}].mobility.initialX"] = _quantity(
+                round(g * PAN_SPACING_M + radius * np.cos(angle), 3), "m"
+            )
+            lines[f"*.device[{d}].mobility.initialY"] = _quantity(round(radius * np.sin(angle), 3), "m")
+            lines[f"*.device[{d}].wlan[0].radio.centerFrequency"] = _pan_frequency(g)
+            lines[f"*.device[{d}].app[0].gateway"] = str(g)
+            protocol = "mqtt" if topology.protocol[d] == 0 else "coap"
+            lines[f"*.device[{d}].app[0].protocol"] = f'"{protocol}"'
+    return lines
+
+
+def _pan_frequency(gateway: int) -> str:
+    return f"{2405 + 5 * (gateway % PAN_CHANNELS)}MHz"
+
+
+def cosim_peer(
+    spec: Mapping[str, Any], workdir: Path, endpoint: str, *, timeout_s: float
+) -> tuple[PeerProcess, Path]:
+    """The OMNeT++ model as the orchestrator's peer for ``spec``: writes the schedule and the wrapper ini
+    into ``workdir``; returns the (not yet started) peer and the folder its result files go to."""
+    model = require_model()
+    workload = Workload(spec, run_streams(spec["seed"]))
+    rounds = int(spec["rounds"])
+    schedule = workdir / "traffic.csv"
+    write_schedule(workload, rounds, schedule)
+    launch = OmnetLaunch(
+        executable=model.executable,
+        ini=MODEL_INI,
+        config="General",
+        run_dir=workdir,
+        seed=int(spec["seed"]),
+        sim_time_limit_s=(rounds + 1) * workload.round_duration_s,
+        ned_paths=model.ned_paths(),
+        overrides=cosim_ini_lines(spec, workload, endpoint, schedule, timeout_s),
+    )
+    run_ini = write_wrapper_ini(launch.ini, launch.config, workdir, launch.ini_lines())
+    peer = PeerProcess(opp_run_argv(launch, run_ini), cwd=workdir, env=model.env())
+    return peer, launch.result_dir
+
+
+def model_scalars(result_dir: Path, run: str) -> pd.DataFrame:
+    """The model's recorded scalars (bridge, MACs) as CSV-R rows of ``run``, modules prefixed ``omnetpp.``."""
+    files = sorted(result_dir.glob("*.sca"))
+    if not files:
+        return pd.DataFrame()
+    table = scave.read_result_files(files)
+    scalars = table[table["type"] == "scalar"].copy()
+    scalars["run"] = run
+    scalars["module"] = "omnetpp." + scalars["module"].astype(str)
+    return scalars

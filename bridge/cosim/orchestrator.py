@@ -71,6 +71,7 @@ from qesif_core.schemes.base import SessionContext, SessionPlan
 log = logging.getLogger(__name__)
 
 BRIDGES = ("inprocess", "zmq")
+BACKENDS = ("builtin", "omnetpp")
 DEFAULT_CALIBRATION_BLOCKS = 20
 #: ``qids.calibration`` when a spec does not set it (one of ``anomaly.CALIBRATION_MODES``).
 DEFAULT_CALIBRATION_MODE = "link-baseline"
@@ -641,9 +642,12 @@ def run_once(
     if bridge not in BRIDGES:
         raise UserInputError(f"--bridge: unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
     backend = spec.get("backend", "builtin")
-    if backend != "builtin":
-        raise UserInputError(f"backend {backend!r}: run_once drives the built-in backend only so far")
-    if bridge == "inprocess":
+    if backend not in BACKENDS:
+        raise UserInputError(f"backend {backend!r}: unknown; known: {', '.join(BACKENDS)}")
+    model_rows = pd.DataFrame()
+    if backend == "omnetpp":
+        orchestrator, model_rows = _run_omnetpp(spec, timeout_s)
+    elif bridge == "inprocess":
         from bridge.backends.builtin import BuiltinNetwork, drive
 
         orchestrator = Orchestrator(spec)
@@ -658,7 +662,22 @@ def run_once(
             orchestrator = serve_with_peer(lambda: Orchestrator(spec), endpoint, peer, timeout_s=timeout_s)
     if not orchestrator.finished:
         raise PeerFailure(f"peer said BYE after {orchestrator._round} of {orchestrator.rounds} rounds", "")
-    return orchestrator.table()
+    table = orchestrator.table(backend)
+    return pd.concat([table, model_rows], ignore_index=True) if len(model_rows) else table
+
+
+def _run_omnetpp(spec: Mapping[str, Any], timeout_s: float) -> tuple[Orchestrator, pd.DataFrame]:
+    """One run with the OMNeT++/INET model as the peer (always over ZeroMQ); the orchestrator and the
+    model's own scalars (bridge, 802.15.4 MACs) as CSV-R rows of ``omnetpp.*`` modules."""
+    from pathlib import Path
+
+    from bridge.backends.omnetpp import cosim_peer, model_scalars
+
+    with tempfile.TemporaryDirectory(prefix="qesif-omnet-") as workdir:
+        endpoint = f"ipc://{workdir}/orchestrator.sock"
+        peer, result_dir = cosim_peer(spec, Path(workdir), endpoint, timeout_s=timeout_s)
+        orchestrator = serve_with_peer(lambda: Orchestrator(spec), endpoint, peer, timeout_s=timeout_s)
+        return orchestrator, model_scalars(result_dir, run_label(spec))
 
 
 def serve_with_peer(

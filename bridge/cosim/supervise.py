@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 LOG_TAIL_LINES = 40
@@ -92,7 +92,8 @@ class PeerProcess:
     """One supervised peer: ``start``, ``exited``, ``wait``, ``stop`` (idempotent), ``log_tail``.
 
     The peer is a program (``argv``: OMNeT++, the C++ client, ``python -m ...``) or a Python function run in
-    a forked child (``target``: the built-in backend, which then starts without re-importing anything).
+    a forked child (``target``: the built-in backend, which then starts without re-importing anything);
+    ``env`` replaces the environment of a program (OMNeT++ needs its library folders on LD_LIBRARY_PATH).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class PeerProcess:
         cwd: str | Path,
         log_path: str | Path | None = None,
         target: Callable[[], int] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if (argv is None) == (target is None):
             raise ValueError("give either argv (a program) or target (a function to fork)")
@@ -109,6 +111,7 @@ class PeerProcess:
             raise ValueError("argv must be a non-empty list of arguments (no shell command lines)")
         self.argv = [str(a) for a in argv] if argv is not None else None
         self.target = target
+        self.env = dict(env) if env is not None else None
         self.cwd = Path(cwd)
         self.log_path = Path(log_path) if log_path else self.cwd / "peer.log"
         self._proc: subprocess.Popen[bytes] | _ForkedChild | None = None
@@ -138,6 +141,7 @@ class PeerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=self.env,
                 start_new_session=True,  # its own process group, so stop() reaches its children too
             )
         _LIVE.add(self)

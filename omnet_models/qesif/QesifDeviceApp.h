@@ -1,0 +1,75 @@
+// An IoT device's application (see QesifDeviceApp.ned).
+#pragma once
+
+#include <deque>
+
+#include "QesifBridge.h"
+#include "QesifMessage_m.h"
+#include "inet/applications/base/ApplicationBase.h"
+#include "inet/transportlayer/contract/udp/UdpSocket.h"
+
+namespace qesif {
+
+class QesifDeviceApp : public inet::ApplicationBase, public inet::UdpSocket::ICallback, public omnetpp::cListener
+{
+  public:
+    ~QesifDeviceApp() override;
+    // Called by the bridge before the simulation starts: the device's messages, by time.
+    void setSchedule(std::vector<ScheduledMessage> schedule) { schedule_ = std::move(schedule); }
+    const std::vector<ScheduledMessage>& schedule() const { return schedule_; }
+    // A new security session (granted at a round start): its handshake precedes the next message.
+    void startSession(const SessionCosts& costs);
+    bool busy() const { return phase_ != IDLE || !queue_.empty(); }
+    long inFlight() const { return (long)queue_.size() + (phase_ == MESSAGE ? 1 : 0); }
+    // Radio (INET's energy consumer) plus MCU energy since the last call; the MCU sleeps when not computing.
+    double takeRoundEnergy(double roundDurationS);
+
+  protected:
+    enum Phase { IDLE, HANDSHAKE, CONNECT, MESSAGE };
+    enum Timer { ARRIVAL = 1, CPU_DONE, RETRY };
+
+    int numInitStages() const override { return inet::NUM_INIT_STAGES; }
+    void initialize(int stage) override;
+    void handleMessageWhenUp(omnetpp::cMessage *msg) override;
+    void handleStartOperation(inet::LifecycleOperation *operation) override;
+    void handleStopOperation(inet::LifecycleOperation *operation) override;
+    void handleCrashOperation(inet::LifecycleOperation *operation) override;
+    void socketDataArrived(inet::UdpSocket *socket, inet::Packet *packet) override;
+    void socketErrorArrived(inet::UdpSocket *socket, inet::Indication *indication) override;
+    void socketClosed(inet::UdpSocket *socket) override {}
+    void receiveSignal(omnetpp::cComponent *source, omnetpp::simsignal_t signal, double value,
+                       omnetpp::cObject *details) override;
+
+  private:
+    void arrive();
+    void startNext();
+    void compute(double seconds);  // MCU busy, then CPU_DONE
+    void afterCpu();
+    void send(int kind, long bytes, long ackBytes, bool confirmable);
+    void armRetry();
+    void retry();
+    void finishExchange();
+
+    QesifBridge *bridge_ = nullptr;
+    inet::UdpSocket socket_;
+    inet::L3Address gatewayAddress_;
+    std::vector<ScheduledMessage> schedule_;
+    std::size_t nextArrival_ = 0;
+    std::deque<ScheduledMessage> queue_;
+    ScheduledMessage current_{};
+    SessionCosts session_{};
+    bool freshSession_ = false;
+    bool needConnect_ = true;
+    bool mqtt_ = true;
+    Phase phase_ = IDLE;
+    int step_ = 0;        // within HANDSHAKE: 0 before the up flight, 1 waiting, 2 after the down flight
+    int attempt_ = 0;
+    long seq_ = 0;        // the current exchange's number
+    long exchanges_ = 0;
+    double retryTimeoutS_ = 0;
+    double cpuSeconds_ = 0;
+    double radioEnergyJ_ = 0, lastPowerW_ = 0, lastPowerT_ = 0;
+    omnetpp::cMessage *arrivalTimer_ = nullptr, *cpuTimer_ = nullptr, *retryTimer_ = nullptr;
+};
+
+}  // namespace qesif

@@ -1,0 +1,122 @@
+// A gateway's application (see QesifGatewayApp.ned): handshake responder and MQTT-SN/CoAP relay.
+#include <algorithm>
+#include <map>
+
+#include "QesifBridge.h"
+#include "QesifMessage_m.h"
+#include "inet/applications/base/ApplicationBase.h"
+#include "inet/common/packet/Packet.h"
+#include "inet/networklayer/common/L3AddressResolver.h"
+#include "inet/networklayer/common/L3AddressTag_m.h"
+#include "inet/transportlayer/common/L4PortTag_m.h"
+#include "inet/transportlayer/contract/udp/UdpSocket.h"
+
+using namespace omnetpp;
+using namespace inet;
+
+namespace qesif {
+
+class QesifGatewayApp : public ApplicationBase, public UdpSocket::ICallback
+{
+  protected:
+    int numInitStages() const override { return NUM_INIT_STAGES; }
+    void initialize(int stage) override
+    {
+        ApplicationBase::initialize(stage);
+        if (stage == INITSTAGE_LOCAL)
+            bridge_ = QesifBridge::of(this);
+    }
+    void handleStartOperation(LifecycleOperation *) override
+    {
+        socket_.setOutputGate(gate("socketOut"));
+        socket_.setCallback(this);
+        socket_.bind(par("localPort").intValue());
+        // The control centre's interface on this gateway's own backhaul link (no routes needed).
+        std::string broker = par("brokerAddress").stdstringValue();
+        if (broker.empty())
+            broker = "controlCentre%eth" + std::to_string(par("gatewayIndex").intValue());
+        broker_ = L3AddressResolver().resolve(broker.c_str());
+    }
+    void handleStopOperation(LifecycleOperation *) override { socket_.close(); }
+    void handleCrashOperation(LifecycleOperation *) override { socket_.destroy(); }
+    void handleMessageWhenUp(cMessage *msg) override
+    {
+        if (!msg->isSelfMessage()) {
+            socket_.processMessage(msg);
+            return;
+        }
+        // The CPU finished a job: send its packet on.
+        auto packet = static_cast<Packet *>(msg->getContextPointer());
+        auto header = packet->peekAtFront<QesifHeader>();
+        int device = header->getDevice();
+        if (msg->getKind() == TO_BROKER)
+            socket_.sendTo(packet, broker_, par("brokerPort").intValue());
+        else
+            socket_.sendTo(packet, deviceAddress_.at(device), localPortOf_.at(device));
+        delete msg;
+    }
+    void socketDataArrived(UdpSocket *, Packet *packet) override
+    {
+        auto header = packet->peekAtFront<QesifHeader>();
+        int kind = header->getKind();
+        int device = header->getDevice();
+        const SessionCosts& costs = bridge_->costsOf(device);
+        double forward = par("forwardSeconds").doubleValue();
+        long appBytes = B(header->getChunkLength()).get() - costs.extraBytes;
+        if (kind == QESIF_HS_UP || kind == QESIF_CONNECT || kind == QESIF_PUBLISH || kind == QESIF_COAP_REQ) {
+            deviceAddress_[device] = packet->getTag<L3AddressInd>()->getSrcAddress();
+            localPortOf_[device] = packet->getTag<L4PortInd>()->getSrcPort();
+        }
+        if (kind == QESIF_HS_UP) {
+            // The gateway's handshake work, then its flight (if the handshake has one).
+            long reply = header->getAckBytes();
+            double work = costs.handshakeGatewayS;
+            delete packet;
+            if (reply > 0)
+                schedule(work, makeReply(device, QESIF_HS_DOWN, header->getSeq(), reply), TO_DEVICE);
+            else
+                cpuFreeAt_ = std::max(cpuFreeAt_, simTime()) + SimTime(work);
+            return;
+        }
+        bool data = kind == QESIF_PUBLISH || kind == QESIF_COAP_REQ || kind == QESIF_PUBACK || kind == QESIF_COAP_ACK;
+        double work = forward + (data ? costs.cipherGatewaySFixed + costs.cipherGatewaySPerByte * appBytes : 0.0);
+        auto copy = new Packet(packet->getName(), packet->peekAtFront<QesifHeader>());
+        bool up = kind == QESIF_CONNECT || kind == QESIF_PUBLISH || kind == QESIF_COAP_REQ;
+        delete packet;
+        schedule(work, copy, up ? TO_BROKER : TO_DEVICE);
+    }
+    void socketErrorArrived(UdpSocket *, Indication *indication) override { delete indication; }
+    void socketClosed(UdpSocket *) override {}
+
+  private:
+    enum Direction { TO_BROKER = 1, TO_DEVICE };
+
+    Packet *makeReply(int device, int kind, long seq, long bytes)
+    {
+        auto header = makeShared<QesifHeader>();
+        header->setKind(kind);
+        header->setDevice(device);
+        header->setSeq(seq);
+        header->setChunkLength(B(bytes));
+        return new Packet(cEnum::get("qesif::QesifKind")->getStringFor(kind), header);
+    }
+    // One FIFO core serves the per-message path.
+    void schedule(double work, Packet *packet, Direction direction)
+    {
+        cpuFreeAt_ = std::max(cpuFreeAt_, simTime()) + SimTime(work);
+        auto job = new cMessage("cpu", direction);
+        job->setContextPointer(packet);
+        scheduleAt(cpuFreeAt_, job);
+    }
+
+    QesifBridge *bridge_ = nullptr;
+    UdpSocket socket_;
+    L3Address broker_;
+    std::map<int, L3Address> deviceAddress_;
+    std::map<int, int> localPortOf_;
+    simtime_t cpuFreeAt_;
+};
+
+Define_Module(QesifGatewayApp);
+
+}  // namespace qesif
