@@ -59,7 +59,7 @@ class QesifDeviceApp : public inet::ApplicationBase, public inet::UdpSocket::ICa
     ScheduledMessage current_{};
     SessionCosts session_{};
     bool freshSession_ = false;
-    bool needConnect_ = true;
+    bool needConnect_ = false;  // set by each fresh session (MQTT only)
     bool mqtt_ = true;
     Phase phase_ = IDLE;
     int step_ = 0;        // within HANDSHAKE: 0 before the up flight, 1 waiting, 2 after the down flight
