@@ -1,6 +1,8 @@
 """``qesif testbed run SCENARIO``: real MQTT over TLS-PSK with keys from the ETSI GS QKD 014 KME and a
-Q-IDS-driven classical fallback (Mosquitto on 127.0.0.1, paho-mqtt clients); prints the measured figures and
-writes the CSV-R table with ``--out``."""
+Q-IDS-driven classical fallback (Mosquitto on 127.0.0.1, paho-mqtt clients), and CoAP over OSCORE; prints
+the measured figures, writes the CSV-R table with ``--out``, adds the run to a results store with
+``--store``. ``qesif testbed compare SCENARIO`` prints the measured figures beside the built-in backend's
+prediction for the matching simulated scenario."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import yaml
 
 from bridge.results.scave import write_csvr
 from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed, store_run
+from bridge.services.testbed_compare import compare, format_comparison
 from qesif_core.errors import UserInputError
 
 
@@ -26,6 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--store", type=Path, metavar="DIR", help="results directory (as `qesif run --out`) to add the run to"
     )
     run.set_defaults(func=run_scenario)
+    compare = sub.add_parser(
+        "compare", help="run a testbed scenario and the built-in backend on the matching simulated scenario"
+    )
+    compare.add_argument("scenario", type=Path, help="YAML file with a `testbed:` mapping (no eavesdrop)")
+    compare.add_argument(
+        "--runs", type=int, default=3, help="testbed and simulated runs, seeds seed.. (default 3)"
+    )
+    compare.add_argument("--out", type=Path, help="CSV file for the comparison table")
+    compare.set_defaults(func=compare_scenario)
 
 
 def load_scenario(path: Path) -> TestbedConfig:
@@ -57,4 +69,18 @@ def run_scenario(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     if args.store is not None:
         print(f"stored run {store_run(table, config, args.store)} in {args.store}")
+    return 0
+
+
+def compare_scenario(args: argparse.Namespace) -> int:
+    config = load_scenario(args.scenario)
+    try:
+        table = compare(config, runs=args.runs)
+    except TestbedUnavailable as error:
+        raise UserInputError(str(error)) from None
+    print(format_comparison(table))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
     return 0

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bridge.backends.workload import record_payloads
 from bridge.cosim.orchestrator import qids_calibration
 from bridge.datasets import load_flows
 from bridge.services import kme_certs
@@ -60,7 +61,6 @@ CONTROL_CENTRE_SAE = "SAE-cc"
 PSK_HINT = "qesif"
 TOPIC_PREFIX = "qesif"
 HEADER_BYTES = 16  # sequence number and send time (ns) at the start of every payload
-MIN_PAYLOAD, MAX_PAYLOAD = HEADER_BYTES, 4096
 MOSQUITTO_SBIN = Path("/usr/sbin/mosquitto")
 QUANTUM, CLASSICAL = "quantum", "classical"
 DEFAULT_CALIBRATION_BLOCKS = 8
@@ -591,15 +591,14 @@ class MqttPskClient:
 
 
 def payload_sizes(config: TestbedConfig, rng: np.random.Generator) -> np.ndarray:
-    """Per device and message, the payload size in bytes: the dataset's ``bytes_out`` of one flow each."""
+    """Per device and message, the payload size in bytes: one flow each, sized by the simulations' rule
+    (``bridge.backends.workload.record_payloads``: the flow's mean bytes per packet, clipped to 16..256)."""
     n = config.devices * config.messages_per_device
     flows = load_flows(config.dataset, config.dataset_path, rng, max_rows=n)
-    sizes = flows["bytes_out"].to_numpy(dtype=float)
-    if sizes.size == 0:
+    if len(flows) == 0:
         raise UserInputError(f"dataset {config.dataset!r} gave no flows")
-    sizes = np.resize(sizes, n)
-    sizes = np.where(np.isfinite(sizes), sizes, MIN_PAYLOAD)
-    return np.clip(sizes, MIN_PAYLOAD, MAX_PAYLOAD).astype(np.int64).reshape(config.devices, -1)
+    sizes = record_payloads(flows["bytes_out"].to_numpy(dtype=float), flows["pkts_out"].to_numpy(dtype=float))
+    return np.maximum(np.resize(sizes, n), HEADER_BYTES).astype(np.int64).reshape(config.devices, -1)
 
 
 class _Receiver:
@@ -693,6 +692,7 @@ class _Tally:
     message_mode: dict[tuple[str, int], str] = field(default_factory=dict)
     message_epoch: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)  # (epoch, bytes)
     epoch_first_publish_ns: list[int] = field(default_factory=list)
+    publish_s: list[float] = field(default_factory=list)  # per epoch: its publishing loop, pauses included
     classical_clients: list[int] = field(default_factory=list)  # per epoch
 
 
@@ -925,7 +925,8 @@ class _TestbedRun:
 
     def _publish(self, sequences: np.ndarray, sizes: np.ndarray) -> None:
         epoch = len(self.tally.epoch_first_publish_ns)
-        self.tally.epoch_first_publish_ns.append(time.perf_counter_ns())
+        started = time.perf_counter_ns()
+        self.tally.epoch_first_publish_ns.append(started)
         for sequence in sequences:
             for index, sae in enumerate(self.config.device_saes):
                 size = int(sizes[index, sequence])
@@ -941,6 +942,7 @@ class _TestbedRun:
                 self.tally.sent += 1
             if self.config.publish_interval_s > 0:
                 time.sleep(self.config.publish_interval_s)
+        self.tally.publish_s.append((time.perf_counter_ns() - started) / 1e9)
 
 
 class _CoapRun:
@@ -1098,6 +1100,11 @@ def _results_table(
     scalar("network", "duplicates", receptions - delivered)
     active_s = (last_receive_ns - tally.first_publish_ns) / 1e9 - sum(tally.pauses)
     scalar("network", "messages_per_s", delivered / active_s if delivered and active_s > 0 else np.nan)
+    delivered_bits = 8 * sum(
+        size for message, (_epoch, size) in tally.message_epoch.items() if message in latency
+    )
+    scalar("network", "goodput_kbps", delivered_bits / active_s / 1e3 if active_s > 0 else np.nan)
+    scalar("testbed", "interarrival_ms", 1e3 * sum(tally.publish_s) / config.messages_per_device)
     scalar("testbed", "handshake_median_ms", median_ms(tally.handshakes[QUANTUM]))
     scalar("testbed", "handshakes", len(tally.handshakes[QUANTUM]))
     scalar("testbed", "classical_handshake_median_ms", median_ms(tally.handshakes[CLASSICAL]))
