@@ -3,8 +3,9 @@
 The simulated scenario has the testbed's devices (MQTT and CoAP, one gateway: the one broker), its
 dataset, channel and QKD block size, its Q-IDS settings, and its offered load: each device's mean time
 between messages is the one the testbed measured (``testbed/interarrival_ms``, median over its runs),
-with one simulated round per key epoch. Loopback has no radio; Wi-Fi access (``network.access: wifi``)
-is the closest built-in match. Nothing is fitted: both sides run as they are and are printed together.
+with one simulated round per key epoch and a session per round. Loopback has no radio; Wi-Fi access
+(``network.access: wifi``) is the closest built-in match. Nothing is fitted: both sides run as they are
+and are printed together.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def simulated_scenario(config: TestbedConfig, interarrival_s: float, seeds: list
         },
         "qkd": {"pulses_per_block": config.pulses_per_block},
         "qids": qids,
+        "keys": {"session_rounds": 1},  # a new session (and key) per round, as the testbed rekeys per epoch
     }
 
 
