@@ -3,13 +3,14 @@ posting confirmable requests; wrong, revoked and missing keys are refused. Skips
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 
 import pytest
 
 from bridge.services import kme_certs
-from bridge.services.coap import CoapTestbed, missing_coap, oscore_context
+from bridge.services.coap import CoapTestbed, device_id, missing_coap, oscore_context
 from bridge.services.kme import KmeConfig, KmeServer
 from bridge.services.testbed import KmeKeyClient
 
@@ -84,3 +85,16 @@ def test_oscore_context_derivation_and_repr(rng):
     assert server.recipient_key == context.sender_key and server.sender_key == context.recipient_key
     other_id = oscore_context(key, str(uuid.UUID(bytes=rng.bytes(16))), b"cc", b"d\x00\x01")
     assert other_id.recipient_key != context.sender_key  # the key_ID (ID context) enters the derivation
+
+
+@pytest.mark.testbed
+def test_key_bytes_never_reach_the_logs(caplog, rng):
+    caplog.set_level(logging.DEBUG)
+    key, key_id = rng.bytes(32), str(uuid.UUID(bytes=rng.bytes(16)))
+    with CoapTestbed(DEVICES[:1], timeout_s=5.0) as testbed:
+        testbed.set_keys({DEVICES[0]: (key_id, key, key)})
+        assert testbed.post(DEVICES[0], 0, 64) == "2.04 Changed"
+    context = oscore_context(key, key_id, b"cc", device_id(0))
+    assert caplog.records, "aiocoap logged nothing at DEBUG: the check would be empty"
+    for secret in (key, context.sender_key, context.recipient_key):
+        assert secret.hex() not in caplog.text
