@@ -11,6 +11,12 @@ contexts with ones from a new key: a request under the old (revoked) key names a
 no longer has (4.01 "Security context not found"); a request under a wrong key with the current ID
 context fails to decrypt (4.00 "Decryption failed", aiocoap's answer). Keys live in memory only.
 
+Classical mode (a flagged link, or no QKD key): the device runs EDHOC (RFC 9528, method 3, cipher suite 2:
+ephemeral P-256 ECDH, both sides authenticated by static P-256 DH keys known to the other, as a device's
+certificate is to a broker) with the server, combined with its first OSCORE request; the OSCORE context
+comes from EDHOC's exporter. The server accepts EDHOC only from devices it currently lets use classical
+mode; going back to quantum mode removes that permission and the device's EDHOC-derived context.
+
 Everything runs in one event loop on a background thread; the synchronous methods submit to it and wait
 with a bound.
 """
@@ -23,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -35,6 +41,8 @@ SERVER_ID = b"cc"
 MAX_COAP_PAYLOAD = 1024  # one datagram, no blockwise transfer
 TELEMETRY_PATH = "telemetry"
 HEADER_BYTES = 16  # sequence number and send time (ns), as in the MQTT payloads
+EDHOC_SUITE, EDHOC_METHOD = 2, 3  # P-256 ECDH and AES-CCM-16-64-128; static-DH authentication both ways
+EDHOC_PERMISSION = ":edhoc:"  # server credential label prefix: the devices allowed to run EDHOC now
 
 
 def missing_coap() -> list[str]:
@@ -109,6 +117,8 @@ class CoapTestbed:
         self._server_credentials: Any = None
         self._clients: dict[str, Any] = {}
         self._by_recipient = {device_id(i): sae for i, sae in enumerate(devices)}
+        self._static_keys: dict[str, Any] = {}  # EDHOC static keys and credentials (CCS), per party
+        self.edhoc_sessions = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> CoapTestbed:
@@ -119,12 +129,18 @@ class CoapTestbed:
     async def _start(self) -> None:
         import aiocoap
         import aiocoap.resource as resource
+        from aiocoap import edhoc
         from aiocoap.credentials import CredentialsMap
         from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
         site = resource.Site()
         site.add_resource([TELEMETRY_PATH], _telemetry_resource(self))
         self._server_credentials = CredentialsMap()
+        for party, kid in [(SERVER_ID.decode(), SERVER_ID)] + [
+            (s, device_id(i)) for i, s in enumerate(self.devices)
+        ]:
+            key = edhoc.CoseKeyForEdhoc.generate()  # from the OS's CSPRNG: not reproducible from a seed
+            self._static_keys[party] = (key, key.as_ccs(kid=kid, subject=party))
         for _attempt in range(5):
             port = _free_udp_port()
             try:
@@ -139,6 +155,14 @@ class CoapTestbed:
             break
         else:
             raise RuntimeError("the CoAP server found no free loopback UDP port")
+        server_key, server_ccs = self._static_keys[SERVER_ID.decode()]
+        self._server_credentials[f"{self.uri_base}/*"] = edhoc.EdhocCredentials(
+            suite=EDHOC_SUITE,
+            method=EDHOC_METHOD,
+            own_cred_style="by-key-id",
+            own_cred=server_ccs,
+            private_key=server_key.secret_to_map(),
+        )
         for sae in self.devices:
             self._clients[sae] = await aiocoap.Context.create_client_context(transports=["oscore", "simple6"])
 
@@ -192,21 +216,73 @@ class CoapTestbed:
             self.set_device_key(index, key_id, device_key)
 
     def set_server_key(self, index: int, key_id: str, key: bytes) -> None:
-        self._server_credentials[f":{self.devices[index]}"] = oscore_context(
-            key, key_id, SERVER_ID, device_id(index)
-        )
+        """The server's QKD context for device ``index``; ends the device's permission to run EDHOC."""
+        sae = self.devices[index]
+        context = oscore_context(key, key_id, SERVER_ID, device_id(index))
+
+        def install() -> None:
+            self._end_classical(sae)
+            self._server_credentials[f":{sae}"] = context
+
+        self._in_loop(install)
 
     def set_device_key(self, index: int, key_id: str, key: bytes) -> None:
         credentials = self._clients[self.devices[index]].client_credentials
-        credentials[f"{self.uri_base}/*"] = oscore_context(key, key_id, device_id(index), SERVER_ID)
+        context = oscore_context(key, key_id, device_id(index), SERVER_ID)
+        self._in_loop(lambda: credentials.__setitem__(f"{self.uri_base}/*", context))
+
+    def set_classical(self, index: int) -> None:
+        """Device ``index`` goes classical: its QKD context is revoked on the server, which now accepts
+        EDHOC from it; the device runs a fresh EDHOC with its next request."""
+        from aiocoap import edhoc
+
+        sae = self.devices[index]
+        own_key, own_ccs = self._static_keys[sae]
+        _server_key, server_ccs = self._static_keys[SERVER_ID.decode()]
+        device_side = edhoc.EdhocCredentials(
+            suite=EDHOC_SUITE,
+            method=EDHOC_METHOD,
+            own_cred_style="by-key-id",
+            own_cred=own_ccs,
+            private_key=own_key.secret_to_map(),
+            peer_cred=server_ccs,
+        )
+        permission = edhoc.EdhocCredentials(suite=EDHOC_SUITE, method=EDHOC_METHOD, peer_cred=own_ccs)
+
+        def install() -> None:
+            self._server_credentials.pop(f":{sae}", None)
+            self._server_credentials[f"{EDHOC_PERMISSION}{sae}"] = permission
+            self._clients[sae].client_credentials[f"{self.uri_base}/*"] = device_side
+
+        self._in_loop(install)
+        self.edhoc_sessions += 1
+
+    def _end_classical(self, sae: str) -> None:
+        """Withdraw ``sae``'s EDHOC permission and drop the server's EDHOC-derived contexts of it."""
+        from aiocoap import edhoc
+
+        label = f"{EDHOC_PERMISSION}{sae}"
+        self._server_credentials.pop(label, None)
+        stale = [
+            name
+            for name, item in self._server_credentials.items()
+            if isinstance(item, edhoc.EdhocResponderContext) and item.authenticated_claims == [label]
+        ]
+        for name in stale:
+            del self._server_credentials[name]
 
     def drop_device_key(self, index: int) -> None:
         """Device ``index`` sends without OSCORE from now on (an unprovisioned device)."""
-        self._clients[self.devices[index]].client_credentials.pop(f"{self.uri_base}/*", None)
+        credentials = self._clients[self.devices[index]].client_credentials
+        self._in_loop(lambda: credentials.pop(f"{self.uri_base}/*", None))
 
-    def revoke(self, index: int) -> None:
-        """Remove device ``index``'s context on the server (no key for this epoch)."""
-        self._server_credentials.pop(f":{self.devices[index]}", None)
+    def _in_loop(self, action: Callable[[], None]) -> None:
+        """Run ``action`` in the loop thread (the credentials maps are the loop's)."""
+
+        async def run() -> None:
+            action()
+
+        self._run(run(), self.timeout_s)
 
     # ------------------------------------------------------------------ traffic
     def post(self, sae: str, sequence: int, size: int) -> str:
@@ -264,11 +340,19 @@ class CoapTestbed:
             self.refusals += 1
         return str(response.code)
 
-    def _received(self, recipient_id: bytes, payload: bytes) -> None:
+    def _sender(self, context: Any) -> str | None:
+        """The device an OSCORE context authenticates: its QKD context's recipient ID, or the EDHOC
+        permission its EDHOC run was verified against."""
+        claims = getattr(context, "authenticated_claims", None) or []
+        if claims and claims[0].startswith(EDHOC_PERMISSION):
+            return claims[0][len(EDHOC_PERMISSION) :]
+        return self._by_recipient.get(context.recipient_id)
+
+    def _received(self, sae: str, payload: bytes) -> None:
         now = time.perf_counter_ns()
         sequence = int.from_bytes(payload[:8], "big")
         sent = int.from_bytes(payload[8:16], "big")
-        self.latency_ns.setdefault((self._by_recipient[recipient_id], sequence), now - sent)
+        self.latency_ns.setdefault((sae, sequence), now - sent)
         self.last_receive_ns = max(self.last_receive_ns, now)
 
 
@@ -283,7 +367,10 @@ def _telemetry_resource(testbed: CoapTestbed) -> Any:
         async def render_post(self, request: Any) -> Any:
             if not isinstance(request.remote, OSCOREAddress) or len(request.payload) < HEADER_BYTES:
                 return aiocoap.Message(code=aiocoap.UNAUTHORIZED, payload=b"OSCORE required")
-            testbed._received(request.remote.security_context.recipient_id, request.payload)
+            sender = testbed._sender(request.remote.security_context)
+            if sender is None:
+                return aiocoap.Message(code=aiocoap.UNAUTHORIZED, payload=b"unknown device")
+            testbed._received(sender, request.payload)
             return aiocoap.Message(code=aiocoap.CHANGED)
 
     return TelemetryResource()

@@ -947,8 +947,8 @@ class _TestbedRun:
 
 class _CoapRun:
     """The run's CoAP devices: per key epoch an OSCORE context per device from a new KME key (master: the
-    control centre's SAE, which runs the CoAP server); a device whose link is flagged or has no key holds
-    its messages (its server-side context is revoked) and sends them, in order, in its next usable epoch."""
+    control centre's SAE, which runs the CoAP server); a device whose link is flagged or has no key goes
+    classical (EDHOC, then OSCORE from its exporter) and keeps that session until its link is usable."""
 
     def __init__(
         self,
@@ -964,10 +964,10 @@ class _CoapRun:
         self.master = KmeKeyClient(certs, CONTROL_CENTRE_SAE, kme_address)
         self.slaves = {sae: KmeKeyClient(certs, sae, kme_address) for sae in self.saes}
         self.testbed = CoapTestbed(self.saes, config.timeout_s)
-        self.usable = {sae: False for sae in self.saes}
-        self.backlog: dict[str, list[tuple[int, int]]] = {sae: [] for sae in self.saes}
+        self.mode: dict[str, str | None] = {sae: None for sae in self.saes}
         self.rekeys: list[float] = []
-        self.keys_used = self.sent = self.held = self.supply_fallbacks = self.held_epochs = 0
+        self.sent = {QUANTUM: 0, CLASSICAL: 0}
+        self.keys_used = self.supply_fallbacks = self.mode_switches = 0
         self._posting: Any = None
 
     def start(self) -> None:
@@ -979,35 +979,31 @@ class _CoapRun:
     def start_epoch(self, epoch: int, flagged: Mapping[str, bool]) -> None:
         started = time.perf_counter()
         for index, sae in enumerate(self.saes):
-            usable = not flagged[sae]
-            if usable:
+            mode = CLASSICAL if flagged[sae] else QUANTUM
+            if mode == QUANTUM:
                 try:
                     key_id, server_key = self.master.enc_key(sae)
                     device_key = self.slaves[sae].dec_key(CONTROL_CENTRE_SAE, key_id)
                 except KeySupplyError:
-                    usable = False
+                    mode = CLASSICAL
                     self.supply_fallbacks += 1
                 else:
                     self.keys_used += 1
                     self.testbed.set_server_key(index, key_id, server_key)
                     self.testbed.set_device_key(index, key_id, device_key)
-            if not usable:
-                self.testbed.revoke(index)
-                self.held_epochs += 1
-            self.usable[sae] = usable
+            if mode == CLASSICAL and self.mode[sae] != CLASSICAL:
+                self.testbed.set_classical(index)  # an EDHOC session lasts while the device stays classical
+            if self.mode[sae] is not None and self.mode[sae] != mode:
+                self.mode_switches += 1
+            self.mode[sae] = mode
         if epoch > 0:
             self.rekeys.append(time.perf_counter() - started)
 
     def post(self, sequences: np.ndarray) -> None:
         messages = {}
         for index, sae in enumerate(self.saes):
-            items = [(int(s), int(self.sizes[index, s])) for s in sequences]
-            self.sent += len(items)
-            if self.usable[sae]:
-                messages[sae], self.backlog[sae] = self.backlog[sae] + items, []
-            else:
-                self.backlog[sae] += items
-                self.held += len(items)
+            messages[sae] = [(int(s), int(self.sizes[index, s])) for s in sequences]
+            self.sent[self.mode[sae] or QUANTUM] += len(messages[sae])
         self._posting = self.testbed.start_posting(messages)
 
     def finish_epoch(self) -> None:
@@ -1018,21 +1014,23 @@ class _CoapRun:
     def scalars(self) -> dict[str, float]:
         latencies_ms = np.array(list(self.testbed.latency_ns.values()), dtype=float) / 1e6
         delivered = latencies_ms.size
+        sent = sum(self.sent.values())
+        busy_s = self.testbed.busy_s
         return {
-            "messages_sent": self.sent,
+            "messages_sent": sent,
             "messages_delivered": delivered,
-            "messages_lost": self.sent - delivered,
-            "messages_held": self.held,
+            "messages_lost": sent - delivered,
+            "messages_quantum": self.sent[QUANTUM],
+            "messages_classical": self.sent[CLASSICAL],
             "latency_median_ms": float(np.median(latencies_ms)) if delivered else np.nan,
             "latency_p95_ms": float(np.percentile(latencies_ms, 95)) if delivered else np.nan,
-            "messages_per_s": delivered / self.testbed.busy_s
-            if delivered and self.testbed.busy_s > 0
-            else np.nan,
+            "messages_per_s": delivered / busy_s if delivered and busy_s > 0 else np.nan,
             "refusals": self.testbed.refusals,
             "failures": self.testbed.failures,
             "rekey_median_ms": 1e3 * float(np.median(self.rekeys)) if self.rekeys else np.nan,
             "keys_used": self.keys_used,
-            "held_epochs": self.held_epochs,
+            "edhoc_sessions": self.testbed.edhoc_sessions,
+            "mode_switches": self.mode_switches,
             "supply_fallbacks": self.supply_fallbacks,
         }
 

@@ -98,3 +98,25 @@ def test_key_bytes_never_reach_the_logs(caplog, rng):
     assert caplog.records, "aiocoap logged nothing at DEBUG: the check would be empty"
     for secret in (key, context.sender_key, context.recipient_key):
         assert secret.hex() not in caplog.text
+
+
+@pytest.mark.testbed
+def test_classical_mode_runs_edhoc_and_quantum_mode_withdraws_it(rng):
+    key_id = str(uuid.UUID(bytes=rng.bytes(16)))
+    key = rng.bytes(32)
+    with CoapTestbed(DEVICES, timeout_s=5.0) as testbed:
+        testbed.set_classical(0)
+        assert [testbed.post(DEVICES[0], seq, 40) for seq in range(3)] == ["2.04 Changed"] * 3
+        assert testbed.edhoc_sessions == 1
+        assert sorted(testbed.latency_ns) == [(DEVICES[0], seq) for seq in range(3)]  # identified by EDHOC
+
+        testbed.set_server_key(0, key_id, key)  # back to quantum on the server only
+        assert testbed.post(DEVICES[0], 3, 40).startswith("4.")  # no EDHOC context, no permission for one
+        testbed.set_device_key(0, key_id, key)
+        assert testbed.post(DEVICES[0], 4, 40) == "2.04 Changed"
+
+        testbed.set_classical(1)
+        testbed.set_server_key(1, key_id, rng.bytes(32))  # permission withdrawn before the device's EDHOC
+        assert testbed.post(DEVICES[1], 0, 40).startswith("4.")
+        assert (DEVICES[1], 0) not in testbed.latency_ns and (DEVICES[0], 3) not in testbed.latency_ns
+    assert not coap_threads()

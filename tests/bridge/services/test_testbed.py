@@ -342,7 +342,7 @@ def test_cli_run_writes_csvr_rows(tmp_path, capsys):
 @pytest.mark.testbed
 @needs_testbed
 @pytest.mark.skipif(bool(missing_coap()), reason=f"CoAP testbed needs: {', '.join(missing_coap())}")
-def test_coap_devices_rekey_per_epoch_and_hold_messages_while_flagged(tmp_path):
+def test_coap_devices_rekey_per_epoch_and_go_classical_while_flagged(tmp_path):
     config = TestbedConfig.from_mapping(
         {
             "devices": 1,
@@ -359,12 +359,11 @@ def test_coap_devices_rekey_per_epoch_and_hold_messages_while_flagged(tmp_path):
     assert values["coap/messages_sent"] == 48
     assert values["coap/messages_delivered"] == 48 and values["coap/messages_lost"] == 0
     assert values["coap/refusals"] == 0 and values["coap/failures"] == 0
-    # CoAP device 1 holds its messages in the attacked epochs (and at most the Q-IDS window after them)
-    assert (
-        values["coap/held_epochs"] in (2, 3)
-        and values["coap/messages_held"] == 4 * values["coap/held_epochs"]
-    )
-    assert values["coap/keys_used"] == 2 * 6 - values["coap/held_epochs"]
+    # CoAP device 1 is classical (one EDHOC session) in the attacked epochs, at most one epoch more
+    classical_epochs = values["coap/messages_classical"] / 4
+    assert classical_epochs in (2, 3) and values["coap/edhoc_sessions"] == 1
+    assert values["coap/mode_switches"] == 2
+    assert values["coap/keys_used"] == 2 * 6 - classical_epochs
     assert values["keys/keys_used"] == values["testbed/handshakes"] + values["coap/keys_used"]
     assert values["network/messages_lost"] == 0
     assert not mosquitto_children()
