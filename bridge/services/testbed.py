@@ -49,7 +49,7 @@ from bridge.backends.workload import record_payloads
 from bridge.cosim.orchestrator import qids_calibration
 from bridge.datasets import load_flows
 from bridge.services import kme_certs
-from bridge.services.coap import missing_coap
+from bridge.services.coap import CoapTestbed, missing_coap
 from bridge.services.kme import KeyStore, KmeConfig, KmeServer
 from bridge.store import ResultStore, encode
 from qesif_core.errors import UserInputError
@@ -144,9 +144,8 @@ class TestbedConfig:
     timeout_s: float = 30.0
     publish_interval_s: float = 0.0  # pause after each device round of publishes; 0: back-to-back bursts
     eavesdrop: Eavesdrop | None = None
-    qids: Mapping[str, Any] = field(
-        default_factory=dict
-    )  # QidsParams fields, calibration, calibration_blocks
+    # Algorithm 2's QidsParams fields, and the calibration mode and block count
+    qids: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "testbed") -> TestbedConfig:
@@ -957,8 +956,6 @@ class _CoapRun:
         kme_address: tuple[str, int],
         sizes: np.ndarray,
     ) -> None:
-        from bridge.services.coap import CoapTestbed
-
         self.saes = config.coap_saes
         self.sizes = sizes
         self.master = KmeKeyClient(certs, CONTROL_CENTRE_SAE, kme_address)
