@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -208,13 +209,14 @@ def test_parse_errors_name_file_and_line(tmp_path):
 # ----------------------------------------------------------------------------------------- templates
 
 
-def test_templates_use_quisp_parameter_names_and_reach_their_qber():
-    ini = (CONFIGS / "qesif_links.ini").read_text(encoding="utf-8")
-    for config in ("clean", "noisy", "eavesdropped"):
-        assert f"[Config {config}]" in ini
-    sections = {}
+LINKS = ("clean", "noisy", "eavesdropped")
+
+
+def template_sections() -> dict[str, dict[str, str]]:
+    """qesif_links.ini as {section: {key without leading '*.': value}} (comments dropped)."""
+    sections: dict[str, dict[str, str]] = {}
     current = None
-    for line in ini.splitlines():
+    for line in (CONFIGS / "qesif_links.ini").read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line.startswith("["):
             current = line.strip("[]").removeprefix("Config ")
@@ -222,11 +224,29 @@ def test_templates_use_quisp_parameter_names_and_reach_their_qber():
         elif "=" in line and current is not None:
             key, value = (s.strip() for s in line.split("=", 1))
             sections[current][key.lstrip("*.")] = value
-    distance = float(sections["General"]["fiber_km"].removesuffix("km"))
+    return sections
+
+
+def template_channel(config: str) -> tuple[dict[str, float], float]:
+    """The QuantumChannel rates per km of ``config`` (General's fibre loss included) and the fibre length."""
+    sections = template_sections()
+    rates = {
+        k: float(v)
+        for section in ("General", config)
+        for k, v in sections[section].items()
+        if k.startswith("channel_")
+    }
+    return rates, float(sections["General"]["fiber_km"].removesuffix("km"))
+
+
+def test_templates_use_quisp_parameter_names_and_reach_their_qber():
+    sections = template_sections()
+    assert set(LINKS) <= set(sections)
+    # the presets' fibre (qesif_core.qkd.channel: 0.2 dB/km) as QuISP's per-km loss probability
+    assert 1 - float(sections["General"]["channel_loss_rate"]) == pytest.approx(10 ** (-0.2 / 10), rel=1e-10)
     targets = {"clean": 0.01, "noisy": 0.07, "eavesdropped": 1 - (1 - 2 * 0.01) * (1 - 0.56 / 2)}
     for config, target in targets.items():
-        rates = {k: float(v) for k, v in sections[config].items() if k.startswith("channel_")}
-        qz, qx = quisp.expected_qber(rates, distance)
+        qz, qx = quisp.expected_qber(*template_channel(config))
         assert qz == pytest.approx(target / 2 if config == "eavesdropped" else target, abs=5e-4), config
         assert qx == pytest.approx(qz, abs=1e-9)
 
@@ -307,15 +327,100 @@ def test_launcher_rejects_unknown_config(fake_quisp, tmp_path):
         quisp.run_quisp(launch, timeout_s=5)
 
 
-@pytest.mark.quisp
-def test_real_quisp_noisy_link(tmp_path, rng):
+# ----------------------------------------------------------------------------------------- real QuISP
+
+
+def real_quisp() -> Path:
+    """The QuISP executable the launcher would use (``find_quisp``), or skip saying how to provide one."""
     exe = quisp.find_quisp()
     if exe is None:
-        pytest.skip(f"QuISP not installed (set ${quisp.QUISP_ENV} or put 'quisp' on PATH)")
+        where = os.environ.get(quisp.QUISP_ENV)
+        reason = f"${quisp.QUISP_ENV}={where} is not an executable" if where else "no 'quisp' on PATH"
+        pytest.skip(f"QuISP not installed ({reason}; set ${quisp.QUISP_ENV} to the built quisp executable)")
+    return exe
+
+
+def drop_logs(run_dir: Path) -> None:
+    """QuISP's JSONL log is about 50 MB per 20 s run; keep the tmp folder small once it is parsed."""
+    for log in run_dir.rglob("*.jsonl"):
+        log.unlink()
+
+
+@pytest.fixture(scope="module")
+def template_runs(tmp_path_factory):
+    """Each template link run once in real QuISP through the launcher (seed 1), parsed with its log."""
+    exe = real_quisp()
+    root = tmp_path_factory.mktemp("quisp_templates")
+    out = {}
+    for config in LINKS:
+        launch = quisp.QuispLaunch(
+            executable=exe, ini=CONFIGS / "qesif_links.ini", config=config, run_dir=root / config, seed=1
+        )
+        outcome = quisp.run_quisp(launch, timeout_s=float(os.environ.get("QUISP_TIMEOUT_S", "120")))
+        out[config] = (outcome, quisp.load_run(outcome.output, jsonl=outcome.jsonl))
+        drop_logs(root / config)
+    return out
+
+
+@pytest.mark.quisp
+def test_real_quisp_links_reach_the_qber_their_channel_gives(template_runs):
+    qbers = {}
+    for config, (_, run) in template_runs.items():
+        expected_z, expected_x = quisp.expected_qber(*template_channel(config))
+        n = run.measurements / quisp.BASIS_PAIRS
+        for measured, expected in ((run.result.qber_z, expected_z), (run.result.qber_x, expected_x)):
+            assert abs(measured - expected) < 4 * math.sqrt(expected * (1 - expected) / n), config
+        qbers[config] = (run.result.qber_z, run.result.qber_x)
+    for basis in (0, 1):
+        assert qbers["clean"][basis] < qbers["noisy"][basis] < qbers["eavesdropped"][basis]
+
+
+@pytest.mark.quisp
+def test_real_quisp_stdout_output_and_matrices_agree(template_runs):
+    for config, (outcome, run) in template_runs.items():
+        from_file = quisp.parse_tomography_output(outcome.output)
+        report = quisp.parse_stdout(outcome.stdout)
+        assert [(r.node, r.partner, r.fidelity, r.x_error) for r in report.results] == [
+            (r.node, r.partner, r.fidelity, r.x_error) for r in from_file
+        ], config
+        assert len(from_file) == 2 and {r.link for r in from_file} == {("EndNode1", "EndNode2")}
+        assert run.result.number("distance") == 10.0 and run.measurements == 20000
+        fractions = quisp.bell_fractions(run.density_matrix)
+        res = run.result
+        assert fractions == pytest.approx(
+            {
+                "fidelity": res.fidelity,
+                "x_error": res.x_error,
+                "y_error": res.y_error,
+                "z_error": res.z_error,
+            },
+            abs=2e-6,
+        )
+
+
+@pytest.mark.quisp
+def test_real_quisp_runs_become_the_qkd_trace(tmp_path):
+    """Two seeded runs through ``run_blocks`` into both traces; the measured pair rate follows the fibre
+    loss (the same link without loss as reference, same seed: the BSA attempt schedule is the same)."""
+    exe = real_quisp()
     launch = quisp.QuispLaunch(
-        executable=exe, ini=CONFIGS / "qesif_links.ini", config="noisy", run_dir=tmp_path, seed=0
+        executable=exe, ini=CONFIGS / "qesif_links.ini", config="noisy", run_dir=tmp_path / "noisy", seed=0
     )
-    runs = quisp.run_blocks(launch, rng, 1, timeout_s=float(os.environ.get("QUISP_TIMEOUT_S", "600")))
-    n = runs[0].measurements / quisp.BASIS_PAIRS
-    assert abs(runs[0].result.qber_z - 0.07) < 4 * math.sqrt(0.07 * 0.93 / n)
-    assert quisp.link_pair_rate(runs[0]) is not None
+    timeout = float(os.environ.get("QUISP_TIMEOUT_S", "120"))
+    runs = quisp.run_blocks(launch, np.random.default_rng(5), 2, timeout_s=timeout)
+    lossless = quisp.run_blocks(
+        dataclasses.replace(launch, run_dir=tmp_path / "lossless", overrides={"**.channel_loss_rate": "0"}),
+        np.random.default_rng(5),
+        1,
+        timeout_s=timeout,
+    )
+    drop_logs(tmp_path)
+    assert runs[0].result.fidelity != runs[1].result.fidelity  # two seeds, two samples
+    tomography = quisp.quisp_trace(runs)
+    engine = quisp.engine_trace(runs, 20_000, np.random.default_rng(3))
+    for trace in (tomography, engine):
+        assert tuple(trace.columns) == TRACE_COLUMNS and trace["block"].tolist() == [0, 1]
+    assert tomography["qber_z"].tolist() == [r.result.qber_z for r in runs]
+    assert (engine["sifted_bits"] > 0).all() and (engine["loss_fraction"] == 0).all()
+    rate, reference = quisp.link_pair_rate(runs[0]), quisp.link_pair_rate(lossless[0])
+    assert rate / reference == pytest.approx(10 ** (-0.2), abs=0.03)  # 0.2 dB/km over 10 km
