@@ -95,6 +95,11 @@ class QkdSpec(_Strict):
 
     protocol: Literal["bb84", "bbm92"] = "bb84"
     pulses_per_block: PositiveInt = 200_000
+    source: Literal["builtin", "quisp"] = Field(
+        "builtin",
+        description="who models the links' pair states: the engine (builtin) or QuISP runs of the channel "
+        "done before the run (quisp, bbm92 only; docs/simulators.md)",
+    )
 
 
 class QidsSpec(_Strict):

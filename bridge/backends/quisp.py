@@ -43,6 +43,10 @@ row per QuISP run (= one block; a run per seed):
 Rates: ``bellpair_per_sec`` is ``tomography_measurements / tomography_time`` and the time includes the
 ``initial_notification_timing_buffer`` (HardwareMonitor.cc, ``Bellpair_per_sec = max_count / finish``), so it
 is not the pair rate. :func:`pair_generation_rate` measures the rate from the ``BellPairGenerated`` times.
+
+Run source (``qkd.source: quisp``): :func:`quisp_links` runs the templates once per link with the spec's
+channel as per-km rates (:func:`channel_rates`) before a run, and the orchestrator uses each link's
+:func:`bell_pair_model` as the pair state of its BBM92 blocks.
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ import math
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -495,6 +500,41 @@ def expected_qber(rates: Mapping[str, float], distance_km: float) -> tuple[float
     return (1.0 - lam_zz**distance_km) / 2.0, (1.0 - lam_xx**distance_km) / 2.0
 
 
+def channel_rates(params: ChannelParams) -> dict[str, float]:
+    """QuISP ``QuantumChannel`` per-km rates for one of the engine's channels (how quisp_configs/ was made).
+
+    The fibre's dB/km becomes the per-km loss probability 1 - 10^(-alpha/10); the intrinsic error e_d
+    becomes depolarising noise (x = y = z) with QBER e_d over the distance; an intercept-resend attacker on
+    a fraction f adds X and Z flips so that both bases reach the attack's QBER 1/2 - (1 - 2 e_d)(1 - f/2)/2
+    (quisp_configs/README.md). A PNS attack targets weak pulses, which QuISP's pairs are not.
+    """
+    if params.eve == "pns":
+        raise UserInputError("channel field eve='pns' attacks weak coherent pulses; QuISP distributes pairs")
+    if params.distance_km <= 0:
+        raise UserInputError(f"channel field distance_km must be > 0 for QuISP (got {params.distance_km!r})")
+    loss = 1.0 - 10.0 ** (-params.fibre_loss_db_per_km / 10.0)
+    depolarising = (
+        (1.0 - loss) * (1.0 - (1.0 - 2.0 * params.intrinsic_error) ** (1.0 / params.distance_km)) / 4
+    )
+    attacked = params.eve_fraction if params.eve == "intercept-resend" else 0.0
+    if attacked == 0.0:
+        return {
+            "channel_x_error_rate": depolarising,
+            "channel_y_error_rate": depolarising,
+            "channel_z_error_rate": depolarising,
+            "channel_loss_rate": loss,
+        }
+    qber = 0.5 - (1.0 - 2.0 * params.intrinsic_error) * (1.0 - attacked / 2.0) / 2.0
+    return per_km_error_rates(qber, qber, params.distance_km, y_rate=depolarising, loss_rate=loss)
+
+
+def channel_overrides(params: ChannelParams) -> dict[str, str]:
+    """Ini lines that give the template network the fibre length and :func:`channel_rates` of ``params``."""
+    lines = {"*.fiber_km": f"{params.distance_km!r}km"}
+    lines.update({f"**.{name}": repr(value) for name, value in channel_rates(params).items()})
+    return lines
+
+
 # --------------------------------------------------------------------------------------------- launcher
 
 
@@ -626,3 +666,66 @@ def run_blocks(
         outcome = run_quisp(spec, timeout_s=timeout_s)
         runs.append(load_run(outcome.output, jsonl=outcome.jsonl if outcome.jsonl.exists() else None))
     return runs
+
+
+# --------------------------------------------------------------------------------------------- run source
+
+
+#: The repository's QuISP templates (quisp_configs/), next to the ``bridge`` package in the source tree.
+TEMPLATE_INI = Path(__file__).resolve().parents[2] / "quisp_configs" / "qesif_links.ini"
+
+
+@dataclass(frozen=True)
+class QuispLinks:
+    """A run's quantum links from QuISP (``qkd.source: quisp``): per link, the engine's Bell-pair model from a
+    QuISP run of the run's channel (``attacked``) and of the same channel without its attacker (``benign``,
+    the Q-IDS commissioning blocks), plus the engine channel for the blocks: the run's fibre, detectors and
+    block size, without the attacker, whose effect is already in QuISP's pair state."""
+
+    channel: ChannelParams
+    attacked: list[BellPairModel]
+    benign: list[BellPairModel]
+
+
+def quisp_links(
+    channel: ChannelParams,
+    n_links: int,
+    protocol: str,
+    rng: np.random.Generator,
+    *,
+    executable: Path | None = None,
+    timeout_s: float = 600.0,
+) -> QuispLinks:
+    """Run QuISP once per link (seeds from ``rng``; twice when the channel has an attacker) before a run.
+
+    QuISP supplies the pairs' Pauli errors (tomography of its simulated fibre); the engine keeps sifting,
+    parameter estimation, Cascade, verification and privacy amplification, and its own detection model.
+    QuISP's pair rate is not used: the block size stays the spec's ``qkd.pulses_per_block``.
+    """
+    if protocol != "bbm92":
+        raise UserInputError(
+            f"qkd.source 'quisp' distributes entangled pairs: set qkd.protocol to bbm92 (got {protocol!r})"
+        )
+    executable = executable or find_quisp()
+    if executable is None:
+        raise UserInputError(
+            f"qkd.source 'quisp': QuISP not found (set ${QUISP_ENV} to the quisp executable, "
+            "or put it on PATH)"
+        )
+    benign_channel = replace(channel, eve="none", eve_fraction=0.0)
+
+    def models(params: ChannelParams, folder: str) -> list[BellPairModel]:
+        launch = QuispLaunch(
+            executable=executable,
+            ini=TEMPLATE_INI,
+            config="clean",  # every channel parameter is overridden
+            run_dir=Path(folder),
+            seed=0,
+            overrides=channel_overrides(params),
+        )
+        return [bell_pair_model(run) for run in run_blocks(launch, rng, n_links, timeout_s=timeout_s)]
+
+    with tempfile.TemporaryDirectory(prefix="qesif-quisp-") as folder:  # the JSONL logs are ~50 MB per run
+        benign = models(benign_channel, str(Path(folder) / "benign"))
+        attacked = benign if benign_channel == channel else models(channel, str(Path(folder) / "attacked"))
+    return QuispLinks(channel=benign_channel, attacked=attacked, benign=benign)

@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ from qesif_core.qids.anomaly import (
 from qesif_core.qids.fusion import CrossLayerDetector
 from qesif_core.qids.metrics import detection_metrics
 from qesif_core.qkd.channel import ChannelParams, preset
+from qesif_core.qkd.entangled import BellPairModel
 from qesif_core.qkd.session import run_block
 from qesif_core.qkd.trace import link_trace
 from qesif_core.schemes import get_scheme
@@ -100,10 +101,12 @@ def qids_calibration(
     qkd_protocol: str,
     n_links: int,
     rng: np.random.Generator,
+    benign_pairs: Sequence[BellPairModel] | None = None,
 ) -> Calibration | list[Calibration]:
     """Algorithm 2's calibration for a run: one for all links (``noise-free``) or one per link
     (``link-baseline``: each link's commissioning blocks, simulated with the run's channel minus its
-    attacker, give its benign-noise model; Hbar_q and QBER_ref stay those of the noise-free trials)."""
+    attacker, give its benign-noise model; Hbar_q and QBER_ref stay those of the noise-free trials).
+    ``benign_pairs`` (``qkd.source: quisp``) are the links' pair states without the attacker."""
     mode = section.get("calibration", DEFAULT_CALIBRATION_MODE)
     if mode not in CALIBRATION_MODES:
         raise UserInputError(
@@ -120,9 +123,12 @@ def qids_calibration(
     if mode == "noise-free":
         return reference
     benign = dataclasses.replace(channel, eve="none", eve_fraction=0.0)
+    pairs = benign_pairs or [None] * n_links
     return [
-        calibrate_link(reference, [link_trace(benign, blocks, pulses, link_rng, qkd_protocol)], params)
-        for link_rng in rng.spawn(n_links)
+        calibrate_link(
+            reference, [link_trace(benign, blocks, pulses, link_rng, qkd_protocol, pairs[g])], params
+        )
+        for g, link_rng in enumerate(rng.spawn(n_links))
     ]
 
 
@@ -147,6 +153,13 @@ class Orchestrator:
         self.energy_budget_j = keys_section.get("energy_budget_j")
         self.qids_params = _qids_params(qids_section)
         self._link_rngs = streams.qkd.spawn(self.n_gateways)
+        # qkd.source quisp: each link's pair state comes from QuISP runs done now (bridge.backends.quisp)
+        self._qkd_channel, self._link_pairs, benign_pairs = self.channel, [None] * self.n_gateways, None
+        if spec["qkd"].get("source", "builtin") == "quisp":
+            from bridge.backends.quisp import quisp_links
+
+            links = quisp_links(self.channel, self.n_gateways, self.qkd_protocol, streams.qkd.spawn(1)[0])
+            self._qkd_channel, self._link_pairs, benign_pairs = links.channel, links.attacked, links.benign
         self.calibration = qids_calibration(
             self.channel,
             self.qids_params,
@@ -155,6 +168,7 @@ class Orchestrator:
             self.qkd_protocol,
             self.n_gateways,
             streams.qkd,
+            benign_pairs,
         )
         # Ground truth of the quantum layer: the channel's attacker is on every link for the whole run.
         self.channel_attacked = self.channel.eve != "none" and self.channel.eve_fraction > 0.0
@@ -266,7 +280,13 @@ class Orchestrator:
     def _advance_qkd(self, r: int) -> None:
         now = r * self.round_duration_s
         for g in range(self.n_gateways):
-            block = run_block(self.channel, self.pulses, self._link_rngs[g], self.qkd_protocol)
+            block = run_block(
+                self._qkd_channel,
+                self.pulses,
+                self._link_rngs[g],
+                self.qkd_protocol,
+                bell_model=self._link_pairs[g],
+            )
             self.qber[g, r], self.h_q[g, r], self.secret_bits[g, r] = block.qber, block.h_q, block.secret_bits
             slot = SlotObservation(
                 h_q=block.h_q, theta=block.qber, loss=block.loss_fraction, key=block.alice_key

@@ -16,6 +16,7 @@ import pytest
 from bridge.backends import quisp
 from qesif_core.entropy_keys import quantum_entropy
 from qesif_core.errors import UserInputError
+from qesif_core.qkd.channel import preset
 from qesif_core.qkd.keyrate import SecurityParams
 from qesif_core.qkd.trace import TRACE_COLUMNS
 
@@ -249,6 +250,28 @@ def test_templates_use_quisp_parameter_names_and_reach_their_qber():
         qz, qx = quisp.expected_qber(*template_channel(config))
         assert qz == pytest.approx(target / 2 if config == "eavesdropped" else target, abs=5e-4), config
         assert qx == pytest.approx(qz, abs=1e-9)
+
+
+def test_channel_rates_of_the_presets_are_the_templates():
+    for config in LINKS:
+        rates, distance = template_channel(config)
+        params = preset(config)
+        assert params.distance_km == distance
+        assert quisp.channel_rates(params) == pytest.approx(rates, rel=1e-9), config
+        overrides = quisp.channel_overrides(params)
+        assert overrides["*.fiber_km"] == "10.0km"
+        assert (
+            float(overrides["**.channel_x_error_rate"]) == quisp.channel_rates(params)["channel_x_error_rate"]
+        )
+
+
+def test_channel_rates_follow_distance_and_refuse_pns():
+    far = dataclasses.replace(preset("noisy"), distance_km=25.0)
+    assert quisp.expected_qber(quisp.channel_rates(far), 25.0) == pytest.approx((0.07, 0.07), rel=1e-9)
+    with pytest.raises(UserInputError, match="pns"):
+        quisp.channel_rates(dataclasses.replace(preset("clean"), eve="pns", eve_fraction=0.1))
+    with pytest.raises(UserInputError, match="distance_km"):
+        quisp.channel_rates(dataclasses.replace(preset("clean"), distance_km=0.0))
 
 
 # ----------------------------------------------------------------------------------------- launcher
