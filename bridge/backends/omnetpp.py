@@ -358,6 +358,8 @@ def cosim_peer(
         run_dir=workdir,
         seed=int(spec["seed"]),
         sim_time_limit_s=(rounds + 1) * workload.round_duration_s,
+        # every round must answer within timeout_s anyway (the orchestrator fails a silent peer)
+        cpu_time_limit_s=(rounds + 1) * timeout_s,
         ned_paths=model.ned_paths(),
         overrides=cosim_ini_lines(spec, workload, endpoint, schedule, timeout_s),
     )

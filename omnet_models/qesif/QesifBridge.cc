@@ -11,6 +11,7 @@
 #include "inet/common/Simsignals.h"
 #include "inet/linklayer/ieee802154/Ieee802154Mac.h"
 #include "inet/physicallayer/wireless/common/contract/packetlevel/IRadio.h"
+#include "inet/physicallayer/wireless/common/contract/packetlevel/ITransmission.h"
 
 using namespace omnetpp;
 using nlohmann::json;
@@ -223,12 +224,21 @@ void QesifBridge::countDelivered(double latencyS, long payloadBytes, bool confir
         unconfirmedDelivered_++;
 }
 
-void QesifBridge::receiveSignal(cComponent *source, simsignal_t signal, cObject *, cObject *)
+void QesifBridge::receiveSignal(cComponent *source, simsignal_t signal, cObject *obj, cObject *details)
 {
-    if (signal == inet::transmissionStartedSignal && dynamic_cast<inet::physicallayer::IRadio *>(source) != nullptr)
-        round_.frames++;  // 802.15.4 frames (data and MAC ACKs), not the Ethernet backhaul's
-    else if (signal == inet::packetDroppedSignal && dynamic_cast<inet::Ieee802154Mac *>(source) != nullptr)
-        round_.macDrops++;
+    if (signal == inet::transmissionStartedSignal && dynamic_cast<inet::physicallayer::IRadio *>(source) != nullptr) {
+        // 802.15.4 data frames (fragments and MAC retries included), not MAC ACKs nor the Ethernet backhaul's
+        auto transmission = check_and_cast<const inet::physicallayer::ITransmission *>(obj);
+        if (strcmp(transmission->getPacket()->getName(), "CSMA-Ack") != 0)
+            round_.frames++;
+    }
+    else if (signal == inet::packetDroppedSignal && dynamic_cast<inet::Ieee802154Mac *>(source) != nullptr) {
+        // frames the MAC gave up on (no ACK after the retries, or no clear channel): not the overheard
+        // frames for other stations or corrupted receptions, which the MAC also reports as drops
+        auto reason = check_and_cast<inet::PacketDropDetails *>(details)->getReason();
+        if (reason == inet::RETRY_LIMIT_REACHED || reason == inet::CONGESTION)
+            round_.macDrops++;
+    }
 }
 
 void QesifBridge::finish()
