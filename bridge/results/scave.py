@@ -701,6 +701,24 @@ def find_scavetool() -> str | None:
     return shutil.which(SCAVETOOL)
 
 
+def _private_copy(path: Path, folder: Path) -> Path:
+    """``path`` (and a .vec's .vci) copied into ``folder`` for opp_scavetool, which rewrites an index it finds
+    stale in place: the caller's files (possibly read-only shared data) are never modified. A .vci that
+    describes the .vec (same size) gets its recorded mtime back on the copy, as the simulator left it (a
+    copy or a git checkout changes mtimes, and opp_scavetool's rebuilt index drops empty vectors)."""
+    if not path.is_file():
+        raise UserInputError(f"result file not found: {path}")
+    folder.mkdir()
+    copy = Path(shutil.copy2(path, folder / path.name))
+    index = path.with_suffix(".vci")
+    if path.suffix == ".vec" and index.is_file():
+        shutil.copy2(index, folder / index.name)
+        head = index.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0].split()
+        if len(head) == 3 and head[0] == "file" and head[1] == str(path.stat().st_size) and head[2].isdigit():
+            os.utime(copy, (int(head[2]), int(head[2])))
+    return copy
+
+
 def scavetool_export(
     paths: Sequence[str | os.PathLike], *, timeout_s: float = 300.0, scavetool: str | None = None
 ) -> pd.DataFrame:
@@ -716,7 +734,8 @@ def scavetool_export(
         )
     with tempfile.TemporaryDirectory(prefix="qesif-scave-") as tmp:
         target = Path(tmp) / "export.csv"
-        argv = [tool, "export", "-F", "CSV-R", "-o", str(target), *(str(p) for p in paths)]
+        copies = [_private_copy(Path(path), Path(tmp) / str(index)) for index, path in enumerate(paths)]
+        argv = [tool, "export", "-F", "CSV-R", "-o", str(target), *(str(p) for p in copies)]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
         if proc.returncode != 0:
             raise UserInputError(

@@ -236,9 +236,12 @@ def test_weighted_and_single_sample_statistics(tmp_path):
 def test_real_scavetool_export_equals_pure_reader(fixture_files):
     if scave.find_scavetool() is None:
         pytest.skip(f"{scave.SCAVETOOL} not on PATH (OMNeT++ not installed)")
+    before = {name: path.read_bytes() for name, path in fixture_files.items()}
     exported = scave.scavetool_export([fixture_files["sca"], fixture_files["vec"]], timeout_s=120)
     native = scave.read_result_files([fixture_files["sca"], fixture_files["vec"]])
     assert_tables_equal(scave.round_significant(native), exported)
+    # opp_scavetool rebuilds a .vci it finds stale (its mtime field) in place: never in the caller's folder
+    assert {name: path.read_bytes() for name, path in fixture_files.items()} == before
 
 
 def test_scavetool_missing_is_a_user_error(monkeypatch, fixture_files):
@@ -263,8 +266,11 @@ def test_scavetool_wrapper_argv_and_errors(tmp_path, fixture_files):
     fake.chmod(0o755)
     exported = scave.scavetool_export([fixture_files["sca"], fixture_files["vec"]], scavetool=str(fake))
     assert_tables_equal(exported, scave.read_csvr(fixture_files["csvr"]))
+    (tmp_path / "x.bad").write_text("not a result file", encoding="utf-8")
     with pytest.raises(UserInputError, match=r"export failed \(exit 1\).*cannot open"):
         scave.scavetool_export([tmp_path / "x.bad"], scavetool=str(fake))
+    with pytest.raises(UserInputError, match="result file not found"):
+        scave.scavetool_export([tmp_path / "missing.sca"], scavetool=str(fake))
 
 
 def test_itervars_config_and_quoting(tmp_path):
