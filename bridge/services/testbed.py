@@ -1070,7 +1070,7 @@ def _results_table(
         for name, value in {
             "dataset": config.dataset,
             "channel": config.channel,
-            "scheme": "mqtt-tls-psk",
+            "scheme": "testbed (measured)",
             "seed": str(config.seed),
             "backend": "testbed",
             "synthetic": str(config.dataset_path is None).lower(),
