@@ -36,6 +36,7 @@ struct ScheduledMessage {
 class QesifBridge : public omnetpp::cSimpleModule, public omnetpp::cListener
 {
   public:
+    ~QesifBridge() override { cancelAndDelete(boundary_); }
     static QesifBridge *of(omnetpp::cModule *anyModule);
 
     // Counters of the current round, called by the applications.
