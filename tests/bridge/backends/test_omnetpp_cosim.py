@@ -88,3 +88,23 @@ def test_smoke_run_on_omnetpp_agrees_with_the_builtin_backend():
     assert 0.5 <= med_o / med_b <= 2.0, (med_b, med_o)
     assert _scalar(omnet, "network", "frames") > sent_o  # every message crossed the simulated radio
     assert any(m.startswith("omnetpp.") for m in omnet["module"].dropna())
+
+
+@pytest.mark.omnetpp
+@pytest.mark.quisp
+def test_both_simulators_in_one_run_move_an_eavesdropped_link_to_classical():
+    """INET carries the traffic while QuISP's pair states drive every link's QKD: on the eavesdropped
+    channel no key survives Algorithm 1, Algorithm 2 flags every attacked block, and QESIF's sessions run
+    classical while the network still delivers."""
+    from bridge.backends import quisp
+
+    if omnetpp.find_model() is None or quisp.find_quisp() is None:
+        pytest.skip("needs the built QESIF OMNeT++ model (make omnet) and QuISP ($QUISP)")
+    spec = _smoke_spec("eavesdropped")
+    spec = {**spec, "backend": "omnetpp", "qkd": {**spec["qkd"], "protocol": "bbm92", "source": "quisp"}}
+    table = run_once(spec)
+    assert _scalar(table, "qkd", "qber_mean") > 0.11
+    assert _scalar(table, "qkd", "keys_accepted") == 0
+    assert _scalar(table, "ids", "quantum_detection_rate") == 1.0
+    assert _scalar(table, "hybrid", "quantum_sessions") == 0 < _scalar(table, "hybrid", "classical_sessions")
+    assert _scalar(table, "network", "messages_delivered") > 0
