@@ -42,6 +42,7 @@ from pydantic import (
 from bridge.provenance import code_fingerprint
 from qesif_core.errors import UserInputError
 from qesif_core.qids.anomaly import QidsParams
+from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, FLOW_THRESHOLD
 
 DATASETS = ("ton_iot", "edge_iiotset", "bot_iot")
 CHANNELS = ("clean", "noisy", "eavesdropped")
@@ -115,6 +116,12 @@ class QidsSpec(_Strict):
         20, ge=2, description="noise-free blocks, and commissioning blocks per link"
     )
     train_fraction: float = Field(0.7, gt=0.0, lt=1.0, description="stratified detector training split")
+    boosted_flow_threshold: float = Field(
+        BOOSTED_FLOW_THRESHOLD,
+        gt=0.0,
+        le=FLOW_THRESHOLD,
+        description="the boost fusion rule's flow threshold on links Algorithm 2 flags (docs/qids.md)",
+    )
     weights: list[float] = Field(
         default_factory=lambda: list(QidsParams.weights), min_length=3, max_length=3, description="Eq. (3)"
     )

@@ -60,7 +60,7 @@ from qesif_core.qids.anomaly import (
     key_drop_ratio,
     run_matrices,
 )
-from qesif_core.qids.fusion import CrossLayerDetector
+from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, CrossLayerDetector
 from qesif_core.qids.metrics import detection_metrics
 from qesif_core.qkd.channel import ChannelParams, preset
 from qesif_core.qkd.entangled import BellPairModel
@@ -188,9 +188,11 @@ class Orchestrator:
         # Spawned after the pools' streams, so the existing streams are untouched.
         self.session_crypto = SessionCrypto(streams.keys.spawn(1)[0])
         self.flows, train_index, self.test_index = prepare_flows(spec, streams)
-        self.detector = CrossLayerDetector(self.scheme.detector, streams.ids).fit(
-            self.flows.iloc[train_index]
-        )
+        self.detector = CrossLayerDetector(
+            self.scheme.detector,
+            streams.ids,
+            qids_section.get("boosted_flow_threshold", BOOSTED_FLOW_THRESHOLD),
+        ).fit(self.flows.iloc[train_index])
         self._labels = self.flows["label"].to_numpy(dtype=bool)
         self._attack_types = self.flows["attack_type"].astype(str).to_numpy()
         self._plan_costs: dict[tuple[str, str, bool, int], dict[str, float | int]] = {}

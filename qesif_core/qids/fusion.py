@@ -8,8 +8,9 @@ Fusion rule (``DetectorSpec.fusion``), per flow record; ``p`` is the flow classi
 - ``none``: attack when ``p >= 0.5`` (flow detector alone; the quantum score is ignored).
 - ``boost``: heightened scrutiny: attack when ``p >= 0.3`` (:data:`BOOSTED_FLOW_THRESHOLD`) on a flow whose
   link is flagged (``q >= 0``), else when ``p >= 0.5``. The quantum verdict never labels a record by
-  itself; it lowers the bar for the flow classifier where the channel is under attack. 0.3 is a fixed
-  choice, not tuned: it multiplies the prior odds of an attack by 7/3 (about 2.3) on a flagged link.
+  itself; it lowers the bar for the flow classifier where the channel is under attack. 0.3 is the default
+  (``qids.boosted_flow_threshold`` in a scenario), a choice, not tuned: it multiplies the prior odds of an
+  attack by 7/3 (about 2.3) on a flagged link.
 - ``or``: attack when ``p >= 0.5`` or ``q >= 0``: every flow carried by a gateway link while its QKD
   channel is flagged is treated as compromised, because its session keys may be known to the eavesdropper.
 - ``and``: attack when both agree (fewer false positives, misses what only one layer sees).
@@ -74,8 +75,18 @@ class DetectorSpec:
 class CrossLayerDetector:
     """Flow classifier + quantum score, fused by ``spec.fusion``."""
 
-    def __init__(self, spec: DetectorSpec, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        spec: DetectorSpec,
+        rng: np.random.Generator,
+        boosted_threshold: float = BOOSTED_FLOW_THRESHOLD,
+    ) -> None:
+        if not 0.0 < boosted_threshold <= FLOW_THRESHOLD:  # NaN fails too
+            raise UserInputError(
+                f"qids.boosted_flow_threshold: must be in (0, {FLOW_THRESHOLD}], got {boosted_threshold!r}"
+            )
         self.spec = spec
+        self.boosted_threshold = boosted_threshold
         self.flow = FlowDetector(spec.classifier, rng)
 
     def fit(self, train_flows: pd.DataFrame) -> CrossLayerDetector:
@@ -96,7 +107,7 @@ class CrossLayerDetector:
             return quantum
         probability = self.flow.attack_probability(test_flows)
         if self.spec.fusion == "boost":
-            return probability >= np.where(quantum, BOOSTED_FLOW_THRESHOLD, FLOW_THRESHOLD)
+            return probability >= np.where(quantum, self.boosted_threshold, FLOW_THRESHOLD)
         flow = probability >= FLOW_THRESHOLD
         if self.spec.fusion == "or":
             return flow | quantum

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -230,11 +231,13 @@ def test_qids_defaults_are_those_the_orchestrator_and_the_qids_use():
     from bridge.cosim.runsetup import DEFAULT_TRAIN_FRACTION
     from bridge.scenario import QidsSpec
     from qesif_core.qids.anomaly import QidsParams
+    from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD
 
     spec = QidsSpec().model_dump()
     assert spec.pop("calibration") == DEFAULT_CALIBRATION_MODE == "link-baseline"
     assert spec.pop("calibration_blocks") == DEFAULT_CALIBRATION_BLOCKS
     assert spec.pop("train_fraction") == DEFAULT_TRAIN_FRACTION
+    assert spec.pop("boosted_flow_threshold") == BOOSTED_FLOW_THRESHOLD
     params = dataclasses.asdict(QidsParams())
     params["weights"] = list(params["weights"])
     assert spec == params
@@ -270,3 +273,17 @@ def test_keys_change_with_the_simulation_code(monkeypatch):
     before = run_key(spec)
     monkeypatch.setattr(scenario_module, "code_fingerprint", lambda: "other-code")
     assert run_key(spec) != before
+
+
+def test_boosted_flow_threshold_is_checked_and_reaches_the_run(tmp_path):
+    from bridge.scenario import load_runs
+
+    base = Path("scenarios/smoke.yaml").read_text(encoding="utf-8")
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "qids:\n  boosted_flow_threshold: 0.4\n", encoding="utf-8")
+    _, runs = load_runs(good)
+    assert {r.spec["qids"]["boosted_flow_threshold"] for r in runs} == {0.4}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "qids:\n  boosted_flow_threshold: 0.7\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match="boosted_flow_threshold"):
+        load_runs(bad)

@@ -80,6 +80,23 @@ def test_boost_lowers_the_flow_threshold_on_flagged_links_only(rng):
     # a flagged link never turns a record the classifier is sure about (p < 0.3) into an attack
     assert not got[flagged & (probability < BOOSTED_FLOW_THRESHOLD)].any()
     np.testing.assert_array_equal(detector.predict(test, None), probability >= FLOW_THRESHOLD)
+    # the boosted threshold is a parameter: 0.4 flags fewer flagged-link records than 0.3, the ordinary
+    # threshold makes boost the flow-only rule
+    stricter = CrossLayerDetector(
+        DetectorSpec("logistic_regression", True, "boost"), np.random.default_rng(2), boosted_threshold=0.4
+    ).fit(train)
+    np.testing.assert_array_equal(
+        stricter.predict(test, quantum), np.where(flagged, probability >= 0.4, probability >= FLOW_THRESHOLD)
+    )
+    plain = CrossLayerDetector(
+        DetectorSpec("logistic_regression", True, "boost"),
+        np.random.default_rng(2),
+        boosted_threshold=FLOW_THRESHOLD,
+    ).fit(train)
+    np.testing.assert_array_equal(plain.predict(test, quantum), probability >= FLOW_THRESHOLD)
+    for bad in (0.0, 0.6, float("nan")):
+        with pytest.raises(UserInputError, match="boosted_flow_threshold"):
+            CrossLayerDetector(DetectorSpec("logistic_regression", True, "boost"), rng, boosted_threshold=bad)
 
 
 def test_flows_pick_their_gateway_link_and_block():
