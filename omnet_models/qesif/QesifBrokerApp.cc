@@ -3,37 +3,20 @@
 #include <set>
 #include <utility>
 
-#include "QesifBridge.h"
 #include "QesifMessage_m.h"
-#include "inet/applications/base/ApplicationBase.h"
+#include "QesifUdpApp.h"
 #include "inet/common/packet/Packet.h"
 #include "inet/networklayer/common/L3AddressTag_m.h"
 #include "inet/transportlayer/common/L4PortTag_m.h"
-#include "inet/transportlayer/contract/udp/UdpSocket.h"
 
 using namespace omnetpp;
 using namespace inet;
 
 namespace qesif {
 
-class QesifBrokerApp : public ApplicationBase, public UdpSocket::ICallback
+class QesifBrokerApp : public QesifUdpApp
 {
   protected:
-    int numInitStages() const override { return NUM_INIT_STAGES; }
-    void initialize(int stage) override
-    {
-        ApplicationBase::initialize(stage);
-        if (stage == INITSTAGE_LOCAL)
-            bridge_ = QesifBridge::of(this);
-    }
-    void handleStartOperation(LifecycleOperation *) override
-    {
-        socket_.setOutputGate(gate("socketOut"));
-        socket_.setCallback(this);
-        socket_.bind(par("localPort").intValue());
-    }
-    void handleStopOperation(LifecycleOperation *) override { socket_.close(); }
-    void handleCrashOperation(LifecycleOperation *) override { socket_.destroy(); }
     void handleMessageWhenUp(cMessage *msg) override
     {
         if (msg->isSelfMessage())
@@ -49,8 +32,6 @@ class QesifBrokerApp : public ApplicationBase, public UdpSocket::ICallback
         job->setContextPointer(packet);
         scheduleAt(freeAt_, job);
     }
-    void socketErrorArrived(UdpSocket *, Indication *indication) override { delete indication; }
-    void socketClosed(UdpSocket *) override {}
 
   private:
     void serve(Packet *packet, cMessage *job)
@@ -79,8 +60,6 @@ class QesifBrokerApp : public ApplicationBase, public UdpSocket::ICallback
         delete packet;
     }
 
-    QesifBridge *bridge_ = nullptr;
-    UdpSocket socket_;
     simtime_t freeAt_;
     std::set<std::pair<int, long>> delivered_;
 };

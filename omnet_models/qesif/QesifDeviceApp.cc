@@ -25,7 +25,7 @@ QesifDeviceApp::~QesifDeviceApp()
 
 void QesifDeviceApp::initialize(int stage)
 {
-    ApplicationBase::initialize(stage);
+    QesifUdpApp::initialize(stage);
     if (stage == INITSTAGE_LOCAL) {
         arrivalTimer_ = new cMessage("arrival", ARRIVAL);
         cpuTimer_ = new cMessage("cpu", CPU_DONE);
@@ -34,24 +34,17 @@ void QesifDeviceApp::initialize(int stage)
         if (protocol != "mqtt" && protocol != "coap")
             throw cRuntimeError("protocol must be mqtt or coap, got '%s'", protocol.c_str());
         mqtt_ = protocol == "mqtt";
-        bridge_ = QesifBridge::of(this);
         getContainingNode(this)->subscribe(power::IEpEnergyConsumer::powerConsumptionChangedSignal, this);
     }
 }
 
-void QesifDeviceApp::handleStartOperation(LifecycleOperation *)
+void QesifDeviceApp::started()
 {
-    socket_.setOutputGate(gate("socketOut"));
-    socket_.setCallback(this);
-    socket_.bind(par("localPort").intValue());
     std::string gateway = "gateway[" + std::to_string(par("gateway").intValue()) + "]%wlan0";
     gatewayAddress_ = L3AddressResolver().resolve(gateway.c_str());
     if (!schedule_.empty())
         scheduleAt(std::max(simTime(), SimTime(schedule_[0].time)), arrivalTimer_);
 }
-
-void QesifDeviceApp::handleStopOperation(LifecycleOperation *) { socket_.close(); }
-void QesifDeviceApp::handleCrashOperation(LifecycleOperation *) { socket_.destroy(); }
 
 void QesifDeviceApp::receiveSignal(cComponent *, simsignal_t, double value, cObject *)
 {
@@ -276,7 +269,5 @@ void QesifDeviceApp::socketDataArrived(UdpSocket *, Packet *packet)
     if (answers)  // a late reply to an exchange already answered or given up is ignored
         finishExchange();
 }
-
-void QesifDeviceApp::socketErrorArrived(UdpSocket *, Indication *indication) { delete indication; }
 
 }  // namespace qesif

@@ -3,14 +3,12 @@
 
 #include <deque>
 
-#include "QesifBridge.h"
 #include "QesifMessage_m.h"
-#include "inet/applications/base/ApplicationBase.h"
-#include "inet/transportlayer/contract/udp/UdpSocket.h"
+#include "QesifUdpApp.h"
 
 namespace qesif {
 
-class QesifDeviceApp : public inet::ApplicationBase, public inet::UdpSocket::ICallback, public omnetpp::cListener
+class QesifDeviceApp : public QesifUdpApp, public omnetpp::cListener
 {
   public:
     ~QesifDeviceApp() override;
@@ -28,15 +26,10 @@ class QesifDeviceApp : public inet::ApplicationBase, public inet::UdpSocket::ICa
     enum Phase { IDLE, HANDSHAKE, CONNECT, MESSAGE };
     enum Timer { ARRIVAL = 1, CPU_DONE, RETRY };
 
-    int numInitStages() const override { return inet::NUM_INIT_STAGES; }
     void initialize(int stage) override;
+    void started() override;
     void handleMessageWhenUp(omnetpp::cMessage *msg) override;
-    void handleStartOperation(inet::LifecycleOperation *operation) override;
-    void handleStopOperation(inet::LifecycleOperation *operation) override;
-    void handleCrashOperation(inet::LifecycleOperation *operation) override;
     void socketDataArrived(inet::UdpSocket *socket, inet::Packet *packet) override;
-    void socketErrorArrived(inet::UdpSocket *socket, inet::Indication *indication) override;
-    void socketClosed(inet::UdpSocket *socket) override {}
     void receiveSignal(omnetpp::cComponent *source, omnetpp::simsignal_t signal, double value,
                        omnetpp::cObject *details) override;
 
@@ -50,8 +43,6 @@ class QesifDeviceApp : public inet::ApplicationBase, public inet::UdpSocket::ICa
     void retry();
     void finishExchange();
 
-    QesifBridge *bridge_ = nullptr;
-    inet::UdpSocket socket_;
     inet::L3Address gatewayAddress_;
     std::vector<ScheduledMessage> schedule_;
     std::size_t nextArrival_ = 0;

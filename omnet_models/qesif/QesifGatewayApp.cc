@@ -2,43 +2,29 @@
 #include <algorithm>
 #include <map>
 
-#include "QesifBridge.h"
 #include "QesifMessage_m.h"
-#include "inet/applications/base/ApplicationBase.h"
+#include "QesifUdpApp.h"
 #include "inet/common/packet/Packet.h"
 #include "inet/networklayer/common/L3AddressResolver.h"
 #include "inet/networklayer/common/L3AddressTag_m.h"
 #include "inet/transportlayer/common/L4PortTag_m.h"
-#include "inet/transportlayer/contract/udp/UdpSocket.h"
 
 using namespace omnetpp;
 using namespace inet;
 
 namespace qesif {
 
-class QesifGatewayApp : public ApplicationBase, public UdpSocket::ICallback
+class QesifGatewayApp : public QesifUdpApp
 {
   protected:
-    int numInitStages() const override { return NUM_INIT_STAGES; }
-    void initialize(int stage) override
+    void started() override
     {
-        ApplicationBase::initialize(stage);
-        if (stage == INITSTAGE_LOCAL)
-            bridge_ = QesifBridge::of(this);
-    }
-    void handleStartOperation(LifecycleOperation *) override
-    {
-        socket_.setOutputGate(gate("socketOut"));
-        socket_.setCallback(this);
-        socket_.bind(par("localPort").intValue());
         // The control centre's interface on this gateway's own backhaul link (no routes needed).
         std::string broker = par("brokerAddress").stdstringValue();
         if (broker.empty())
             broker = "controlCentre%eth" + std::to_string(par("gatewayIndex").intValue());
         broker_ = L3AddressResolver().resolve(broker.c_str());
     }
-    void handleStopOperation(LifecycleOperation *) override { socket_.close(); }
-    void handleCrashOperation(LifecycleOperation *) override { socket_.destroy(); }
     void handleMessageWhenUp(cMessage *msg) override
     {
         if (!msg->isSelfMessage()) {
@@ -85,8 +71,6 @@ class QesifGatewayApp : public ApplicationBase, public UdpSocket::ICallback
         delete packet;
         schedule(work, copy, up ? TO_BROKER : TO_DEVICE);
     }
-    void socketErrorArrived(UdpSocket *, Indication *indication) override { delete indication; }
-    void socketClosed(UdpSocket *) override {}
 
   private:
     enum Direction { TO_BROKER = 1, TO_DEVICE };
@@ -109,8 +93,6 @@ class QesifGatewayApp : public ApplicationBase, public UdpSocket::ICallback
         scheduleAt(cpuFreeAt_, job);
     }
 
-    QesifBridge *bridge_ = nullptr;
-    UdpSocket socket_;
     L3Address broker_;
     std::map<int, L3Address> deviceAddress_;
     std::map<int, int> localPortOf_;
