@@ -4,6 +4,7 @@ backend when the model is built (`make omnet`; marker ``omnetpp``)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bridge.backends import omnetpp
@@ -88,6 +89,8 @@ def test_smoke_run_on_omnetpp_agrees_with_the_builtin_backend():
     assert 0.5 <= med_o / med_b <= 2.0, (med_b, med_o)
     assert _scalar(omnet, "network", "frames") > sent_o  # every message crossed the simulated radio
     assert any(m.startswith("omnetpp.") for m in omnet["module"].dropna())
+    # same seed, same table: OMNeT++'s seed-set comes from the run's seed
+    pd.testing.assert_frame_equal(omnet, run_once({**spec, "backend": "omnetpp"}))
 
 
 @pytest.mark.omnetpp
