@@ -42,6 +42,7 @@ from bridge.cosim.supervise import PeerProcess
 from bridge.results import scave
 from qesif_core.costs import load_cost_model
 from qesif_core.errors import UserInputError
+from qesif_core.network.wifi import ESP32_RADIO_A
 
 RUN_CONFIG = "qesif_run"
 
@@ -273,10 +274,9 @@ def cosim_ini_lines(
     from bridge.backends.builtin import network_params, session_rounds_of
 
     net = spec["network"]
-    if net.get("access", "802.15.4") != "802.15.4":
-        raise UserInputError(
-            f"network.access: the OMNeT++ backend models 802.15.4 only so far; got {net['access']!r}"
-        )
+    access = net.get("access", "802.15.4")
+    if access not in ("802.15.4", "wifi"):
+        raise UserInputError(f"network.access: the OMNeT++ backend models 802.15.4 and wifi; got {access!r}")
     params = network_params(load_cost_model(spec.get("costs") or {}), net)
     power, sizes = params.power, params.sizes
     topology = workload.topology
@@ -316,11 +316,14 @@ def cosim_ini_lines(
         ),
         "*.controlCentre.app[0].serviceTime": _quantity(params.broker_s, "s"),
     }
+    if access == "wifi":
+        lines.update(_wifi_lines(power))
     # Positions are fixed by the topology, not drawn: devices spread evenly on their PAN's ring.
     for g in range(n_gw):
         lines[f"*.gateway[{g}].mobility.initialX"] = _quantity(g * PAN_SPACING_M, "m")
         lines[f"*.gateway[{g}].mobility.initialY"] = "0m"
-        lines[f"*.gateway[{g}].wlan[0].radio.centerFrequency"] = _pan_frequency(g)
+        if access == "802.15.4":
+            lines[f"*.gateway[{g}].wlan[0].radio.centerFrequency"] = _pan_frequency(g)
     for g in range(n_gw):
         members = np.flatnonzero(topology.gateway == g)
         for k, d in enumerate(members):
@@ -330,11 +333,37 @@ def cosim_ini_lines(
                 round(g * PAN_SPACING_M + radius * np.cos(angle), 3), "m"
             )
             lines[f"*.device[{d}].mobility.initialY"] = _quantity(round(radius * np.sin(angle), 3), "m")
-            lines[f"*.device[{d}].wlan[0].radio.centerFrequency"] = _pan_frequency(g)
+            if access == "802.15.4":
+                lines[f"*.device[{d}].wlan[0].radio.centerFrequency"] = _pan_frequency(g)
             lines[f"*.device[{d}].app[0].gateway"] = str(g)
             protocol = "mqtt" if topology.protocol[d] == 0 else "coap"
             lines[f"*.device[{d}].app[0].protocol"] = f'"{protocol}"'
     return lines
+
+
+def _wifi_lines(power: Any) -> dict[str, str]:
+    """802.11g (ERP-OFDM, 54 Mbit/s data) as the built-in Wi-Fi model: every node's interface becomes
+    INET's Ieee80211Interface in ad-hoc mode (DCF without association; the cells are 2 km apart on one
+    channel), and the device radio draws the ESP32 currents of ``qesif_core.network.wifi`` at the cost
+    model's supply voltage."""
+    watts = {name: _quantity(amps * power.supply_v * 1e3, "mW") for name, amps in ESP32_RADIO_A.items()}
+    consumer = "*.device[*].wlan[0].radio.energyConsumer."
+    return {
+        "*.radioMedium.typename": '"Ieee80211ScalarRadioMedium"',
+        "*.*.wlan[0].typename": '"Ieee80211Interface"',
+        "*.*.wlan[0].opMode": '"g(erp)"',
+        "*.*.wlan[0].bitrate": "54Mbps",
+        "*.*.wlan[0].mgmt.typename": '"Ieee80211MgmtAdhoc"',
+        "*.*.wlan[0].agent.typename": '""',
+        consumer + "typename": '"StateBasedEpEnergyConsumer"',
+        consumer + "sleepPowerConsumption": watts["radio_sleep_a"],
+        consumer + "switchingPowerConsumption": watts["radio_idle_a"],
+        consumer + "receiverIdlePowerConsumption": watts["radio_rx_a"],
+        consumer + "receiverBusyPowerConsumption": watts["radio_rx_a"],
+        consumer + "receiverReceivingPowerConsumption": watts["radio_rx_a"],
+        consumer + "transmitterIdlePowerConsumption": watts["radio_idle_a"],
+        consumer + "transmitterTransmittingPowerConsumption": watts["radio_tx_a"],
+    }
 
 
 def _pan_frequency(gateway: int) -> str:

@@ -9,7 +9,6 @@
 
 #include "QesifDeviceApp.h"
 #include "inet/common/Simsignals.h"
-#include "inet/linklayer/ieee802154/Ieee802154Mac.h"
 #include "inet/physicallayer/wireless/common/contract/packetlevel/IRadio.h"
 #include "inet/physicallayer/wireless/common/contract/packetlevel/ITransmission.h"
 
@@ -227,16 +226,19 @@ void QesifBridge::countDelivered(double latencyS, long payloadBytes, bool confir
 void QesifBridge::receiveSignal(cComponent *source, simsignal_t signal, cObject *obj, cObject *details)
 {
     if (signal == inet::transmissionStartedSignal && dynamic_cast<inet::physicallayer::IRadio *>(source) != nullptr) {
-        // 802.15.4 data frames (fragments and MAC retries included), not MAC ACKs nor the Ethernet backhaul's
+        // access data frames (fragments and MAC retries included), not MAC ACKs (802.15.4 "CSMA-Ack",
+        // 802.11 "WlanAck") nor the Ethernet backhaul's frames
         auto transmission = check_and_cast<const inet::physicallayer::ITransmission *>(obj);
-        if (strcmp(transmission->getPacket()->getName(), "CSMA-Ack") != 0)
+        const char *name = transmission->getPacket()->getName();
+        if (strcmp(name, "CSMA-Ack") != 0 && strcmp(name, "WlanAck") != 0)
             round_.frames++;
     }
-    else if (signal == inet::packetDroppedSignal && dynamic_cast<inet::Ieee802154Mac *>(source) != nullptr) {
-        // frames the MAC gave up on (no ACK after the retries, or no clear channel): not the overheard
-        // frames for other stations or corrupted receptions, which the MAC also reports as drops
+    else if (signal == inet::packetDroppedSignal && details != nullptr) {
+        // frames an access MAC gave up on (no ACK after the retries, or no clear channel): not the
+        // overheard frames for other stations or corrupted receptions, which MACs also report as drops
         auto reason = check_and_cast<inet::PacketDropDetails *>(details)->getReason();
-        if (reason == inet::RETRY_LIMIT_REACHED || reason == inet::CONGESTION)
+        if ((reason == inet::RETRY_LIMIT_REACHED || reason == inet::CONGESTION) &&
+            strstr(source->getFullPath().c_str(), ".wlan[") != nullptr)
             round_.macDrops++;
     }
 }

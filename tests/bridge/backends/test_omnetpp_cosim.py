@@ -38,10 +38,19 @@ def test_ini_places_every_device_in_its_gateways_pan(tmp_path):
     assert lines["*.device[*].app[0].mqttQos"] == "1"
 
 
-def test_wifi_access_is_refused_with_the_field_named(tmp_path):
+def test_wifi_access_switches_interfaces_medium_and_device_power(tmp_path):
     spec = _smoke_spec()
     spec["network"] = {**spec["network"], "access": "wifi"}
     workload = Workload(spec, run_streams(spec["seed"]))
+    lines = omnetpp.cosim_ini_lines(spec, workload, "ipc:///x", tmp_path / "t.csv", 30.0)
+    assert lines["*.radioMedium.typename"] == '"Ieee80211ScalarRadioMedium"'
+    assert lines["*.*.wlan[0].typename"] == '"Ieee80211Interface"'
+    assert lines["*.*.wlan[0].bitrate"] == "54Mbps"
+    # ESP32 transmit current 190 mA at the cost model's 3.0 V
+    tx = lines["*.device[*].wlan[0].radio.energyConsumer.transmitterTransmittingPowerConsumption"]
+    assert float(tx.removesuffix("mW")) == pytest.approx(570.0)
+    assert not any(key.endswith("centerFrequency") for key in lines)  # 802.15.4 channels only
+    spec["network"] = {**spec["network"], "access": "lora"}
     with pytest.raises(UserInputError, match=r"network\.access"):
         omnetpp.cosim_ini_lines(spec, workload, "ipc:///x", tmp_path / "t.csv", 30.0)
 
@@ -64,17 +73,19 @@ def _vector(table, module, name):
 
 
 @pytest.mark.omnetpp
-def test_smoke_run_on_omnetpp_agrees_with_the_builtin_backend():
+@pytest.mark.parametrize("access", ["802.15.4", "wifi"])
+def test_smoke_run_on_omnetpp_agrees_with_the_builtin_backend(access):
     """Tolerances (docs/simulators.md, "Agreement with the built-in backend"): the quantum layer is the
     same code on the same streams, so QBER must be equal; both networks carry the same offered load
     (same distribution; round 0 identical), so messages sent agree within Poisson noise; at this light
-    load (5 devices per PAN, ~12% channel use) both deliver nearly everything at QoS 1, so the delivery
+    load (5 devices per PAN or cell) both deliver nearly everything at QoS 1, so the delivery
     ratios agree within 0.05; per-message latency is dominated by the same CPU and crypto costs plus a few
     frames' airtime, so the medians agree within a factor 2 (INET sends IPv4/UDP headers, 28 B, where the
     built-in model counts 6LoWPAN-compressed ones, 14 B)."""
     if omnetpp.find_model() is None:
         pytest.skip("the QESIF OMNeT++ model is not built (make omnet; docs/simulators.md)")
     spec = _smoke_spec()
+    spec["network"] = {**spec["network"], "access": access}
     builtin = run_once(spec)
     omnet = run_once({**spec, "backend": "omnetpp"})
     assert omnet[omnet["attrname"] == "backend"]["attrvalue"].iloc[0] == "omnetpp"
