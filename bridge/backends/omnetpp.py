@@ -398,11 +398,18 @@ def cosim_peer(
 
 
 def model_scalars(result_dir: Path, run: str) -> pd.DataFrame:
-    """The model's recorded scalars (bridge, MACs) as CSV-R rows of ``run``, modules prefixed ``omnetpp.``."""
+    """The model's recorded scalars (bridge, MACs) as CSV-R rows of ``run``, modules prefixed ``omnetpp.``:
+    exported by the built model's OMNeT++ ``opp_scavetool export -F CSV-R``, or read by the pure-Python
+    reader where that tool is absent (the same table, to the exporter's 14 significant digits)."""
     files = sorted(result_dir.glob("*.sca"))
     if not files:
         return pd.DataFrame()
-    table = scave.read_result_files(files)
+    model = find_model()
+    tool = model.omnetpp_lib.parent / "bin" / scave.SCAVETOOL if model else None
+    if tool is not None and tool.is_file():
+        table = scave.scavetool_export(files, scavetool=str(tool))
+    else:
+        table = scave.read_result_files(files)
     scalars = table[table["type"] == "scalar"].copy()
     scalars["run"] = run
     scalars["module"] = "omnetpp." + scalars["module"].astype(str)
