@@ -153,11 +153,13 @@ void QesifDeviceApp::afterCpu()
     switch (phase_) {
         case HANDSHAKE:
             if (step_ == 0) {
-                // Only a down flight: the device's record asks for it (a minimal record, documented).
                 long up = session_.handshakeUpBytes + record;
                 long down = session_.handshakeDownBytes > 0 ? session_.handshakeDownBytes + record : 0;
                 step_ = 1;
-                send(QESIF_HS_UP, up, down, down > 0);
+                if (session_.handshakeUpBytes > 0)
+                    send(QESIF_HS_UP, up, down, down > 0);
+                else
+                    requestPush(down);  // only a gateway flight: the gateway starts it
                 if (down > 0) {
                     retryTimeoutS_ = par("dtlsInitialTimeout").doubleValue();
                     armRetry();
@@ -210,6 +212,20 @@ void QesifDeviceApp::send(int kind, long bytes, long ackBytes, bool confirmable)
     socket_.sendTo(packet, gatewayAddress_, par("gatewayPort").intValue());
 }
 
+void QesifDeviceApp::requestPush(long downBytes)
+{
+    auto header = makeShared<QesifHeader>();
+    header->setKind(QESIF_HS_UP);
+    header->setDevice(par("deviceIndex").intValue());
+    header->setGateway(par("gateway").intValue());
+    header->setSeq(seq_);
+    header->setAckBytes(downBytes);
+    header->setChunkLength(B(1));
+    std::string path = ".gateway[" + std::to_string(par("gateway").intValue()) + "].app[0]";
+    cModule *gatewayApp = getSimulation()->getSystemModule()->getModuleByPath(path.c_str());
+    sendDirect(new Packet("push-request", header), gatewayApp, "pushIn");
+}
+
 void QesifDeviceApp::armRetry() { scheduleAfter(SimTime(retryTimeoutS_), retryTimer_); }
 
 // A confirmable exchange's timer fired: send again (CoAP and DTLS double the timeout) or give up.
@@ -230,7 +246,10 @@ void QesifDeviceApp::retry()
         retryTimeoutS_ *= 2;
     if (phase_ == HANDSHAKE) {
         long record = par("handshakeRecordOverhead").intValue();
-        send(QESIF_HS_UP, session_.handshakeUpBytes + record, session_.handshakeDownBytes + record, true);
+        if (session_.handshakeUpBytes > 0)
+            send(QESIF_HS_UP, session_.handshakeUpBytes + record, session_.handshakeDownBytes + record, true);
+        else
+            requestPush(session_.handshakeDownBytes + record);  // the gateway repeats its flight
     }
     else if (phase_ == CONNECT)
         send(QESIF_CONNECT, par("mqttConnect").intValue() + session_.extraBytes,

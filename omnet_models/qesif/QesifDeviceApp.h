@@ -39,6 +39,7 @@ class QesifDeviceApp : public QesifUdpApp, public omnetpp::cListener
     void compute(double seconds);  // MCU busy, then CPU_DONE
     void afterCpu();
     void send(int kind, long bytes, long ackBytes, bool confirmable);
+    void requestPush(long downBytes);
     void armRetry();
     void retry();
     void finishExchange();

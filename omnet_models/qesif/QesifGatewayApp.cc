@@ -27,6 +27,10 @@ class QesifGatewayApp : public QesifUdpApp
     }
     void handleMessageWhenUp(cMessage *msg) override
     {
+        if (msg->getArrivalGate() == gate("pushIn")) {
+            pushFlight(check_and_cast<Packet *>(msg));
+            return;
+        }
         if (!msg->isSelfMessage()) {
             socket_.processMessage(msg);
             return;
@@ -74,6 +78,24 @@ class QesifGatewayApp : public QesifUdpApp
 
   private:
     enum Direction { TO_BROKER = 1, TO_DEVICE };
+
+    // A handshake with only a gateway -> device flight (QKD-PSK: the key ID travels down): the gateway
+    // holds the device's grant, so it starts the flight itself when the device's session starts, with
+    // no device message on the air (the device's request reaches it directly, taking no time).
+    void pushFlight(Packet *request)
+    {
+        auto header = request->peekAtFront<QesifHeader>();
+        int device = header->getDevice();
+        if (deviceAddress_.count(device) == 0) {
+            std::string node = "device[" + std::to_string(device) + "]";
+            deviceAddress_[device] = L3AddressResolver().resolve((node + "%wlan0").c_str());
+            cModule *app = getSimulation()->getSystemModule()->getModuleByPath(("." + node + ".app[0]").c_str());
+            localPortOf_[device] = app->par("localPort").intValue();
+        }
+        Packet *flight = makeReply(device, QESIF_HS_DOWN, header->getSeq(), header->getAckBytes());
+        delete request;
+        schedule(bridge_->costsOf(device).handshakeGatewayS, flight, TO_DEVICE);
+    }
 
     Packet *makeReply(int device, int kind, long seq, long bytes)
     {
