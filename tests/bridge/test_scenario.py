@@ -287,3 +287,9 @@ def test_boosted_flow_threshold_is_checked_and_reaches_the_run(tmp_path):
     bad.write_text(base + "qids:\n  boosted_flow_threshold: 0.7\n", encoding="utf-8")
     with pytest.raises(UserInputError, match="boosted_flow_threshold"):
         load_runs(bad)
+
+
+@pytest.mark.parametrize("name", ["paper", "ablation", "smoke", "crosscheck"])
+def test_shipped_scenarios_validate_and_expand(name):
+    _, runs = load_runs(Path("scenarios") / f"{name}.yaml")
+    assert runs and len({r.key for r in runs}) == len(runs)
