@@ -74,6 +74,7 @@ void QesifBridge::loadTraffic(const std::string& path)
     roundDevices_.assign(rounds_, {});
     roundRecords_.assign(rounds_, {});
     std::vector<std::vector<bool>> seenRecord(rounds_);
+    std::vector<int> lastRound(devices_.size(), -1);  // the file is in time order: rounds never decrease
     long lineNo = 1;
     while (std::getline(in, line)) {
         lineNo++;
@@ -87,9 +88,10 @@ void QesifBridge::loadTraffic(const std::string& path)
         if (device < 0 || device >= (int)devices_.size() || round < 0 || round >= rounds_)
             throw cRuntimeError("%s line %ld: device or time out of range", path.c_str(), lineNo);
         perDevice[device].push_back(message);
-        auto& devs = roundDevices_[round];
-        if (std::find(devs.begin(), devs.end(), device) == devs.end())
-            devs.push_back(device);
+        if (lastRound[device] != round) {  // the device's first message of the round
+            lastRound[device] = round;
+            roundDevices_[round].push_back({device, message.time});
+        }
         auto& seen = seenRecord[round];
         if ((long)seen.size() <= message.record)
             seen.resize(message.record + 1, false);
@@ -130,17 +132,11 @@ void QesifBridge::requestKeys(int round)
 {
     json body = {{"round", round}, {"device", json::array()}, {"gateway", json::array()}, {"time", json::array()}};
     std::vector<int> starting;
-    for (int d : roundDevices_[round]) {
+    for (const auto& [d, first] : roundDevices_[round]) {
         if ((round + d % sessionRounds_) % sessionRounds_ == 0)
             due_[d] = true;
         if (!due_[d] || device(d)->busy())
             continue;
-        double first = INFINITY;
-        for (const auto& m : device(d)->schedule())
-            if (std::floor(m.time / roundDuration_) == round) {
-                first = m.time;
-                break;
-            }
         starting.push_back(d);
         body["device"].push_back(d);
         body["gateway"].push_back(gatewayOf_[d]);
@@ -194,7 +190,7 @@ void QesifBridge::reportRound(int round)
                  {"frames", round_.frames},
                  {"mac_drops", round_.macDrops},
                  {"retransmissions", round_.retransmissions}};
-    for (int d : roundDevices_[round]) {
+    for (const auto& [d, first] : roundDevices_[round]) {
         body["session_device"].push_back(d);
         body["session_energy_j"].push_back(energy[d]);
     }

@@ -74,7 +74,7 @@ class QesifBridge : public omnetpp::cSimpleModule, public omnetpp::cListener
     std::vector<QesifDeviceApp *> devices_;
     std::vector<int> gatewayOf_;
     std::vector<std::vector<ScheduledMessage>> schedule_;   // per device, by time
-    std::vector<std::vector<int>> roundDevices_;             // per round: devices with messages, ascending
+    std::vector<std::vector<std::pair<int, double>>> roundDevices_;  // per round: (device, first message time)
     std::vector<std::vector<std::pair<long, int>>> roundRecords_;  // per round: (record, gateway), first by time
     std::vector<SessionCosts> costs_;
     std::vector<bool> due_;

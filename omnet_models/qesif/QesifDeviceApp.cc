@@ -148,19 +148,12 @@ void QesifDeviceApp::startNext()
 
 void QesifDeviceApp::afterCpu()
 {
-    long extra = session_.extraBytes;
-    long record = par("handshakeRecordOverhead").intValue();
     switch (phase_) {
         case HANDSHAKE:
             if (step_ == 0) {
-                long up = session_.handshakeUpBytes + record;
-                long down = session_.handshakeDownBytes > 0 ? session_.handshakeDownBytes + record : 0;
                 step_ = 1;
-                if (session_.handshakeUpBytes > 0)
-                    send(QESIF_HS_UP, up, down, down > 0);
-                else
-                    requestPush(down);  // only a gateway flight: the gateway starts it
-                if (down > 0) {
+                sendRequest();
+                if (session_.handshakeDownBytes > 0) {
                     retryTimeoutS_ = par("dtlsInitialTimeout").doubleValue();
                     armRetry();
                     return;
@@ -172,16 +165,13 @@ void QesifDeviceApp::afterCpu()
             startNext();  // step 2: the device's work after the down flight is done
             return;
         case CONNECT:
-            send(QESIF_CONNECT, par("mqttConnect").intValue() + extra, par("mqttConnack").intValue() + extra, true);
+            sendRequest();
             retryTimeoutS_ = par("mqttRetry").doubleValue();
             armRetry();
             return;
-        case MESSAGE: {
-            bool confirmable = mqtt_ ? par("mqttQos").intValue() >= 1 : par("coapConfirmable").boolValue();
-            long overhead = mqtt_ ? par("mqttPublishOverhead").intValue() : par("coapRequestOverhead").intValue();
-            long ack = mqtt_ ? par("mqttPuback").intValue() : par("coapAck").intValue();
-            send(mqtt_ ? QESIF_PUBLISH : QESIF_COAP_REQ, current_.payload + overhead + extra, ack + extra, confirmable);
-            if (!confirmable) {
+        case MESSAGE:
+            sendRequest();
+            if (!confirmable()) {
                 bridge_->countUnconfirmedSent();
                 startNext();
                 return;
@@ -190,40 +180,68 @@ void QesifDeviceApp::afterCpu()
                                    : par("coapAckTimeout").doubleValue() * uniform(1.0, par("coapAckRandomFactor").doubleValue());
             armRetry();
             return;
-        }
         case IDLE:
             throw cRuntimeError("CPU work finished while idle");
     }
 }
 
-void QesifDeviceApp::send(int kind, long bytes, long ackBytes, bool confirmable)
+bool QesifDeviceApp::confirmable() const
+{
+    return mqtt_ ? par("mqttQos").intValue() >= 1 : par("coapConfirmable").boolValue();
+}
+
+// The current exchange's request (first attempt or retransmission), with its reply's size.
+void QesifDeviceApp::sendRequest()
+{
+    long extra = session_.extraBytes;
+    if (phase_ == HANDSHAKE) {
+        long record = par("handshakeRecordOverhead").intValue();
+        long down = session_.handshakeDownBytes > 0 ? session_.handshakeDownBytes + record : 0;
+        if (session_.handshakeUpBytes == 0) {
+            requestPush(down);  // only a gateway flight: the gateway starts (or repeats) it
+            return;
+        }
+        send(QESIF_HS_UP, session_.handshakeUpBytes + record, down, down > 0);
+    }
+    else if (phase_ == CONNECT)
+        send(QESIF_CONNECT, par("mqttConnect").intValue() + extra, par("mqttConnack").intValue() + extra, true);
+    else {
+        long overhead = mqtt_ ? par("mqttPublishOverhead").intValue() : par("coapRequestOverhead").intValue();
+        long ack = mqtt_ ? par("mqttPuback").intValue() : par("coapAck").intValue();
+        send(mqtt_ ? QESIF_PUBLISH : QESIF_COAP_REQ, current_.payload + overhead + extra, ack + extra, confirmable());
+    }
+}
+
+Ptr<QesifHeader> QesifDeviceApp::header(int kind, long ackBytes) const
 {
     auto header = makeShared<QesifHeader>();
     header->setKind(kind);
     header->setDevice(par("deviceIndex").intValue());
     header->setGateway(par("gateway").intValue());
     header->setSeq(seq_);
-    header->setConfirmable(confirmable);
-    header->setCreated(phase_ == MESSAGE ? current_.time : simTime().dbl());
-    header->setPayloadBytes(phase_ == MESSAGE ? current_.payload : 0);
     header->setAckBytes(ackBytes);
-    header->setChunkLength(B(std::max(1L, bytes)));
-    auto packet = new Packet(cEnum::get("qesif::QesifKind")->getStringFor(kind), header);
+    return header;
+}
+
+void QesifDeviceApp::send(int kind, long bytes, long ackBytes, bool confirmable)
+{
+    auto chunk = header(kind, ackBytes);
+    chunk->setConfirmable(confirmable);
+    chunk->setCreated(phase_ == MESSAGE ? current_.time : simTime().dbl());
+    chunk->setPayloadBytes(phase_ == MESSAGE ? current_.payload : 0);
+    chunk->setChunkLength(B(std::max(1L, bytes)));
+    auto packet = new Packet(cEnum::get("qesif::QesifKind")->getStringFor(kind), chunk);
     socket_.sendTo(packet, gatewayAddress_, par("gatewayPort").intValue());
 }
 
+// The gateway's request reaches it directly (no frame): see QesifGatewayApp::pushFlight.
 void QesifDeviceApp::requestPush(long downBytes)
 {
-    auto header = makeShared<QesifHeader>();
-    header->setKind(QESIF_HS_UP);
-    header->setDevice(par("deviceIndex").intValue());
-    header->setGateway(par("gateway").intValue());
-    header->setSeq(seq_);
-    header->setAckBytes(downBytes);
-    header->setChunkLength(B(1));
+    auto chunk = header(QESIF_HS_UP, downBytes);
+    chunk->setChunkLength(B(1));
     std::string path = ".gateway[" + std::to_string(par("gateway").intValue()) + "].app[0]";
     cModule *gatewayApp = getSimulation()->getSystemModule()->getModuleByPath(path.c_str());
-    sendDirect(new Packet("push-request", header), gatewayApp, "pushIn");
+    sendDirect(new Packet("push-request", chunk), gatewayApp, "pushIn");
 }
 
 void QesifDeviceApp::armRetry() { scheduleAfter(SimTime(retryTimeoutS_), retryTimer_); }
@@ -244,22 +262,7 @@ void QesifDeviceApp::retry()
     cpuSeconds_ += par("stackSeconds").doubleValue();
     if (phase_ == HANDSHAKE || !mqtt_)
         retryTimeoutS_ *= 2;
-    if (phase_ == HANDSHAKE) {
-        long record = par("handshakeRecordOverhead").intValue();
-        if (session_.handshakeUpBytes > 0)
-            send(QESIF_HS_UP, session_.handshakeUpBytes + record, session_.handshakeDownBytes + record, true);
-        else
-            requestPush(session_.handshakeDownBytes + record);  // the gateway repeats its flight
-    }
-    else if (phase_ == CONNECT)
-        send(QESIF_CONNECT, par("mqttConnect").intValue() + session_.extraBytes,
-             par("mqttConnack").intValue() + session_.extraBytes, true);
-    else {
-        long overhead = mqtt_ ? par("mqttPublishOverhead").intValue() : par("coapRequestOverhead").intValue();
-        long ack = mqtt_ ? par("mqttPuback").intValue() : par("coapAck").intValue();
-        send(mqtt_ ? QESIF_PUBLISH : QESIF_COAP_REQ, current_.payload + overhead + session_.extraBytes,
-             ack + session_.extraBytes, true);
-    }
+    sendRequest();
     armRetry();
 }
 

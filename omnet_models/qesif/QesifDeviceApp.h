@@ -14,7 +14,6 @@ class QesifDeviceApp : public QesifUdpApp, public omnetpp::cListener
     ~QesifDeviceApp() override;
     // Called by the bridge before the simulation starts: the device's messages, by time.
     void setSchedule(std::vector<ScheduledMessage> schedule) { schedule_ = std::move(schedule); }
-    const std::vector<ScheduledMessage>& schedule() const { return schedule_; }
     // A new security session (granted at a round start): its handshake precedes the next message.
     void startSession(const SessionCosts& costs);
     bool busy() const { return phase_ != IDLE || !queue_.empty(); }
@@ -38,6 +37,9 @@ class QesifDeviceApp : public QesifUdpApp, public omnetpp::cListener
     void startNext();
     void compute(double seconds);  // MCU busy, then CPU_DONE
     void afterCpu();
+    bool confirmable() const;
+    void sendRequest();
+    inet::Ptr<QesifHeader> header(int kind, long ackBytes) const;
     void send(int kind, long bytes, long ackBytes, bool confirmable);
     void requestPush(long downBytes);
     void armRetry();
