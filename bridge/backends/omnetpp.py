@@ -73,23 +73,18 @@ def write_wrapper_ini(template: Path, config: str, run_dir: Path, lines: Sequenc
     return path
 
 
-def run_supervised(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    stdout_path: Path,
-    stderr_path: Path,
-    timeout_s: float,
-    grace_s: float = 10.0,
-) -> tuple[int, float]:
-    """Run ``argv`` in ``cwd`` with output to files; (return code, wall seconds).
-
-    On timeout: SIGTERM to the child's process group, wait ``grace_s``, SIGKILL, then ``TimeoutError``.
-    """
+def run_logged(
+    argv: Sequence[str], *, run_dir: Path, label: str, timeout_s: float, grace_s: float = 10.0
+) -> tuple[float, Path, Path]:
+    """Run ``argv`` in ``run_dir`` with its output in ``stdout.txt`` / ``stderr.txt`` there; (wall seconds,
+    stdout path, stderr path). A non-zero exit raises :class:`UserInputError` quoting the end of stderr
+    (or stdout), naming the program as ``label``. On timeout: SIGTERM to the child's process group, wait
+    ``grace_s``, SIGKILL, then ``TimeoutError``."""
+    stdout_path, stderr_path = run_dir / "stdout.txt", run_dir / "stderr.txt"
     start = time.monotonic()
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         try:
-            proc = subprocess.Popen(list(argv), cwd=cwd, stdout=out, stderr=err, start_new_session=True)
+            proc = subprocess.Popen(list(argv), cwd=run_dir, stdout=out, stderr=err, start_new_session=True)
         except OSError as exc:
             raise UserInputError(f"cannot start {argv[0]}: {exc.strerror}") from None
         try:
@@ -97,9 +92,13 @@ def run_supervised(
         except subprocess.TimeoutExpired:
             _stop(proc, grace_s)
             raise TimeoutError(
-                f"{Path(argv[0]).name} in {cwd} exceeded {timeout_s} s and was stopped"
+                f"{Path(argv[0]).name} in {run_dir} exceeded {timeout_s} s and was stopped"
             ) from None
-    return returncode, time.monotonic() - start
+    if returncode != 0:
+        raise UserInputError(
+            f"{label} exited with {returncode} ({run_dir}): {tail(stderr_path) or tail(stdout_path)}"
+        )
+    return time.monotonic() - start, stdout_path, stderr_path
 
 
 def _stop(proc: subprocess.Popen, grace_s: float) -> None:
@@ -183,22 +182,15 @@ def run_omnetpp(launch: OmnetLaunch, *, timeout_s: float, grace_s: float = 10.0)
         *launch.result_dir.glob("*.vci"),
     ]:
         stale.unlink()
-    stdout_path, stderr_path = launch.run_dir / "stdout.txt", launch.run_dir / "stderr.txt"
-    returncode, wall = run_supervised(
+    wall, stdout_path, stderr_path = run_logged(
         opp_run_argv(launch, run_ini),
-        cwd=launch.run_dir,
-        stdout_path=stdout_path,
-        stderr_path=stderr_path,
+        run_dir=launch.run_dir,
+        label=f"{launch.executable.name} (config {launch.config})",
         timeout_s=timeout_s,
         grace_s=grace_s,
     )
-    if returncode != 0:
-        raise UserInputError(
-            f"{launch.executable.name} exited with {returncode} (config {launch.config}, {launch.run_dir}): "
-            f"{tail(stderr_path) or tail(stdout_path)}"
-        )
     files = sorted([*launch.result_dir.glob("*.sca"), *launch.result_dir.glob("*.vec")])
-    return OmnetOutcome(returncode, wall, stdout_path, stderr_path, files)
+    return OmnetOutcome(0, wall, stdout_path, stderr_path, files)
 
 
 def import_results(outcome: OmnetOutcome) -> pd.DataFrame:
@@ -371,11 +363,10 @@ def _pan_frequency(gateway: int) -> str:
 
 
 def cosim_peer(
-    spec: Mapping[str, Any], workdir: Path, endpoint: str, *, timeout_s: float
+    spec: Mapping[str, Any], model: OmnetModel, workdir: Path, endpoint: str, *, timeout_s: float
 ) -> tuple[PeerProcess, Path]:
     """The OMNeT++ model as the orchestrator's peer for ``spec``: writes the schedule and the wrapper ini
     into ``workdir``; returns the (not yet started) peer and the folder its result files go to."""
-    model = require_model()
     workload = Workload(spec, run_streams(spec["seed"]))
     rounds = int(spec["rounds"])
     schedule = workdir / "traffic.csv"
@@ -397,16 +388,15 @@ def cosim_peer(
     return peer, launch.result_dir
 
 
-def model_scalars(result_dir: Path, run: str) -> pd.DataFrame:
+def model_scalars(result_dir: Path, run: str, model: OmnetModel) -> pd.DataFrame:
     """The model's recorded scalars (bridge, MACs) as CSV-R rows of ``run``, modules prefixed ``omnetpp.``:
     exported by the built model's OMNeT++ ``opp_scavetool export -F CSV-R``, or read by the pure-Python
     reader where that tool is absent (the same table, to the exporter's 14 significant digits)."""
     files = sorted(result_dir.glob("*.sca"))
     if not files:
         return pd.DataFrame()
-    model = find_model()
-    tool = model.omnetpp_lib.parent / "bin" / scave.SCAVETOOL if model else None
-    if tool is not None and tool.is_file():
+    tool = model.omnetpp_lib.parent / "bin" / scave.SCAVETOOL
+    if tool.is_file():
         table = scave.scavetool_export(files, scavetool=str(tool))
     else:
         table = scave.read_result_files(files)

@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bridge.backends.omnetpp import RUN_CONFIG, run_supervised, tail, write_wrapper_ini
+from bridge.backends.omnetpp import RUN_CONFIG, run_logged, write_wrapper_ini
 from qesif_core.entropy_keys import quantum_entropy
 from qesif_core.errors import UserInputError
 from qesif_core.qkd.channel import ChannelParams
@@ -615,7 +615,7 @@ class QuispRunOutcome:
 
 
 def run_quisp(launch: QuispLaunch, *, timeout_s: float = 600.0, grace_s: float = 10.0) -> QuispRunOutcome:
-    """Run QuISP once in ``launch.run_dir`` and wait (``omnetpp.run_supervised``: on timeout SIGTERM, wait
+    """Run QuISP once in ``launch.run_dir`` and wait (``omnetpp.run_logged``: on timeout SIGTERM, wait
     ``grace_s``, SIGKILL, ``TimeoutError``). Output files QuISP appends to are deleted first, so the parsers
     see this run only. A non-zero exit raises :class:`UserInputError` quoting the end of stderr."""
     run_ini = write_run_ini(launch)
@@ -626,20 +626,14 @@ def run_quisp(launch: QuispLaunch, *, timeout_s: float = 600.0, grace_s: float =
         launch.jsonl_file,
     ):
         stale.unlink(missing_ok=True)
-    stdout_path, stderr_path = launch.run_dir / "stdout.txt", launch.run_dir / "stderr.txt"
-    returncode, wall = run_supervised(
+    wall, stdout_path, stderr_path = run_logged(
         quisp_argv(launch, run_ini),
-        cwd=launch.run_dir,
-        stdout_path=stdout_path,
-        stderr_path=stderr_path,
+        run_dir=launch.run_dir,
+        label=f"QuISP (config {launch.config})",
         timeout_s=timeout_s,
         grace_s=grace_s,
     )
-    if returncode != 0:
-        raise UserInputError(
-            f"QuISP exited with {returncode} (config {launch.config}, {launch.run_dir}): {tail(stderr_path)}"
-        )
-    return QuispRunOutcome(returncode, wall, stdout_path, stderr_path, launch.output_file, launch.jsonl_file)
+    return QuispRunOutcome(0, wall, stdout_path, stderr_path, launch.output_file, launch.jsonl_file)
 
 
 def seeds_for_blocks(rng: np.random.Generator, n_blocks: int) -> list[int]:

@@ -36,6 +36,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -691,15 +692,14 @@ def run_once(
 def _run_omnetpp(spec: Mapping[str, Any], timeout_s: float) -> tuple[Orchestrator, pd.DataFrame]:
     """One run with the OMNeT++/INET model as the peer (always over ZeroMQ); the orchestrator and the
     model's own scalars (bridge, 802.15.4 MACs) as CSV-R rows of ``omnetpp.*`` modules."""
-    from pathlib import Path
+    from bridge.backends.omnetpp import cosim_peer, model_scalars, require_model
 
-    from bridge.backends.omnetpp import cosim_peer, model_scalars
-
+    model = require_model()
     with tempfile.TemporaryDirectory(prefix="qesif-omnet-") as workdir:
         endpoint = f"ipc://{workdir}/orchestrator.sock"
-        peer, result_dir = cosim_peer(spec, Path(workdir), endpoint, timeout_s=timeout_s)
+        peer, result_dir = cosim_peer(spec, model, Path(workdir), endpoint, timeout_s=timeout_s)
         orchestrator = serve_with_peer(lambda: Orchestrator(spec), endpoint, peer, timeout_s=timeout_s)
-        return orchestrator, model_scalars(result_dir, run_label(spec))
+        return orchestrator, model_scalars(result_dir, run_label(spec), model)
 
 
 def serve_with_peer(
