@@ -168,16 +168,10 @@ class Scenario(_Strict):
         default_factory=dict, description="dotted path of a run-spec field -> values to sweep"
     )
 
-    @field_validator("datasets", mode="before")
+    @field_validator("datasets", "channels", mode="before")
     @classmethod
-    def _dataset_names(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _channel_names(cls, value: Any) -> Any:
+    def _names_as_entries(cls, value: Any) -> Any:
+        """A bare name in the list stands for ``{name: ...}``."""
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value

@@ -118,20 +118,27 @@ def _transcript_info(label: bytes, *messages: bytes) -> bytes:
     return label + b"|" + digest.digest()
 
 
+def _key_exchange(
+    kind: str, request: bytes, reply: bytes, device_secret: bytes, gateway_secret: bytes, key_bytes: int
+) -> Handshake:
+    """Each side's key = HKDF(its shared secret, the transcript of both flights)."""
+    info = _transcript_info(b"qesif " + kind.encode(), request, reply)
+    return Handshake(
+        kind=kind,
+        bytes_initiator_to_responder=len(request),
+        bytes_responder_to_initiator=len(reply),
+        initiator_key=hkdf(device_secret, salt=None, info=info, length=key_bytes),
+        responder_key=hkdf(gateway_secret, salt=None, info=info, length=key_bytes),
+    )
+
+
 def x25519_handshake(key_bytes: int = 16, rng: np.random.Generator | None = None) -> Handshake:
     """Ephemeral X25519 between device and gateway, key = HKDF(shared secret, transcript)."""
     device, gateway = _x25519_private(rng), _x25519_private(rng)
     device_pub, gateway_pub = device.public_key().public_bytes_raw(), gateway.public_key().public_bytes_raw()
-    info = _transcript_info(b"qesif x25519", device_pub, gateway_pub)
     device_secret = device.exchange(X25519PublicKey.from_public_bytes(gateway_pub))
     gateway_secret = gateway.exchange(X25519PublicKey.from_public_bytes(device_pub))
-    return Handshake(
-        kind="x25519",
-        bytes_initiator_to_responder=len(device_pub),
-        bytes_responder_to_initiator=len(gateway_pub),
-        initiator_key=hkdf(device_secret, salt=None, info=info, length=key_bytes),
-        responder_key=hkdf(gateway_secret, salt=None, info=info, length=key_bytes),
-    )
+    return _key_exchange("x25519", device_pub, gateway_pub, device_secret, gateway_secret, key_bytes)
 
 
 def mlkem768_handshake(key_bytes: int = 16, rng: np.random.Generator | None = None) -> Handshake:
@@ -140,14 +147,7 @@ def mlkem768_handshake(key_bytes: int = 16, rng: np.random.Generator | None = No
     encapsulation_key = device.public_key().public_bytes_raw()
     gateway_secret, ciphertext = MLKEM768PublicKey.from_public_bytes(encapsulation_key).encapsulate()
     device_secret = device.decapsulate(ciphertext)
-    info = _transcript_info(b"qesif mlkem768", encapsulation_key, ciphertext)
-    return Handshake(
-        kind="mlkem768",
-        bytes_initiator_to_responder=len(encapsulation_key),
-        bytes_responder_to_initiator=len(ciphertext),
-        initiator_key=hkdf(device_secret, salt=None, info=info, length=key_bytes),
-        responder_key=hkdf(gateway_secret, salt=None, info=info, length=key_bytes),
-    )
+    return _key_exchange("mlkem768", encapsulation_key, ciphertext, device_secret, gateway_secret, key_bytes)
 
 
 def hybrid_x25519_mlkem768_handshake(
@@ -167,14 +167,7 @@ def hybrid_x25519_mlkem768_handshake(
         X25519PublicKey.from_public_bytes(gateway_ecdh_pub)
     )
     request, reply = device_ecdh_pub + encapsulation_key, gateway_ecdh_pub + ciphertext
-    info = _transcript_info(b"qesif x25519-mlkem768", request, reply)
-    return Handshake(
-        kind="x25519-mlkem768",
-        bytes_initiator_to_responder=len(request),
-        bytes_responder_to_initiator=len(reply),
-        initiator_key=hkdf(device_secret, salt=None, info=info, length=key_bytes),
-        responder_key=hkdf(gateway_secret, salt=None, info=info, length=key_bytes),
-    )
+    return _key_exchange("x25519-mlkem768", request, reply, device_secret, gateway_secret, key_bytes)
 
 
 def derive_device_session_key(qkd_key: bytes, *, device_id: str, salt: bytes, key_bytes: int = 16) -> bytes:
