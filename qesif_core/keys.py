@@ -202,6 +202,13 @@ class KeyPool:
         except KeyError:
             raise KeyError(f"link {self.link!r} never issued key_ID {key_id!r}") from None
 
+    def expires_at(self, key_id: str) -> float:
+        """End of the lifetime of a key still held (available, or owed to the slave SAE)."""
+        entry = self._available.get(key_id) or self._awaiting_slave.get(key_id)
+        if entry is None:
+            raise KeyError(f"link {self.link!r} holds no key_ID {key_id!r}")
+        return entry.expires_at
+
     def expire(self, now: float) -> int:
         """Erase keys past their lifetime (both stores); returns how many."""
         expired = [k for k, v in self._available.items() if v.expires_at <= now]

@@ -184,8 +184,9 @@ class Orchestrator:
             )
             for g, rng in enumerate(streams.keys.spawn(self.n_gateways))
         ]
-        # Keys the gateway fetched (enc_keys), not yet used: (key_ID, key bytes); never leave this process.
-        self._cache: list[list[tuple[str, bytes]]] = [[] for _ in range(self.n_gateways)]
+        # Keys the gateway fetched (enc_keys), not yet used: (key_ID, key bytes, expiry time, s); never leave
+        # this process.
+        self._cache: list[list[tuple[str, bytes, float]]] = [[] for _ in range(self.n_gateways)]
         # Spawned after the pools' streams, so the existing streams are untouched.
         self.session_crypto = SessionCrypto(streams.keys.spawn(1)[0])
         self.flows, train_index, self.test_index = prepare_flows(spec, streams)
@@ -310,18 +311,37 @@ class Orchestrator:
         self.margin[:, r] = result.score[:, r] - result.threshold[:, r]
         self.link_flags[:, r] = result.flags[:, r]
 
+    def _live_cache(self, g: int, now: float) -> list[tuple[str, bytes, float]]:
+        """Gateway ``g``'s cached keys still within their lifetime at ``now``; expired ones are dropped (the
+        pool erases its copies and counts them as expired)."""
+        cache = self._cache[g]
+        if cache and cache[0][2] <= now:  # cached oldest first: expired keys lead
+            self._cache[g] = cache = [entry for entry in cache if entry[2] > now]
+            self.pools[g].expire(now)
+        return cache
+
+    def _key_available(self, g: int, now: float) -> bool:
+        if self._live_cache(g, now):
+            return True
+        self.pools[g].expire(now)
+        return self.pools[g].stored_key_count > 0
+
     def _take_key(self, g: int, now: float) -> tuple[str, bytes] | None:
-        """A QKD key (key_ID, bytes) for a session at gateway ``g``: from the gateway's cache, refilled in
-        ETSI batches; the control centre fetches its copy by key_ID (dec_keys), which must be the same."""
+        """A QKD key (key_ID, bytes) for a session at gateway ``g``, never one past its lifetime at ``now``:
+        from the gateway's cache, refilled in ETSI batches; the control centre fetches its copy by key_ID
+        (dec_keys), which must be the same."""
         pool = self.pools[g]
-        if not self._cache[g]:
+        if not self._live_cache(g, now):
             pool.expire(now)
             number = min(pool.max_key_per_request, pool.stored_key_count)
             if number == 0:
                 return None
             container = pool.enc_keys(CONTROL_CENTRE_ID, caller=pool.master_sae_id, now=now, number=number)
-            self._cache[g] = [(entry["key_ID"], decode_key(entry)) for entry in container["keys"]]
-        key_id, key = self._cache[g].pop(0)
+            self._cache[g] = [
+                (entry["key_ID"], decode_key(entry), pool.expires_at(entry["key_ID"]))
+                for entry in container["keys"]
+            ]
+        key_id, key, _ = self._cache[g].pop(0)
         peer = pool.dec_keys(pool.master_sae_id, [key_id], caller=pool.slave_sae_id, now=now)
         if decode_key(peer["keys"][0]) != key:
             raise crypto.HandshakeFailed(f"key_ID {key_id}: the two KMEs hold different keys")
@@ -361,7 +381,7 @@ class Orchestrator:
                 gateway=g,
                 time=t,
                 k_iot=float(rate),
-                quantum_key_available=bool(self._cache[g]) or self.pools[g].stored_key_count > 0,
+                quantum_key_available=self._key_available(g, t),
                 link_flagged=bool(self.link_flags[g, r] or self._window_discarded[g]),
                 previous_mode=self._previous_mode.get(d),
             )

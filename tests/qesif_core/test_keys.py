@@ -139,6 +139,16 @@ def test_expiry_erases_keys(rng):
     assert pool.keys_expired == 3
 
 
+def test_expires_at_follows_a_key_until_the_slave_has_it(rng):
+    pool = make_pool(rng, key_lifetime_s=10.0)
+    feed(pool, rng, 256 * 2, block=0, now=5.0)
+    key_id = pool.enc_keys("SAE-cc", caller="SAE-gw0", now=6.0)["keys"][0]["key_ID"]
+    assert pool.expires_at(key_id) == 15.0  # owed to the slave, still held
+    pool.dec_keys("SAE-gw0", [key_id], caller="SAE-cc", now=14.9)
+    with pytest.raises(KeyError, match="holds no key_ID"):
+        pool.expires_at(key_id)  # delivered to both ends: erased
+
+
 def test_utilisation_eq6_counts_keys_generated_in_the_window(rng):
     pool = make_pool(rng, key_size=64, max_key_count=100, utilisation_window_s=10.0)
     for t in range(20):
