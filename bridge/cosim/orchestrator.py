@@ -47,11 +47,13 @@ from bridge.cosim import protocol
 from bridge.cosim.runsetup import prepare_flows, run_streams
 from bridge.cosim.sessioncrypto import MAX_MESSAGE_BYTES, SessionCrypto
 from bridge.cosim.supervise import PeerFailure, PeerProcess
+from bridge.cosim.validate import FrameValidator
 from qesif_core import crypto
 from qesif_core.costs import CostModel, load_cost_model
 from qesif_core.entropy_keys import KeyPolicy, SlotObservation, decoherence_factor, generate_key, k_iot
 from qesif_core.errors import UserInputError
 from qesif_core.keys import KeyPool, decode_key
+from qesif_core.network.traffic import build_topology
 from qesif_core.qids.anomaly import (
     CALIBRATION_MODES,
     Calibration,
@@ -195,6 +197,15 @@ class Orchestrator:
             streams.ids,
             qids_section.get("boosted_flow_threshold", BOOSTED_FLOW_THRESHOLD),
         ).fit(self.flows.iloc[train_index])
+        topology = build_topology(
+            self.n_devices, self.n_gateways, float(spec["network"]["mqtt_fraction"]), streams.topology
+        )
+        self.validator = FrameValidator(
+            gateway_of=topology.gateway,
+            round_duration_s=self.round_duration_s,
+            records=self.test_index,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+        )
         self._labels = self.flows["label"].to_numpy(dtype=bool)
         self._attack_types = self.flows["attack_type"].astype(str).to_numpy()
         self._plan_costs: dict[tuple[str, str, bool, int], dict[str, float | int]] = {}
@@ -260,6 +271,7 @@ class Orchestrator:
             )
         if self._state != "hello":
             raise protocol.ProtocolError(protocol.E_STATE, "HELLO twice")
+        self.validator.hello(body)
         self._state = "keys"
         log.info("peer %s joined", body["peer"])
         return protocol.WELCOME, {
@@ -356,13 +368,8 @@ class Orchestrator:
 
     def _key_request(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         r = self._check_round(body, "keys")
+        self.validator.key_request(r, body)
         devices, gateways, times = body["device"], body["gateway"], body["time"]
-        if any(not 0 <= d < self.n_devices for d in devices) or any(
-            not 0 <= g < self.n_gateways for g in gateways
-        ):
-            raise protocol.ProtocolError(
-                protocol.E_FIELD, "KEY_REQUEST names a device or gateway out of range"
-            )
         self._advance_qkd(r)
         columns: dict[str, list[Any]] = {
             name: [] for name in protocol.SCHEMAS[protocol.KEY_GRANT] if name != "round"
@@ -413,26 +420,11 @@ class Orchestrator:
 
     def _telemetry(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         r = self._check_round(body, "telemetry")
+        self.validator.telemetry(r, body)
         records = np.asarray(body["record"], dtype=np.int64)
         record_gateway = np.asarray(body["record_gateway"], dtype=np.int64)
-        if records.size and (records.min() < 0 or records.max() >= len(self.flows)):
-            raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a flow record out of range")
-        if record_gateway.size and (record_gateway.min() < 0 or record_gateway.max() >= self.n_gateways):
-            raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a gateway out of range")
         session_device = np.asarray(body["session_device"], dtype=np.int64)
-        if session_device.size and (session_device.min() < 0 or session_device.max() >= self.n_devices):
-            raise protocol.ProtocolError(protocol.E_FIELD, "TELEMETRY names a device out of range")
         delivered, payload_bytes = body["messages_delivered"], body["payload_bytes_delivered"]
-        if delivered < 0 or not 0 <= payload_bytes <= delivered * MAX_MESSAGE_BYTES:
-            raise protocol.ProtocolError(
-                protocol.E_FIELD,
-                f"TELEMETRY: {delivered} messages delivered cannot carry {payload_bytes} payload bytes",
-            )
-        if delivered and not self.session_crypto.live_sessions:
-            raise protocol.ProtocolError(
-                protocol.E_FIELD,
-                f"TELEMETRY: {delivered} messages delivered, but no session was ever granted",
-            )
         self.telemetry.append(body)
         self._device_energy_j[session_device] = body["session_energy_j"]
         self.session_crypto.deliver_round(body["session_device"], delivered, payload_bytes)

@@ -13,8 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 PROTOCOL_VERSION = 1
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Deepest nesting of arrays and objects a frame may have (the protocol uses three: frame, body, column).
+MAX_NESTING = 8
 
 HELLO, WELCOME = "HELLO", "WELCOME"
 KEY_REQUEST, KEY_GRANT = "KEY_REQUEST", "KEY_GRANT"
@@ -160,13 +164,51 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"non-finite number {name}")
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("an object names a member twice")
+    return members
+
+
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)
+_BRACKET_STEP[[ord("["), ord("{")]] = 1
+_BRACKET_STEP[[ord("]"), ord("}")]] = -1
+
+
+def nesting_depth(frame: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest, brackets inside strings skipped; no parsing,
+    linear time (a quote ends a string unless an odd run of backslashes precedes it)."""
+    text = np.frombuffer(frame, dtype=np.uint8)
+    steps = _BRACKET_STEP[text]
+    brackets = np.flatnonzero(steps)
+    if brackets.size == 0:
+        return 0
+    quotes = np.flatnonzero(text == ord('"'))
+    backslashes = np.flatnonzero(text == ord("\\"))
+    if backslashes.size and quotes.size:
+        new_run = np.ones(backslashes.size, dtype=bool)
+        new_run[1:] = np.diff(backslashes) != 1
+        run_start = backslashes[np.flatnonzero(new_run)][np.cumsum(new_run) - 1]
+        at = np.minimum(np.searchsorted(backslashes, quotes - 1), backslashes.size - 1)
+        escaped_by = np.where(backslashes[at] == quotes - 1, quotes - run_start[at], 0)
+        quotes = quotes[escaped_by % 2 == 0]
+    outside = np.searchsorted(quotes, brackets) % 2 == 0
+    return int(np.cumsum(steps[brackets[outside]], dtype=np.int64).max(initial=0))
+
+
 def decode(frame: bytes) -> Message:
-    """Parse and validate one frame."""
+    """Parse and validate one frame: size and nesting depth first, then JSON, envelope and body schema."""
     if len(frame) > MAX_FRAME_BYTES:
         raise ProtocolError(E_MALFORMED, f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    depth = nesting_depth(frame)
+    if depth > MAX_NESTING:
+        raise ProtocolError(E_MALFORMED, f"nested {depth} levels deep; at most {MAX_NESTING} are allowed")
     try:
-        data = json.loads(frame.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(
+            frame.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_members
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(E_MALFORMED, f"not a UTF-8 JSON document ({type(exc).__name__})") from None
     if not isinstance(data, dict) or set(data) != {"v", "type", "body"}:
         raise ProtocolError(E_MALFORMED, 'a frame is an object with exactly "v", "type" and "body"')

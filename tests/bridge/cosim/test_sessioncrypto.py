@@ -142,11 +142,12 @@ def test_telemetry_claiming_impossible_deliveries_gets_bad_field_and_the_run_goe
     assert kind == protocol.ERROR and body["code"] == protocol.E_FIELD  # deliveries without any session
     kind, _ = orchestrator.handle(
         protocol.TELEMETRY,
-        {**telemetry, "messages_delivered": 0, "payload_bytes_delivered": 0, "latency_s": []},
-    )
+        {**telemetry, "messages_delivered": 0, "payload_bytes_delivered": 0, "latency_s": [],
+         "session_device": [], "session_energy_j": []},  # device 4 holds no session
+    )  # fmt: skip
     assert kind == protocol.VERDICT
     kind, _ = orchestrator.handle(
-        protocol.KEY_REQUEST, {"round": 1, "device": [4], "gateway": [0], "time": [1.1]}
+        protocol.KEY_REQUEST, {"round": 1, "device": [4], "gateway": [0], "time": [0.6]}
     )
     assert kind == protocol.KEY_GRANT
     round_1 = {**telemetry, "round": 1, "payload_bytes_delivered": 2 * MAX_MESSAGE_BYTES + 1}

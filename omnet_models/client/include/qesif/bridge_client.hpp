@@ -18,7 +18,7 @@
 namespace qesif {
 
 constexpr int kProtocolVersion = 1;
-constexpr std::size_t kMaxFrameBytes = 64u * 1024u * 1024u;
+constexpr std::size_t kMaxFrameBytes = 16u * 1024u * 1024u;
 
 class BridgeError : public std::runtime_error {
   public:
