@@ -143,6 +143,12 @@ class QidsSpec(_Strict):
         return value
 
 
+DEADLINE_HELP = (
+    "wall-clock limit (s) of one run with a peer process (--bridge zmq, --peer, qesif serve, omnetpp), "
+    "however busy the peer keeps the bridge; null: 600 s + 60 s per round"
+)
+
+
 class Scenario(_Strict):
     """One scenario file. Lists are the axes of the grid; everything else is shared by all its runs."""
 
@@ -152,6 +158,7 @@ class Scenario(_Strict):
     rounds: PositiveInt = 100
     round_duration_s: PositiveFloat = 1.0
     backend: Literal["builtin", "omnetpp"] = "builtin"
+    deadline_s: PositiveFloat | None = Field(None, description=DEADLINE_HELP)
     datasets: list[ScenarioDataset] = Field(
         default_factory=lambda: [ScenarioDataset(name=n) for n in DATASETS], min_length=1
     )
@@ -192,6 +199,7 @@ class RunSpec(_Strict):
     rounds: PositiveInt
     round_duration_s: PositiveFloat
     backend: Literal["builtin", "omnetpp"]
+    deadline_s: PositiveFloat | None = None
     dataset: DatasetSpec
     channel: dict[str, Any]
     scheme: str
@@ -415,6 +423,7 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
             "rounds": scenario.rounds,
             "round_duration_s": scenario.round_duration_s,
             "backend": backend or scenario.backend,
+            "deadline_s": scenario.deadline_s,
             "dataset": dict(dataset),
             "channel": copy.deepcopy(channel),
             "scheme": scheme,

@@ -75,12 +75,15 @@ from qesif_core.schemes.base import SessionContext, SessionPlan
 log = logging.getLogger(__name__)
 
 BRIDGES = ("inprocess", "zmq")
-BACKENDS = ("builtin", "omnetpp")
+BACKENDS = ("builtin", "omnetpp", "external")
 DEFAULT_CALIBRATION_BLOCKS = 20
 #: ``qids.calibration`` when a spec does not set it (one of ``anomaly.CALIBRATION_MODES``).
 DEFAULT_CALIBRATION_MODE = "link-baseline"
 #: Receive timeout of the orchestrator while a peer runs (seconds): a silent peer this long has failed.
 DEFAULT_PEER_TIMEOUT_S = 60.0
+#: A run's wall-clock limit when its spec sets no ``deadline_s``: this base plus so much per round.
+DEFAULT_DEADLINE_BASE_S = 600.0
+DEFAULT_DEADLINE_PER_ROUND_S = 60.0
 GATEWAY_ID = "gateway-{}"
 CONTROL_CENTRE_ID = "control-centre"
 
@@ -231,6 +234,7 @@ class Orchestrator:
         self.round_adr: list[float] = []
         self._state = "hello"
         self._round = 0
+        self.bye_reason = ""
 
     # ------------------------------------------------------------------ protocol
     def handle(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -242,6 +246,7 @@ class Orchestrator:
                 raise protocol.ProtocolError(protocol.E_STATE, f"{kind} before HELLO")
             if kind == protocol.BYE:
                 self._state = "closed"
+                self.bye_reason = body["reason"][:200]
                 return protocol.BYE, {"reason": "ok"}
             if self._state == "closed":
                 raise protocol.ProtocolError(protocol.E_STATE, f"{kind} after BYE")
@@ -605,35 +610,71 @@ def check_endpoint(endpoint: str) -> str:
     raise UserInputError(f"endpoint {endpoint!r}: only ipc:// or loopback tcp://127.0.0.1:PORT are allowed")
 
 
+def run_deadline_s(spec: Mapping[str, Any]) -> float:
+    """The wall-clock limit of one run with a peer: ``deadline_s``, or 600 s + 60 s per round."""
+    value = spec.get("deadline_s")
+    if value is None:
+        return DEFAULT_DEADLINE_BASE_S + DEFAULT_DEADLINE_PER_ROUND_S * int(spec["rounds"])
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadline:
+    """A run's overall wall-clock limit (``deadline_s``), counted from the run's start."""
+
+    seconds: float
+    at: float  # time.monotonic()
+
+    @classmethod
+    def starting_now(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def check(self, orchestrator: Orchestrator, peer: PeerProcess | None) -> None:
+        if time.monotonic() > self.at:
+            raise PeerFailure(
+                f"run deadline of {self.seconds:g} s passed in round {orchestrator._round} of "
+                f"{orchestrator.rounds} (deadline_s)",
+                peer.log_tail() if peer else "",
+                peer.pid if peer else None,
+            )
+
+
 def serve(
     orchestrator: Orchestrator,
     socket: zmq.Socket,
     *,
     timeout_s: float,
     peer: PeerProcess | None = None,
+    deadline: Deadline | None = None,
 ) -> None:
     """Answer frames on a bound ROUTER socket until the peer says BYE.
 
     Malformed frames get ERROR replies and serving goes on. Each wait is bounded: ``timeout_s`` without a
-    frame, or the peer process exiting, raises :class:`PeerFailure`.
+    frame, the peer process exiting, or the run's ``deadline`` passing (however many frames arrive) raises
+    :class:`PeerFailure`.
     """
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
-    deadline = time.monotonic() + timeout_s
+    silent_until = time.monotonic() + timeout_s
     while True:
+        if deadline is not None:
+            deadline.check(orchestrator, peer)
         if not poller.poll(timeout=200):
             if peer is not None and peer.exited():
                 raise PeerFailure(
                     f"peer exited with code {peer.returncode} before BYE", peer.log_tail(), peer.pid
                 )
-            if time.monotonic() > deadline:
+            if time.monotonic() > silent_until:
                 raise PeerFailure(
                     f"no message from the peer for {timeout_s:g} s",
                     peer.log_tail() if peer else "",
                     peer.pid if peer else None,
                 )
             continue
-        deadline = time.monotonic() + timeout_s
+        silent_until = time.monotonic() + timeout_s
         frames = socket.recv_multipart(copy=True)
         if len(frames) < 2:
             continue  # a ROUTER always prefixes the identity; anything else cannot be answered
@@ -682,6 +723,10 @@ def run_once(
     model_rows = pd.DataFrame()
     if backend == "omnetpp":
         orchestrator, model_rows = _run_omnetpp(spec, timeout_s)
+    elif backend == "external":
+        from bridge.cosim.external import run_external
+
+        orchestrator = run_external(spec, timeout_s=timeout_s)
     elif bridge == "inprocess":
         from bridge.backends.builtin import BuiltinNetwork, drive
 
@@ -696,7 +741,11 @@ def run_once(
             peer = PeerProcess(cwd=workdir, target=lambda: serve_peer(spec, endpoint, timeout_s))
             orchestrator = serve_with_peer(lambda: Orchestrator(spec), endpoint, peer, timeout_s=timeout_s)
     if not orchestrator.finished:
-        raise PeerFailure(f"peer said BYE after {orchestrator._round} of {orchestrator.rounds} rounds", "")
+        raise PeerFailure(
+            f"peer said BYE after {orchestrator._round} of {orchestrator.rounds} rounds "
+            f"(reason {orchestrator.bye_reason!r})",
+            "",
+        )
     table = orchestrator.table(backend)
     return pd.concat([table, model_rows], ignore_index=True) if len(model_rows) else table
 
@@ -714,31 +763,55 @@ def _run_omnetpp(spec: Mapping[str, Any], timeout_s: float) -> tuple[Orchestrato
         return orchestrator, model_scalars(result_dir, run_label(spec), model)
 
 
+def bind_router(endpoint: str) -> zmq.Socket:
+    """A ROUTER socket bound to ``endpoint`` (ipc:// or loopback TCP; port ``*``: any free port).
+
+    Frames up to ``MAX_FRAME_BYTES`` are parsed, larger ones up to four times that get a ``malformed``
+    ERROR; ZeroMQ drops the connection of a peer sending more (its DEALER reconnects by itself)."""
+    socket = zmq.Context.instance().socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, 4 * protocol.MAX_FRAME_BYTES)
+    try:
+        socket.bind(check_endpoint(endpoint))
+    except zmq.ZMQError as exc:
+        socket.close()
+        raise UserInputError(f"endpoint {endpoint!r}: cannot bind ({exc})") from None
+    return socket
+
+
 def serve_with_peer(
     orchestrator: Orchestrator | Callable[[], Orchestrator],
     endpoint: str,
-    peer: PeerProcess,
+    peer: PeerProcess | Callable[[str], PeerProcess],
     *,
     timeout_s: float,
 ) -> Orchestrator:
     """Bind ``endpoint``, start ``peer``, serve it until BYE, and end it (always); the orchestrator.
 
-    ``orchestrator`` may be a factory, called after the peer started so that both initialise at once.
+    ``orchestrator`` may be a factory, called after the peer started so that both initialise at once;
+    ``peer`` may be a factory of the bound endpoint (for ``tcp://127.0.0.1:*``). The whole run, from the
+    peer's start to its exit after BYE, must end within the spec's deadline (:func:`run_deadline_s`).
     """
-    context = zmq.Context.instance()
-    socket = context.socket(zmq.ROUTER)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES + 1024)
+    socket = bind_router(endpoint)
+    process = None
     try:
-        socket.bind(check_endpoint(endpoint))
-        peer.start()
+        bound = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        process = peer(bound) if callable(peer) else peer
+        started = time.monotonic()
+        process.start()
         served = orchestrator() if callable(orchestrator) else orchestrator
-        serve(served, socket, timeout_s=timeout_s, peer=peer)
-        if peer.wait(timeout_s) is None:
-            raise PeerFailure(f"peer still running {timeout_s:g} s after BYE", peer.log_tail(), peer.pid)
-        if peer.returncode != 0:
-            raise PeerFailure(f"peer exited with code {peer.returncode} after BYE", peer.log_tail(), peer.pid)
+        seconds = run_deadline_s(served.spec)
+        deadline = Deadline(seconds, started + seconds)
+        serve(served, socket, timeout_s=timeout_s, peer=process, deadline=deadline)
+        wait_s = min(timeout_s, deadline.remaining())
+        if process.wait(wait_s) is None:
+            raise PeerFailure(f"peer still running {wait_s:g} s after BYE", process.log_tail(), process.pid)
+        if process.returncode != 0:
+            raise PeerFailure(
+                f"peer exited with code {process.returncode} after BYE", process.log_tail(), process.pid
+            )
         return served
     finally:
-        peer.stop()
+        if process is not None:
+            process.stop()
         socket.close()

@@ -2,8 +2,9 @@
 
 Lessons from ns3-gym and veins-gym: start the peer from an argv list (no shell), or fork it, in its own
 process group with its output in a log file; never wait on it without a timeout; end it with terminate, a
-grace period, then kill, of the whole group, and reap it so no zombie remains; end every peer still running
-when the interpreter exits (atexit). A failed peer is reported with the tail of its log.
+grace period, then kill, of the whole group (also when the peer itself has already exited and only its
+children remain), and reap it so no zombie remains; end every peer still running when the interpreter exits
+(atexit). A failed peer is reported with the tail of its log.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from qesif_core.errors import UserInputError
+
 LOG_TAIL_LINES = 40
 TERMINATE_GRACE_S = 5.0
+#: How long to wait for a killed group's members to disappear.
+KILL_WAIT_S = 5.0
 
 _LIVE: weakref.WeakSet[PeerProcess] = weakref.WeakSet()
 
@@ -38,27 +43,31 @@ class PeerFailure(RuntimeError):
         self.pid = pid
 
 
-class _ForkedChild:
-    """The ``poll``/``wait`` part of ``subprocess.Popen`` for a child made with ``os.fork``."""
+def _exit_status(pid: int) -> int | None:
+    """The exit code of child ``pid`` (negative: killed by that signal) once it has exited, else None; the
+    child is NOT reaped (WNOWAIT), so its pid, and with it its process group id, stays reserved."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    if info is None or info.si_pid == 0:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
 
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
-            time.sleep(0.01)
-        return self.returncode
+def _live_group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` still running (zombies awaiting their reaper are not counted)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry))
+    return members
 
 
 def _run_forked(target: Callable[[], int], cwd: Path, log_path: Path) -> None:
@@ -94,6 +103,11 @@ class PeerProcess:
     The peer is a program (``argv``: OMNeT++, the C++ client, ``python -m ...``) or a Python function run in
     a forked child (``target``: the built-in backend, which then starts without re-importing anything);
     ``env`` replaces the environment of a program (OMNeT++ needs its library folders on LD_LIBRARY_PATH).
+
+    The peer leads its own process group. It is not reaped before :meth:`stop`: until then its pid, and so
+    the group id, cannot be taken by another process, and :meth:`stop` signals the whole group whatever
+    exited first, the peer or the children it started (a child that left the group, e.g. by ``setsid``, is
+    out of reach).
     """
 
     def __init__(
@@ -114,15 +128,10 @@ class PeerProcess:
         self.env = dict(env) if env is not None else None
         self.cwd = Path(cwd)
         self.log_path = Path(log_path) if log_path else self.cwd / "peer.log"
-        self._proc: subprocess.Popen[bytes] | _ForkedChild | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode if self._proc else None
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._reaped = False
 
     def start(self) -> None:
         if self.target is not None:
@@ -131,52 +140,77 @@ class PeerProcess:
             pid = os.fork()
             if pid == 0:
                 _run_forked(self.target, self.cwd, self.log_path)
-            self._proc = _ForkedChild(pid)
-            _LIVE.add(self)
-            return
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,  # its own process group, so stop() reaches its children too
-            )
+            self.pid = pid
+        else:
+            with open(self.log_path, "ab") as log:
+                try:
+                    # Kept referenced until stop() has reaped the peer itself (os.waitpid), so Popen never
+                    # does.
+                    self._popen = subprocess.Popen(
+                        self.argv,
+                        cwd=self.cwd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=self.env,
+                        start_new_session=True,  # own process group: stop() reaches its children too
+                    )
+                except OSError as exc:
+                    raise UserInputError(
+                        f"peer program {self.argv[0]!r}: cannot start it ({exc.strerror or exc})"
+                    ) from None
+            self.pid = self._popen.pid
         _LIVE.add(self)
 
     def exited(self) -> bool:
-        return self._proc is not None and self._proc.poll() is not None
+        if self.pid is None:
+            return False
+        if self.returncode is None:
+            self.returncode = _exit_status(self.pid)
+        return self.returncode is not None
 
     def wait(self, timeout_s: float) -> int | None:
         """Wait at most ``timeout_s`` for the peer to exit; its return code, or None if still running."""
-        if self._proc is None:
+        if self.pid is None:
             return None
-        try:
-            return self._proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
+        deadline = time.monotonic() + timeout_s
+        while not self.exited():
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+        return self.returncode
 
     def stop(self, grace_s: float = TERMINATE_GRACE_S) -> None:
-        """Terminate the peer's process group, wait ``grace_s``, kill it, and reap the peer."""
-        proc = self._proc
-        if proc is None:
+        """Terminate the peer's process group, wait up to ``grace_s`` for every member to end, kill what
+        is left, then reap the peer. Done whether the peer itself is still running or not."""
+        if self.pid is None or self._reaped:
             return
-        if proc.poll() is None:
+        group = self.pid
+        if _live_group_members(group):
             self._signal_group(signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
+            if not self._group_ends_within(grace_s):
                 self._signal_group(signal.SIGKILL)
-                proc.wait()
+                self._group_ends_within(KILL_WAIT_S)
+        _, status = os.waitpid(self.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._reaped = True
+        if self._popen is not None:
+            self._popen.returncode = self.returncode
         _LIVE.discard(self)
 
+    def _group_ends_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while _live_group_members(self.pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def _signal_group(self, sig: signal.Signals) -> None:
-        """Signal the group while its leader is unreaped (so the group id cannot name another group)."""
-        assert self._proc is not None
+        """Signal the group; its leader is unreaped, so the group id cannot name another group."""
+        assert self.pid is not None
         try:
-            os.killpg(self._proc.pid, sig)
+            os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 

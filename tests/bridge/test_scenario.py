@@ -115,6 +115,7 @@ def test_expansion_is_the_full_grid_with_resolved_json_specs():
         "rounds",
         "round_duration_s",
         "backend",
+        "deadline_s",
         "dataset",
         "channel",
         "scheme",

@@ -13,7 +13,7 @@ import zmq
 from bridge.batch import execute_run
 from bridge.cosim import protocol
 from bridge.cosim.client import ZmqClient
-from bridge.cosim.orchestrator import Orchestrator, run_once, serve, serve_with_peer
+from bridge.cosim.orchestrator import Orchestrator, run_deadline_s, run_once, serve, serve_with_peer
 from bridge.cosim.supervise import PeerFailure, PeerProcess
 from bridge.scenario import Run
 
@@ -131,3 +131,26 @@ def test_fuzzed_frames_get_errors_and_valid_requests_are_served_after(tmp_path, 
     thread.join(10)
     socket.close()
     assert not thread.is_alive() and not errors
+
+
+TRICKLING_MALFORMED = """
+while True:  # one malformed frame a second: never silent for the receive timeout, never progressing
+    time.sleep(1.0)
+    client.call_raw(b"not json")
+"""
+
+
+def test_a_peer_trickling_malformed_frames_cannot_outlive_the_run_deadline(tmp_path, small_spec):
+    spec = {**small_spec(rounds=3), "deadline_s": 4.0}
+    argv = _peer(tmp_path, TRICKLING_MALFORMED)
+    started = time.monotonic()
+    with pytest.raises(PeerFailure, match=r"run deadline of 4 s passed in round 0 of 3") as info:
+        serve_with_peer(Orchestrator(spec), argv[2], PeerProcess(argv, cwd=tmp_path), timeout_s=3)
+    elapsed = time.monotonic() - started
+    assert 4 <= elapsed < 4 + 1 + 5  # deadline, one poll, terminate grace at most
+    _assert_reaped(info.value.pid)
+
+
+def test_the_deadline_defaults_to_600_s_plus_60_s_per_round(small_spec):
+    assert run_deadline_s(small_spec(rounds=5)) == 900.0
+    assert run_deadline_s({**small_spec(rounds=5), "deadline_s": 12.5}) == 12.5

@@ -65,8 +65,65 @@ def test_a_forked_function_peer_logs_its_failure(tmp_path):
     peer.start()
     assert peer.wait(10) == 1
     assert "working" in peer.log_tail() and "RuntimeError: backend broke" in peer.log_tail()
+    peer.stop()
+    assert peer.returncode == 1
     with pytest.raises(ChildProcessError):
         os.waitpid(peer.pid, os.WNOHANG)
+
+
+FORKING_PEER = """
+import os, sys, time
+child = os.fork()
+if child == 0:  # the orphan-to-be: stays in the peer's process group
+    print("child", os.getpid(), flush=True)
+    time.sleep(120)
+    os._exit(0)
+print("peer", os.getpid(), flush=True)
+time.sleep(float(sys.argv[1]))
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def _child_pid(peer: PeerProcess) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in peer.log_tail().splitlines():
+            if line.startswith("child "):
+                return int(line.split()[1])
+        time.sleep(0.02)
+    raise AssertionError(f"the peer's child did not start: {peer.log_tail()!r}")
+
+
+@pytest.mark.parametrize(("lives_s", "code"), [(0.0, 3), (0.3, 0)])
+def test_children_of_a_peer_that_already_exited_are_ended(tmp_path, lives_s, code):
+    script = tmp_path / "forking_peer.py"
+    script.write_text(FORKING_PEER)
+    peer = PeerProcess([sys.executable, str(script), str(lives_s), str(code)], cwd=tmp_path)
+    peer.start()
+    child = _child_pid(peer)
+    assert peer.wait(10) == code  # the peer is gone, its child still runs in its group
+    assert _live_members(peer.pid) == [child]
+    peer.stop(grace_s=2)
+    assert _live_members(peer.pid) == []
+    assert (
+        not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().rsplit(")")[1][:3]
+    )
+    assert peer.returncode == code
+    with pytest.raises(ChildProcessError):
+        os.waitpid(peer.pid, os.WNOHANG)
+
+
+def test_a_peer_killed_while_its_child_runs_leaves_no_orphan(tmp_path):
+    script = tmp_path / "forking_peer.py"
+    script.write_text(FORKING_PEER)
+    peer = PeerProcess([sys.executable, str(script), "60", "0"], cwd=tmp_path)
+    peer.start()
+    child = _child_pid(peer)
+    os.kill(peer.pid, 9)  # the peer dies first, from outside
+    assert peer.wait(10) == -9
+    assert child in _live_members(peer.pid)
+    peer.stop(grace_s=2)
+    assert _live_members(peer.pid) == []
 
 
 def test_argv_must_be_a_list_not_a_command_line(tmp_path):
