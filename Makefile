@@ -46,15 +46,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# C++ client of the orchestrator's ZeroMQ protocol (no OMNeT++ needed): a static library and a demo that
-# does HELLO, KEY_REQUEST and BYE (tests/omnet_models/test_cpp_client.py runs it against the orchestrator).
+# C++ client of the orchestrator's ZeroMQ protocol (no OMNeT++ needed): a static library, a demo that does
+# HELLO, KEY_REQUEST and BYE, and a complete external peer (tests/omnet_models/ run both against the
+# orchestrator).
 CXX ?= g++
 CPP_BUILD ?= build/cpp
 CPP_CLIENT := omnet_models/client
 CPP_FLAGS := -std=c++17 -O2 -Wall -Wextra -I$(CPP_CLIENT)/include $(shell pkg-config --cflags libzmq 2>/dev/null)
 CPP_LIBS := $(shell pkg-config --libs libzmq 2>/dev/null || echo -lzmq)
 
-cpp-client: $(CPP_BUILD)/qesif_bridge_demo
+cpp-client: $(CPP_BUILD)/qesif_bridge_demo $(CPP_BUILD)/qesif_external_peer
 
 $(CPP_BUILD)/libqesif_bridge.a: $(CPP_CLIENT)/src/bridge_client.cpp $(CPP_CLIENT)/include/qesif/bridge_client.hpp
 	mkdir -p $(CPP_BUILD)
@@ -62,6 +63,10 @@ $(CPP_BUILD)/libqesif_bridge.a: $(CPP_CLIENT)/src/bridge_client.cpp $(CPP_CLIENT
 	ar rcs $@ $(CPP_BUILD)/bridge_client.o
 
 $(CPP_BUILD)/qesif_bridge_demo: $(CPP_CLIENT)/examples/bridge_demo.cpp $(CPP_BUILD)/libqesif_bridge.a
+	$(CXX) $(CPP_FLAGS) $< $(CPP_BUILD)/libqesif_bridge.a $(CPP_LIBS) -o $@
+
+# A complete external network peer (docs/protocol.md, "External peers"): qesif run --peer '... {endpoint} ...'.
+$(CPP_BUILD)/qesif_external_peer: $(CPP_CLIENT)/examples/external_peer.cpp $(CPP_BUILD)/libqesif_bridge.a
 	$(CXX) $(CPP_FLAGS) $< $(CPP_BUILD)/libqesif_bridge.a $(CPP_LIBS) -o $@
 
 # The QESIF model for OMNeT++ 6.1 + INET 4.5 (the `omnetpp` backend): needs OMNeT++'s setenv sourced (opp_makemake

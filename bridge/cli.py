@@ -19,6 +19,7 @@ from qesif_core.errors import UserInputError
 COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "run",
+    "serve",
     "results",
     "figures",
     "report",

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.backends.workload import Workload
+from bridge.backends.workload import RoundMessages, Workload
 from bridge.cosim import protocol
 from bridge.cosim.runsetup import run_streams
 from qesif_core.costs import CostModel, load_cost_model
@@ -108,10 +108,35 @@ def session_rounds_of(spec: Mapping[str, Any]) -> int:
     return value
 
 
-class BuiltinNetwork:
-    """The network side of one run (see the module docstring)."""
+def read_schedule(path: str, rounds: int, round_duration_s: float) -> list[RoundMessages]:
+    """A schedule file (``device,time,payload,record``, :func:`bridge.backends.workload.write_schedule`) as
+    each round's messages; a message belongs to round ``floor(time / round_duration_s)``."""
+    import pandas as pd
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    try:
+        table = pd.read_csv(path, dtype={"device": np.int64, "payload": np.int64, "record": np.int64})
+    except (OSError, ValueError) as exc:
+        raise UserInputError(
+            f"--schedule {path}: cannot read a device,time,payload,record table ({exc})"
+        ) from None
+    round_of = np.floor(table["time"].to_numpy(float) / round_duration_s).astype(np.int64)
+    if round_of.size and (round_of.min() < 0 or round_of.max() >= rounds):
+        raise UserInputError(f"--schedule {path}: a message time lies outside the run's {rounds} rounds")
+    out = []
+    for r in range(rounds):
+        rows = table[round_of == r]
+        order = np.lexsort((rows["time"].to_numpy(), rows["device"].to_numpy()))
+        out.append(
+            RoundMessages(*(rows[c].to_numpy()[order] for c in ("device", "time", "payload", "record")))
+        )
+    return out
+
+
+class BuiltinNetwork:
+    """The network side of one run (see the module docstring). ``schedule`` (each round's messages, e.g. from
+    :func:`read_schedule`) replaces the traffic the backend would draw itself."""
+
+    def __init__(self, spec: Mapping[str, Any], schedule: list[RoundMessages] | None = None) -> None:
         net = spec["network"]
         if net.get("access", "802.15.4") not in ACCESS_MODELS:
             raise UserInputError(
@@ -132,6 +157,7 @@ class BuiltinNetwork:
         self._session_offset = np.arange(self.n_devices) % self.session_rounds
         self._session_due = np.ones(self.n_devices, dtype=bool)  # no session yet
         self._link_flagged = np.zeros(self.topology.gateway.max(initial=-1) + 1, dtype=bool)
+        self._schedule = schedule
         self._session_costs = {
             name: np.zeros(self.n_devices, dtype=np.int64 if name in INT_COST_COLUMNS else np.float64)
             for name in COST_COLUMNS
@@ -148,7 +174,10 @@ class BuiltinNetwork:
     def begin_round(self, round_index: int) -> dict[str, Any]:
         """Draw the round's messages and ask for the grants of the sessions that start in it (KEY_REQUEST
         body): those of devices with messages, not busy, whose session is due (module docstring)."""
-        messages = self.workload.round_messages(round_index)
+        if self._schedule is not None:
+            messages = self._schedule[round_index]
+        else:
+            messages = self.workload.round_messages(round_index)
         device, time = messages.device, messages.time
         traffic = round_traffic(device, time, messages.payload)
         first_time = np.full(traffic.session_device.size, np.inf)
@@ -250,11 +279,13 @@ def _expect(kind: str, wanted: str, body: Mapping[str, Any]) -> None:
         raise RuntimeError(f"orchestrator replied {kind}, expected {wanted}")
 
 
-def serve_peer(spec: Mapping[str, Any], endpoint: str, timeout_s: float) -> int:
+def serve_peer(
+    spec: Mapping[str, Any], endpoint: str, timeout_s: float, schedule: list[RoundMessages] | None = None
+) -> int:
     """The built-in backend as the orchestrator's peer: connect to ``endpoint`` and drive the run."""
     from bridge.cosim.client import ZmqClient
 
-    network = BuiltinNetwork(spec)
+    network = BuiltinNetwork(spec, schedule)
     with ZmqClient(endpoint, timeout_s=timeout_s) as client:
         drive(network, client.call)
     log.info("built-in backend finished %d rounds", network.rounds)
@@ -269,11 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spec", required=True, help="JSON file with the resolved run spec")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
+    parser.add_argument(
+        "--schedule", help="replay this schedule file (device,time,payload,record) instead of drawing traffic"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open(args.spec, encoding="utf-8") as handle:
         spec = json.load(handle)
-    return serve_peer(spec, args.endpoint, args.timeout)
+    schedule = None
+    if args.schedule:
+        schedule = read_schedule(args.schedule, int(spec["rounds"]), float(spec["round_duration_s"]))
+    return serve_peer(spec, args.endpoint, args.timeout, schedule)
 
 
 if __name__ == "__main__":

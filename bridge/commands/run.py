@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from bridge.batch import BRIDGES, run_batch
-from bridge.scenario import BACKENDS, load_runs
+from bridge.cosim.external import TRANSPORTS, external_spec, parse_peer_command
+from bridge.scenario import BACKENDS, Run, load_runs, run_key
 from bridge.store import ResultStore
 from qesif_core.schemes import load_scheme_file
 
@@ -39,13 +40,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scheme-file", action="append", default=[], metavar="PY", help="Python file defining extra schemes"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--peer",
+        metavar="'CMD ... {endpoint}'",
+        help="run each run's network in this program instead of the built-in backend (no shell; "
+        "placeholders {endpoint}, {spec}, {schedule}, {topology}: docs/protocol.md)",
+    )
+    parser.add_argument(
+        "--peer-endpoint",
+        choices=TRANSPORTS,
+        default="ipc",
+        help="how --peer reaches the orchestrator: ipc:// socket (default) or tcp://127.0.0.1:<free port>",
+    )
     parser.set_defaults(func=main)
+
+
+def external_runs(runs: list[Run], command: str | None, transport: str) -> list[Run]:
+    """The runs with an external peer as their network (their own keys: never mixed with built-in runs)."""
+    if command is not None:
+        parse_peer_command(command)
+    out = []
+    for run in runs:
+        spec = external_spec(run.spec, command, transport)
+        out.append(Run(key=run_key(spec), spec=spec, itervars=run.itervars))
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
     for path in args.scheme_file:
         load_scheme_file(path)
     scenario, runs = load_runs(args.file, backend=args.backend)
+    if args.peer is not None:
+        runs = external_runs(runs, args.peer, args.peer_endpoint)
     store = ResultStore(args.out)
     store.save_manifest(scenario.name, [run.key for run in runs])
     summary = run_batch(

@@ -740,14 +740,19 @@ def run_once(
             # The backend is forked before the orchestrator is built, so both initialise at the same time.
             peer = PeerProcess(cwd=workdir, target=lambda: serve_peer(spec, endpoint, timeout_s))
             orchestrator = serve_with_peer(lambda: Orchestrator(spec), endpoint, peer, timeout_s=timeout_s)
+    table = finished_table(orchestrator, backend)
+    return pd.concat([table, model_rows], ignore_index=True) if len(model_rows) else table
+
+
+def finished_table(orchestrator: Orchestrator, backend: str) -> pd.DataFrame:
+    """The table of a run the peer completed; a peer that said BYE early fails the run."""
     if not orchestrator.finished:
         raise PeerFailure(
             f"peer said BYE after {orchestrator._round} of {orchestrator.rounds} rounds "
             f"(reason {orchestrator.bye_reason!r})",
             "",
         )
-    table = orchestrator.table(backend)
-    return pd.concat([table, model_rows], ignore_index=True) if len(model_rows) else table
+    return orchestrator.table(backend)
 
 
 def _run_omnetpp(spec: Mapping[str, Any], timeout_s: float) -> tuple[Orchestrator, pd.DataFrame]:

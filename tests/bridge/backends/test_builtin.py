@@ -89,3 +89,23 @@ def test_a_saturated_pan_needs_application_retransmissions():
         assert len(telemetry["latency_s"]) == telemetry["messages_delivered"]
     assert retransmitted > 0  # ten devices per PAN lose frames to channel access failures
     assert delivered + lost + dropped + telemetry["in_flight"] == sent
+
+
+def test_a_schedule_file_replaces_the_drawn_traffic(tmp_path):
+    import numpy as np
+
+    from bridge.backends.builtin import read_schedule
+    from bridge.backends.workload import Workload, write_schedule
+    from bridge.cosim.runsetup import run_streams
+
+    spec = {**_spec(), "rounds": 3}
+    written = write_schedule(Workload(spec, run_streams(spec["seed"])), 3, tmp_path / "s.csv")
+    rounds = read_schedule(str(tmp_path / "s.csv"), 3, spec["round_duration_s"])
+    assert sum(r.device.size for r in rounds) == len(written)
+    network = BuiltinNetwork(spec, rounds)
+    request = network.begin_round(1)
+    first = rounds[1]
+    assert (np.diff(first.device) >= 0).all()  # device order, then time, as the drawn traffic
+    assert set(request["device"]) <= set(first.device.tolist())
+    with pytest.raises(UserInputError, match="outside the run's 2 rounds"):
+        read_schedule(str(tmp_path / "s.csv"), 2, spec["round_duration_s"])
