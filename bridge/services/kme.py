@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import re
+import selectors
 import socket
 import ssl
 import sys
@@ -67,7 +68,8 @@ ENC_BODY = frozenset(
 DEC_BODY = frozenset({"key_IDs", "key_IDs_extension"})
 KEY_ID_ENTRY = frozenset({"key_ID", "key_ID_extension"})
 MAX_QUERY_FIELDS = 8
-REQUEST_DEADLINE_FACTOR = 3  # a handshake or request must end within this many request timeouts
+REQUEST_DEADLINE_FACTOR = 3  # a request must end within this many request timeouts
+MAX_UNAUTHENTICATED = 8  # finished handshakes without an SAE certificate served at once (they get 401)
 MAX_LOGGED_CHARS = 160
 
 
@@ -100,7 +102,10 @@ class KmeConfig:
     key_lifetime_s: float = 3600.0
     max_body_bytes: int = 16384
     request_timeout_s: float = 5.0
+    handshake_timeout_s: float = 3.0
     max_connections: int = 32
+    max_handshakes: int = 256
+    max_connections_per_address: int = 64
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> KmeConfig:
@@ -143,12 +148,14 @@ class KmeConfig:
             "max_key_per_request": (1, 10**4),
             "max_body_bytes": (64, 1 << 24),
             "max_connections": (1, 4096),
+            "max_handshakes": (1, 65536),
+            "max_connections_per_address": (1, 65536),
         }
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if not low <= value <= high:
                 raise UserInputError(f"{source}: field {name} must lie in [{low}, {high}] (got {value})")
-        for name in ("block_interval_s", "key_lifetime_s", "request_timeout_s"):
+        for name in ("block_interval_s", "key_lifetime_s", "request_timeout_s", "handshake_timeout_s"):
             if not getattr(self, name) > 0:
                 raise UserInputError(f"{source}: field {name} must be > 0 (got {getattr(self, name)})")
         if self.key_size % 8 or not 64 <= self.key_size <= 1024:
@@ -362,92 +369,218 @@ class _RequestError(Exception):
         self.close = close
 
 
-class _KmeHttpServer(ThreadingHTTPServer):
-    """TLS is negotiated in the connection's own thread (with the request timeout), never in the
-    accepting thread, so a client that never finishes its handshake cannot stall the server.
+@dataclass
+class _Connection:
+    """Bookkeeping of one client connection (no request data)."""
 
-    Each connection must finish its handshake, and then each request, within ``REQUEST_DEADLINE_FACTOR``
-    request timeouts; the serving loop shuts down overdue connections (a client trickling bytes just
-    faster than the per-read timeout would otherwise hold its thread for ever).
+    address: str
+    since: float  # time.monotonic() of the accept
+    deadline: float  # of the handshake, then of each request
+    authenticated: bool = False  # finished TLS with the certificate of an SAE of this KME
+
+
+def sae_id_of(cert: Mapping[str, Any] | None, sae_ids: frozenset[str]) -> str | None:
+    """The SAE ID a verified client certificate names (its CN, else its first DNS/URI SAN), if it is one of
+    ``sae_ids``."""
+    if not cert:
+        return None
+    names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+    names += [value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "URI")]
+    return names[0] if names and names[0] in sae_ids else None
+
+
+class _KmeHttpServer(ThreadingHTTPServer):
+    """HTTPS with admission control that clients without a finished handshake cannot defeat.
+
+    One thread accepts connections and runs every TLS handshake without blocking (a selector), so a
+    handshake in progress costs a socket, not a thread or a worker slot. Pending handshakes are bounded
+    (``max_handshakes`` in all, ``max_connections_per_address`` with the address's open connections) and
+    must finish within ``handshake_timeout_s``; a new connection over a bound evicts the oldest pending
+    handshake (of its address, for the per-address bound), so clients that trickle handshake bytes cannot
+    keep a new one out. Only a finished handshake gets a worker thread: one of ``max_connections`` when
+    the client certificate names an SAE of this KME, one of ``MAX_UNAUTHENTICATED`` (oldest evicted)
+    otherwise (such clients only ever get 401). Each request must end within ``REQUEST_DEADLINE_FACTOR``
+    request timeouts (a client trickling bytes just faster than the per-read timeout is cut off).
     """
 
     daemon_threads = False  # tracked, so that server_close() can join them
     block_on_close = True  # server_close() joins the connection threads (after close_connections())
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(self, config: KmeConfig, store: KeyStore, tls: ssl.SSLContext) -> None:
         self.config = config
         self.store = store
         self.tls = tls
-        self._slots = threading.BoundedSemaphore(config.max_connections)
-        self._open: dict[socket.socket, float] = {}  # connection -> deadline (time.monotonic())
+        self._pending: dict[ssl.SSLSocket, _Connection] = {}  # handshakes, only touched by the loop thread
+        self._open: dict[socket.socket, _Connection] = {}  # handshake done: a worker thread serves it
         self._open_lock = threading.Lock()
+        self._stop_serving = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self.address_family = family
         super().__init__((config.host, config.port), _Handler)
 
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
+    # ------------------------------------------------------------------ the accept and handshake loop
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        self._stopped.clear()
+        self.socket.setblocking(False)
+        selector = selectors.DefaultSelector()
+        selector.register(self.socket, selectors.EVENT_READ, None)
+        try:
+            while not self._stop_serving.is_set():
+                for key, _ in selector.select(poll_interval):
+                    if key.data is None:
+                        self._accept(selector)
+                    else:
+                        self._step(selector, key.fileobj)
+                self._expire(selector)
+        finally:
+            for connection in list(self._pending):
+                self._drop_pending(selector, connection)
+            selector.close()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop the loop and wait for it (connections already handed to workers are left to them)."""
+        self._stop_serving.set()
+        self._stopped.wait()
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        try:
+            request, client_address = self.socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            logger.warning("accept failed: %s", type(exc).__name__)
+            return
+        address = str(client_address[0])
+        if not self._admit(selector, address):
             logger.warning(
-                "connection from %s refused: %d connections open",
-                client_address[0],
-                self.config.max_connections,
+                "connection from %s refused: its %d connections are all established",
+                address,
+                self.config.max_connections_per_address,
             )
-            self.shutdown_request(request)
+            self._close(request)
             return
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
+            request.setblocking(False)
+            connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except (ssl.SSLError, OSError) as exc:
+            logger.info("TLS set-up with %s failed: %s", address, type(exc).__name__)
+            self._close(request)
+            return
+        now = time.monotonic()
+        self._pending[connection] = _Connection(address, now, now + self.config.handshake_timeout_s)
+        selector.register(connection, selectors.EVENT_READ, client_address)
+        self._step(selector, connection)
+
+    def _admit(self, selector: selectors.BaseSelector, address: str) -> bool:
+        """Room for a new connection from ``address``, evicting the oldest pending handshakes if needed."""
+        with self._open_lock:
+            established = sum(1 for c in self._open.values() if c.address == address)
+        mine = [s for s, c in self._pending.items() if c.address == address]
+        if established + len(mine) >= self.config.max_connections_per_address:
+            if not mine:
+                return False
+            self._evict(selector, min(mine, key=lambda s: self._pending[s].since), "per-address limit")
+        if len(self._pending) >= self.config.max_handshakes:
+            self._evict(selector, min(self._pending, key=lambda s: self._pending[s].since), "handshake limit")
+        return True
+
+    def _evict(self, selector: selectors.BaseSelector, connection: ssl.SSLSocket, why: str) -> None:
+        logger.info("pending handshake of %s evicted (%s)", self._pending[connection].address, why)
+        self._drop_pending(selector, connection)
+
+    def _step(self, selector: selectors.BaseSelector, connection: ssl.SSLSocket) -> None:
+        """Advance one handshake; a finished one goes to a worker thread."""
+        try:
+            connection.do_handshake()
+        except ssl.SSLWantReadError:
+            selector.modify(connection, selectors.EVENT_READ, selector.get_key(connection).data)
+            return
+        except ssl.SSLWantWriteError:
+            selector.modify(connection, selectors.EVENT_WRITE, selector.get_key(connection).data)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            logger.info(
+                "TLS handshake with %s failed: %s", self._pending[connection].address, type(exc).__name__
+            )
+            self._drop_pending(selector, connection)
+            return
+        client_address = selector.get_key(connection).data
+        record = self._pending.pop(connection)
+        selector.unregister(connection)
+        connection.setblocking(True)
+        if not self._open_worker(connection, record):
+            self._close(connection)
+            return
+        try:
+            super().process_request(connection, client_address)  # ThreadingMixIn: a worker thread
+        except Exception:
+            self._forget(connection)
+            self._close(connection)
             raise
 
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+    def _open_worker(self, connection: ssl.SSLSocket, record: _Connection) -> bool:
+        """Count a connection whose handshake finished; False when it must be closed (SAE slots full)."""
+        record.authenticated = sae_id_of(connection.getpeercert(), self.store.sae_ids) is not None
+        record.deadline = time.monotonic() + REQUEST_DEADLINE_FACTOR * self.config.request_timeout_s
+        with self._open_lock:
+            same_kind = [s for s, c in self._open.items() if c.authenticated == record.authenticated]
+            if record.authenticated and len(same_kind) >= self.config.max_connections:
+                logger.warning(
+                    "connection from %s refused: %d SAE connections open", record.address, len(same_kind)
+                )
+                return False
+            if not record.authenticated and len(same_kind) >= MAX_UNAUTHENTICATED:
+                oldest = min(same_kind, key=lambda s: self._open[s].since)
+                self._open.pop(oldest)
+                self._shut(oldest)
+            self._open[connection] = record
+        return True
 
+    def _expire(self, selector: selectors.BaseSelector) -> None:
+        """End handshakes and requests past their deadline."""
+        now = time.monotonic()
+        for connection in [s for s, c in self._pending.items() if c.deadline < now]:
+            logger.info("TLS handshake with %s cut off at its deadline", self._pending[connection].address)
+            self._drop_pending(selector, connection)
+        with self._open_lock:
+            overdue = [s for s, c in self._open.items() if c.deadline < now]
+        for connection in overdue:
+            logger.info("connection closed: request deadline passed")
+            self._shut(connection)
+
+    def _drop_pending(self, selector: selectors.BaseSelector, connection: ssl.SSLSocket) -> None:
+        self._pending.pop(connection, None)
+        try:
+            selector.unregister(connection)
+        except (KeyError, ValueError):
+            pass
+        self._close(connection)
+
+    # ------------------------------------------------------------------ workers
     def finish_request(self, request, client_address) -> None:
-        request.settimeout(self.config.request_timeout_s)
-        self.renew_deadline(request)
         try:
-            tls_socket = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            logger.info("TLS handshake with %s failed: %s", client_address[0], type(exc).__name__)
-            self._forget(request)
-            return
-        self._forget(request)
-        self.renew_deadline(tls_socket)
-        try:
-            self.RequestHandlerClass(tls_socket, client_address, self)
+            self.RequestHandlerClass(request, client_address, self)
         finally:
-            self._forget(tls_socket)
-            try:
-                tls_socket.close()
-            except OSError:
-                pass
+            self._forget(request)
 
     def renew_deadline(self, connection: socket.socket) -> None:
-        """Give ``connection`` a fresh deadline for its next step (handshake or request)."""
+        """Give ``connection`` a fresh deadline for its next request."""
         deadline = time.monotonic() + REQUEST_DEADLINE_FACTOR * self.config.request_timeout_s
         with self._open_lock:
-            self._open[connection] = deadline
+            if connection in self._open:
+                self._open[connection].deadline = deadline
 
     def _forget(self, connection: socket.socket) -> None:
         with self._open_lock:
             self._open.pop(connection, None)
 
-    def service_actions(self) -> None:
-        """Called by ``serve_forever`` at every poll: end connections past their deadline."""
-        now = time.monotonic()
-        with self._open_lock:
-            overdue = [connection for connection, deadline in self._open.items() if deadline < now]
-        for connection in overdue:
-            logger.info("connection closed: request deadline passed")
-            self._shut(connection)
-
     def close_connections(self) -> None:
-        """End idle keep-alive connections so that their threads finish now, not at their timeout."""
+        """End open connections so that their threads finish now, not at their timeout."""
         with self._open_lock:
             connections = list(self._open)
         for connection in connections:
@@ -457,6 +590,13 @@ class _KmeHttpServer(ThreadingHTTPServer):
     def _shut(connection: socket.socket) -> None:
         try:
             connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _close(connection: socket.socket) -> None:
+        try:
+            connection.close()
         except OSError:
             pass
 
@@ -561,11 +701,10 @@ class _Handler(BaseHTTPRequestHandler):
         cert = self.connection.getpeercert()
         if not cert:
             raise KeyDeliveryError(401, "a client certificate is required (mutual TLS)")
-        names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
-        names += [value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "URI")]
-        if not names or names[0] not in self.server.store.sae_ids:
+        sae_id = sae_id_of(cert, self.server.store.sae_ids)
+        if sae_id is None:
             raise KeyDeliveryError(401, "the client certificate does not name an SAE of this KME")
-        return names[0]
+        return sae_id
 
     def _read_body(self, *, required: bool) -> bytes:
         if self.headers.get("Transfer-Encoding") is not None:

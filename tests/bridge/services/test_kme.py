@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -525,21 +526,143 @@ def test_stop_leaves_no_thread_behind(certs):
     assert set(threading.enumerate()) <= before
 
 
-def test_connections_over_the_limit_are_closed_and_the_server_recovers(certs):
+def _client_hello() -> bytes:
+    """The bytes of a real TLS ClientHello (what a slow client trickles)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+def _closed_by_server(connection: socket.socket, within_s: float) -> bool:
+    connection.settimeout(within_s)
+    try:
+        return connection.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def test_pending_handshakes_never_take_the_sae_slots(certs):
     with KmeServer(make_config(certs, max_connections=2)) as server:
-        stalled = [socket.create_connection(server.address, timeout=5) for _ in range(2)]
+        stalled = [socket.create_connection(server.address, timeout=5) for _ in range(10)]
         try:
-            time.sleep(0.2)  # let the server take both
-            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-                Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")
+            for connection in stalled:
+                connection.sendall(b"\x16\x03\x01")  # the start of a ClientHello, never finished
+            time.sleep(0.2)
+            assert Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0] == 200
         finally:
             for connection in stalled:
                 connection.close()
+
+
+def test_a_handshake_must_finish_within_its_deadline(certs):
+    with KmeServer(make_config(certs, handshake_timeout_s=0.3)) as server:
+        with socket.create_connection(server.address, timeout=5) as slow:
+            started = time.monotonic()
+            hello = _client_hello()
+            for byte in hello[:20]:  # each byte well inside the per-read timeout, the whole far too slow
+                slow.sendall(bytes([byte]))
+                if _closed_by_server(slow, 0.1):
+                    break
+            assert time.monotonic() - started < 0.3 + 0.5
+            assert _closed_by_server(slow, 1.0)
+
+
+@pytest.mark.parametrize("limit", ["max_handshakes", "max_connections_per_address"])
+def test_the_oldest_pending_handshake_makes_room_for_a_new_connection(certs, limit):
+    with KmeServer(make_config(certs, **{limit: 3})) as server:
+        stalled = [socket.create_connection(server.address, timeout=5) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert not _closed_by_server(stalled[0], 0.1)
+            assert Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0] == 200
+            assert _closed_by_server(stalled[0], 1.0)  # the oldest made room
+            assert not _closed_by_server(stalled[2], 0.1)
+        finally:
+            for connection in stalled:
+                connection.close()
+
+
+def test_sae_connections_over_the_limit_are_refused_and_the_server_recovers(certs):
+    with KmeServer(make_config(certs, max_connections=2)) as server:
+        open_ones = [Client(server, certs, "A"), Client(server, certs, "B")]
+        for client, path in zip(
+            open_ones,
+            ("/api/v1/keys/B/status", "/api/v1/keys/A/dec_keys?key_ID=" + str(uuid.uuid4())),
+            strict=True,
+        ):
+            assert client.call("GET", path)[0] in (200, 400)  # both held open (keep-alive)
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError, http.client.HTTPException)):
+            Client(server, certs, "C").call("GET", "/api/v1/keys/D/status")
+        open_ones[0].connection.close()
         deadline = time.monotonic() + 5
         status = 0
         while status != 200 and time.monotonic() < deadline:
             try:
-                status = Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0]
-            except (ssl.SSLError, ConnectionError, OSError):
+                status = Client(server, certs, "C").call("GET", "/api/v1/keys/D/status")[0]
+            except (ssl.SSLError, ConnectionError, OSError, http.client.HTTPException):
                 time.sleep(0.05)
         assert status == 200
+
+
+def slow_clients_run(certs, n_slow: int, byte_every_s: float, duration_s: float) -> dict[str, float]:
+    """``n_slow`` clients each trickle a ClientHello one byte every ``byte_every_s`` (reconnecting when cut)
+    while a good SAE makes requests, each on a new TLS connection, for ``duration_s``; the good SAE's
+    latencies."""
+    hello = _client_hello()
+    stop = threading.Event()
+    opened = []
+
+    def slow_client() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(server.address, timeout=5) as connection:
+                    opened.append(1)
+                    for byte in hello:
+                        connection.sendall(bytes([byte]))
+                        if stop.wait(byte_every_s):
+                            return
+            except OSError:
+                stop.wait(0.05)
+
+    latencies: list[float] = []
+    with KmeServer(make_config(certs, request_timeout_s=5.0)) as server:
+        threads = [threading.Thread(target=slow_client, daemon=True) for _ in range(n_slow)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # every slow client connected and trickling
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                status = Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0]
+                latencies.append(time.monotonic() - started if status == 200 else math.inf)
+            except (ssl.SSLError, OSError, http.client.HTTPException):
+                latencies.append(math.inf)
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    served = np.asarray(latencies)
+    return {
+        "requests": served.size,
+        "served_within_1s": float((served <= 1.0).mean()),
+        "p50_ms": 1e3 * float(np.percentile(served, 50)),
+        "p95_ms": 1e3 * float(np.percentile(served, 95)),
+        "slow_connections": len(opened),
+    }
+
+
+def test_fifty_slow_clients_do_not_lock_out_a_good_sae(certs):
+    figures = slow_clients_run(certs, n_slow=50, byte_every_s=2.0, duration_s=8.0)
+    assert figures["requests"] >= 20
+    assert figures["served_within_1s"] >= 0.95, figures
+
+
+@pytest.mark.slow
+def test_two_hundred_slow_clients_do_not_lock_out_a_good_sae(certs):
+    figures = slow_clients_run(certs, n_slow=200, byte_every_s=3.0, duration_s=30.0)
+    assert figures["served_within_1s"] >= 0.95, figures
