@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,10 @@ LOG_TAIL_LINES = 40
 TERMINATE_GRACE_S = 5.0
 #: How long to wait for a killed group's members to disappear.
 KILL_WAIT_S = 5.0
+#: Environment variable marking a program peer's processes (value: one random token per peer).
+PEER_MARKER = "QESIF_PEER_PROCESS"
+
+log = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[PeerProcess] = weakref.WeakSet()
 
@@ -55,19 +60,41 @@ def _exit_status(pid: int) -> int | None:
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
+def _running(pid: int) -> list[str] | None:
+    """The /proc stat fields after the command name of a running process; None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields
+
+
 def _live_group_members(pgid: int) -> list[int]:
     """Processes of group ``pgid`` still running (zombies awaiting their reaper are not counted)."""
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            fields = _running(int(entry))
+            if fields is not None and int(fields[2]) == pgid:
                 members.append(int(entry))
     return members
+
+
+def _carriers_of(marker: bytes) -> list[int]:
+    """Running processes whose environment holds ``marker`` (``NAME=value``): a program peer's whole tree,
+    including children that left its process group (``setsid``); not those that exec'd a clean env."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    environ = handle.read()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0") and _running(int(entry)) is not None:
+                found.append(int(entry))
+    return found
 
 
 def _run_forked(target: Callable[[], int], cwd: Path, log_path: Path) -> None:
@@ -132,6 +159,8 @@ class PeerProcess:
         self.returncode: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._reaped = False
+        # Marks a program peer's processes, so stop() finds its children that left the group.
+        self._marker_env = {PEER_MARKER: uuid.uuid4().hex}
 
     def start(self) -> None:
         if self.target is not None:
@@ -152,7 +181,7 @@ class PeerProcess:
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        env=self.env,
+                        env={**(self.env if self.env is not None else os.environ), **self._marker_env},
                         start_new_session=True,  # own process group: stop() reaches its children too
                     )
                 except OSError as exc:
@@ -196,7 +225,29 @@ class PeerProcess:
         self._reaped = True
         if self._popen is not None:
             self._popen.returncode = self.returncode
+            self._end_strays(grace_s)
         _LIVE.discard(self)
+
+    def _end_strays(self, grace_s: float) -> None:
+        """End the program peer's processes that left its process group (found by its environment marker):
+        SIGTERM, ``grace_s``, SIGKILL."""
+        marker = "=".join(next(iter(self._marker_env.items()))).encode()
+        strays = _carriers_of(marker)
+        if not strays:
+            return
+        log.warning(
+            "peer %s left %d process(es) outside its process group: ending them", self.pid, len(strays)
+        )
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, KILL_WAIT_S)):
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while strays and time.monotonic() < deadline:
+                time.sleep(0.02)
+                strays = [pid for pid in strays if _running(pid) is not None]
+            if not strays:
+                return
 
     def _group_ends_within(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

@@ -131,3 +131,41 @@ def test_argv_must_be_a_list_not_a_command_line(tmp_path):
         PeerProcess("sleep 1", cwd=tmp_path)
     with pytest.raises(ValueError, match="either"):
         PeerProcess(["true"], cwd=tmp_path, target=lambda: 0)
+
+
+ESCAPING_PEER = """
+import os, sys, time
+child = os.fork()
+if child == 0:  # leaves the peer's process group and session, as a daemon would
+    os.setsid()
+    print("child", os.getpid(), flush=True)
+    time.sleep(120)
+    os._exit(0)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("lives_s", [0.0, 60.0])
+def test_children_that_left_the_peers_process_group_are_ended_too(tmp_path, lives_s):
+    script = tmp_path / "escaping_peer.py"
+    script.write_text(ESCAPING_PEER)
+    peer = PeerProcess([sys.executable, str(script), str(lives_s)], cwd=tmp_path)
+    peer.start()
+    child = _child_pid(peer)
+    assert child not in _live_members(peer.pid)  # out of the group's reach
+    if lives_s == 0.0:
+        peer.wait(10)
+    peer.stop(grace_s=2)
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    """Not running any more (absent, or a zombie awaiting its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
