@@ -104,6 +104,7 @@ class KmeConfig:
     request_timeout_s: float = 5.0
     handshake_timeout_s: float = 3.0
     max_connections: int = 32
+    max_connections_per_sae: int = 8
     max_handshakes: int = 256
     max_connections_per_address: int = 64
 
@@ -148,6 +149,7 @@ class KmeConfig:
             "max_key_per_request": (1, 10**4),
             "max_body_bytes": (64, 1 << 24),
             "max_connections": (1, 4096),
+            "max_connections_per_sae": (1, 4096),
             "max_handshakes": (1, 65536),
             "max_connections_per_address": (1, 65536),
         }
@@ -376,7 +378,11 @@ class _Connection:
     address: str
     since: float  # time.monotonic() of the accept
     deadline: float  # of the handshake, then of each request
-    authenticated: bool = False  # finished TLS with the certificate of an SAE of this KME
+    sae_id: str | None = None  # finished TLS with the certificate of this SAE of this KME
+
+    @property
+    def authenticated(self) -> bool:
+        return self.sae_id is not None
 
 
 def sae_id_of(cert: Mapping[str, Any] | None, sae_ids: frozenset[str]) -> str | None:
@@ -398,7 +404,8 @@ class _KmeHttpServer(ThreadingHTTPServer):
     must finish within ``handshake_timeout_s``; a new connection over a bound evicts the oldest pending
     handshake (of its address, for the per-address bound), so clients that trickle handshake bytes cannot
     keep a new one out. Only a finished handshake gets a worker thread: one of ``max_connections`` when
-    the client certificate names an SAE of this KME, one of ``MAX_UNAUTHENTICATED`` (oldest evicted)
+    the client certificate names an SAE of this KME (at most ``max_connections_per_sae`` per SAE), one of
+    ``MAX_UNAUTHENTICATED`` (oldest evicted)
     otherwise (such clients only ever get 401). Each request must end within ``REQUEST_DEADLINE_FACTOR``
     request timeouts (a client trickling bytes just faster than the per-read timeout is cut off).
     """
@@ -525,13 +532,21 @@ class _KmeHttpServer(ThreadingHTTPServer):
 
     def _open_worker(self, connection: ssl.SSLSocket, record: _Connection) -> bool:
         """Count a connection whose handshake finished; False when it must be closed (SAE slots full)."""
-        record.authenticated = sae_id_of(connection.getpeercert(), self.store.sae_ids) is not None
+        record.sae_id = sae_id_of(connection.getpeercert(), self.store.sae_ids)
         record.deadline = time.monotonic() + REQUEST_DEADLINE_FACTOR * self.config.request_timeout_s
         with self._open_lock:
             same_kind = [s for s, c in self._open.items() if c.authenticated == record.authenticated]
-            if record.authenticated and len(same_kind) >= self.config.max_connections:
+            same_sae = sum(1 for c in self._open.values() if record.sae_id and c.sae_id == record.sae_id)
+            if record.authenticated and (
+                len(same_kind) >= self.config.max_connections
+                or same_sae >= self.config.max_connections_per_sae
+            ):
                 logger.warning(
-                    "connection from %s refused: %d SAE connections open", record.address, len(same_kind)
+                    "connection of SAE %s from %s refused: %d SAE connections open, %d of its own",
+                    record.sae_id,
+                    record.address,
+                    len(same_kind),
+                    same_sae,
                 )
                 return False
             if not record.authenticated and len(same_kind) >= MAX_UNAUTHENTICATED:

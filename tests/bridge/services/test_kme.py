@@ -608,6 +608,16 @@ def test_sae_connections_over_the_limit_are_refused_and_the_server_recovers(cert
         assert status == 200
 
 
+def test_one_sae_cannot_take_every_slot(certs):
+    with KmeServer(make_config(certs, max_connections_per_sae=2)) as server:
+        held = [Client(server, certs, "B") for _ in range(2)]
+        for client in held:  # B's two keep-alive connections
+            assert client.call("GET", "/api/v1/keys/A/dec_keys?key_ID=" + str(uuid.uuid4()))[0] == 400
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError, http.client.HTTPException)):
+            Client(server, certs, "B").call("GET", "/api/v1/keys/A/dec_keys?key_ID=" + str(uuid.uuid4()))
+        assert Client(server, certs, "A").call("GET", "/api/v1/keys/B/status")[0] == 200
+
+
 def slow_clients_run(certs, n_slow: int, byte_every_s: float, duration_s: float) -> dict[str, float]:
     """``n_slow`` clients each trickle a ClientHello one byte every ``byte_every_s`` (reconnecting when cut)
     while a good SAE makes requests, each on a new TLS connection, for ``duration_s``; the good SAE's
