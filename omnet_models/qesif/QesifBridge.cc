@@ -210,8 +210,9 @@ void QesifBridge::reportRound(int round)
     }
 }
 
-void QesifBridge::countDelivered(double latencyS, long payloadBytes, bool confirmable)
+void QesifBridge::countDelivered(double latencyS, long payloadBytes, bool confirmable, int device, long seq)
 {
+    delivered_.insert({device, seq});
     round_.delivered++;
     round_.payloadBytes += payloadBytes;
     round_.latencyS.push_back(latencyS);

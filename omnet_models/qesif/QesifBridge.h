@@ -2,7 +2,9 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <omnetpp.h>
@@ -42,10 +44,15 @@ class QesifBridge : public omnetpp::cSimpleModule, public omnetpp::cListener
     // Counters of the current round, called by the applications.
     void countSent() { round_.sent++; }
     void countQueueDrop() { round_.queueDrops++; }
-    void countLost() { round_.lost++; }
+    // A message given up counts as lost unless its request reached the broker (then it was delivered, once).
+    void countLost(int device, long seq)
+    {
+        if (delivered_.count({device, seq}) == 0)
+            round_.lost++;
+    }
     void countRetransmission() { round_.retransmissions++; }
     void countUnconfirmedSent() { unconfirmedSent_++; }
-    void countDelivered(double latencyS, long payloadBytes, bool confirmable);
+    void countDelivered(double latencyS, long payloadBytes, bool confirmable, int device, long seq);
     // The session costs of a device's gateway (the gateway's CPU per message); kept per device.
     const SessionCosts& costsOf(int device) const { return costs_.at(device); }
     bool linkFlagged(int gateway) const { return gateway < (int)flagged_.size() && flagged_[gateway]; }
@@ -86,6 +93,7 @@ class QesifBridge : public omnetpp::cSimpleModule, public omnetpp::cListener
     int currentRound_ = 0;
     double roundDuration_ = 0;
     long unconfirmedSent_ = 0, unconfirmedDelivered_ = 0;
+    std::set<std::pair<int, long>> delivered_;  // (device, message number) of every delivered message
     bool done_ = false;
 };
 

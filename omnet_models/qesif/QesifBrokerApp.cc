@@ -44,7 +44,7 @@ class QesifBrokerApp : public QesifUdpApp
             // A retransmitted request is answered again but delivered once.
             if (delivered_.insert({header->getDevice(), header->getSeq()}).second)
                 bridge_->countDelivered(simTime().dbl() - header->getCreated(), header->getPayloadBytes(),
-                                        header->getConfirmable());
+                                        header->getConfirmable(), header->getDevice(), header->getSeq());
         }
         if (header->getConfirmable()) {
             auto reply = makeShared<QesifHeader>();

@@ -253,7 +253,7 @@ void QesifDeviceApp::retry()
               : (mqtt_ ? par("mqttMaxRetries").intValue() : par("coapMaxRetransmit").intValue());
     if (attempt_ >= limit) {
         if (phase_ == MESSAGE)
-            bridge_->countLost();
+            bridge_->countLost(par("deviceIndex").intValue(), seq_);
         finishExchange();
         return;
     }
