@@ -1,8 +1,11 @@
-"""Shared fixtures: a seeded generator, and the shared data folder (``../shared`` or ``$QESIF_SHARED``)."""
+"""Shared fixtures: a seeded generator, the shared data folder (``../shared`` or ``$QESIF_SHARED``), and the
+C++ bridge client built once per session."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +37,31 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+CPP_HEADERS = (
+    Path("/usr/include/zmq.hpp"),
+    Path("/usr/include/nlohmann/json.hpp"),
+    Path("/usr/include/zmq.h"),
+)
+
+
+@pytest.fixture(scope="session")
+def cpp_build(tmp_path_factory) -> Path:
+    """The folder where ``make cpp-client`` put the C++ client's programs; skips without a toolchain."""
+    missing = [str(h) for h in CPP_HEADERS if not h.exists()]
+    if not shutil.which("g++") or not shutil.which("make") or missing:
+        pytest.skip(
+            f"C++ toolchain or headers absent (g++, make, {', '.join(missing) or 'headers ok'}); "
+            "install with `make sysdeps`"
+        )
+    build = tmp_path_factory.mktemp("cpp")
+    proc = subprocess.run(
+        ["make", "-s", "cpp-client", f"CPP_BUILD={build}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return build

@@ -1,6 +1,5 @@
 """The C++ client (omnet_models/client, built by `make cpp-client`) against the real Python orchestrator."""
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,9 +8,6 @@ import pytest
 from bridge.cosim.orchestrator import Orchestrator, serve_with_peer
 from bridge.cosim.supervise import PeerProcess
 from bridge.scenario import resolve_channel
-
-REPO = Path(__file__).resolve().parents[2]
-HEADERS = (Path("/usr/include/zmq.hpp"), Path("/usr/include/nlohmann/json.hpp"), Path("/usr/include/zmq.h"))
 
 
 def _spec():
@@ -33,21 +29,8 @@ def _spec():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    missing = [str(h) for h in HEADERS if not h.exists()]
-    if not shutil.which("g++") or not shutil.which("make") or missing:
-        pytest.skip(f"C++ toolchain or headers absent (g++, make, {', '.join(missing) or 'headers ok'}); "
-                    "install with `make sysdeps`")  # fmt: skip
-    build = tmp_path_factory.mktemp("cpp")
-    proc = subprocess.run(
-        ["make", "-s", "cpp-client", f"CPP_BUILD={build}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return build / "qesif_bridge_demo"
+def demo(cpp_build):
+    return cpp_build / "qesif_bridge_demo"
 
 
 def test_cpp_client_does_hello_key_request_and_bye(demo, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,27 +166,8 @@ def _key(spec):
 
 
 @pytest.fixture(scope="module")
-def cpp_peer(tmp_path_factory) -> Path:
-    headers = (
-        Path("/usr/include/zmq.hpp"),
-        Path("/usr/include/nlohmann/json.hpp"),
-        Path("/usr/include/zmq.h"),
-    )
-    missing = [str(h) for h in headers if not h.exists()]
-    if not shutil.which("g++") or not shutil.which("make") or missing:
-        pytest.skip(
-            f"C++ toolchain or headers absent (g++, make, {', '.join(missing) or 'headers ok'}); make sysdeps"
-        )
-    build = tmp_path_factory.mktemp("cpp")
-    proc = subprocess.run(
-        ["make", "-s", "cpp-client", f"CPP_BUILD={build}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return build / "qesif_external_peer"
+def cpp_peer(cpp_build) -> Path:
+    return cpp_build / "qesif_external_peer"
 
 
 def test_the_cpp_example_peer_gives_the_python_examples_table(cpp_peer, smoke_with_example):
