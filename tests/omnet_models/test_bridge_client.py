@@ -1,7 +1,6 @@
 """The C++ client (omnet_models/client, built by `make cpp-client`) against the real Python orchestrator."""
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
