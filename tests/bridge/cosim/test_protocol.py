@@ -43,6 +43,15 @@ def test_floats_survive_the_wire_exactly():
         (b'{"v": 1, "type": "KEY_REQUEST", "body": {"round": 0, "device": [0], "gateway": [0], '
          b'"time": [NaN]}}',
          protocol.E_MALFORMED),
+        (b'{"v": 1, "type": "KEY_REQUEST", "body": {"round": 0, "device": [0], "gateway": [0], '
+         b'"time": [1e400]}}',
+         protocol.E_FIELD),
+        (b'{"v": 1, "type": "KEY_REQUEST", "body": {"round": 0, "device": [0.0], "gateway": [0], '
+         b'"time": [1]}}',
+         protocol.E_FIELD),
+        (b'{"v": 1, "type": "KEY_REQUEST", "body": {"round": 0, "device": [0], "gateway": [0], '
+         b'"time": [1' + b'0' * 400 + b']}}',
+         protocol.E_FIELD),
         (b'{"v": 1, "type": "HELLO", "body": {"version": "__import__(\'os\')", "peer": "", "devices": 1, '
          b'"gateways": 1}}', protocol.E_FIELD),
     ],
