@@ -50,6 +50,7 @@ class QesifBridge : public omnetpp::cSimpleModule, public omnetpp::cListener
         if (delivered_.count({device, seq}) == 0)
             round_.lost++;
     }
+    bool delivered(int device, long seq) const { return delivered_.count({device, seq}) > 0; }
     void countRetransmission() { round_.retransmissions++; }
     void countUnconfirmedSent() { unconfirmedSent_++; }
     void countDelivered(double latencyS, long payloadBytes, bool confirmable, int device, long seq);

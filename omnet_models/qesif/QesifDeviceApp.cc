@@ -69,6 +69,13 @@ double QesifDeviceApp::takeRoundEnergy(double roundDurationS)
     return energy;
 }
 
+// A request the broker already counted but whose ACK is still awaited is delivered, not in flight.
+long QesifDeviceApp::inFlight() const
+{
+    bool underWay = phase_ == MESSAGE && !bridge_->delivered(par("deviceIndex").intValue(), seq_);
+    return (long)queue_.size() + (underWay ? 1 : 0);
+}
+
 void QesifDeviceApp::startSession(const SessionCosts& costs)
 {
     session_ = costs;

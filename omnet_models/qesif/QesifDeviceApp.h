@@ -17,7 +17,8 @@ class QesifDeviceApp : public QesifUdpApp, public omnetpp::cListener
     // A new security session (granted at a round start): its handshake precedes the next message.
     void startSession(const SessionCosts& costs);
     bool busy() const { return phase_ != IDLE || !queue_.empty(); }
-    long inFlight() const { return (long)queue_.size() + (phase_ == MESSAGE ? 1 : 0); }
+    // Messages queued or under way whose delivery the broker has not recorded yet.
+    long inFlight() const;
     // Radio (INET's energy consumer) plus MCU energy since the last call; the MCU sleeps when not computing.
     double takeRoundEnergy(double roundDurationS);
 
