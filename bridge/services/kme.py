@@ -54,7 +54,6 @@ from qesif_core.errors import UserInputError
 from qesif_core.keys import KeyDeliveryError, KeyPool
 from qesif_core.qkd.bb84 import check_pulses
 from qesif_core.qkd.channel import CHANNEL_PRESETS, ChannelParams
-from qesif_core.qkd.keyrate import SecurityParams
 from qesif_core.qkd.session import PROTOCOLS, run_block
 
 logger = logging.getLogger(__name__)
@@ -276,7 +275,6 @@ class KeyStore:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._channel = CHANNEL_PRESETS[config.channel]
-        self._epsilon = SecurityParams().eps_sec + SecurityParams().eps_cor
         self._pools: dict[tuple[str, str], KeyPool] = {}
         self._qkd_rngs: dict[tuple[str, str], np.random.Generator] = {}
         self.counters: dict[tuple[str, str], LinkCounters] = {}
@@ -348,7 +346,7 @@ class KeyStore:
             if decision.key_bits:
                 with self._lock:
                     new_keys = pool.add_block(
-                        decision.key, block=index, qber=block.qber, epsilon=self._epsilon, now=self.now()
+                        decision.key, block=index, qber=block.qber, epsilon=block.epsilon, now=self.now()
                     )
         else:
             counters.blocks_discarded += 1

@@ -18,8 +18,9 @@ Attackers, on a fraction ``eve_fraction`` of pulses:
 
 Sampling: pulses are grouped in cells (intensity class x photon number x attacked); the number of pulses per
 cell is multinomial, detections per cell binomial, basis choices and errors per cell binomial, and only the
-bits that enter the key (Z-basis signal detections) are drawn as arrays. This is exact for the i.i.d. model
-and its cost grows with the detections, not with the emitted pulses.
+bits that enter the key (Z-basis signal detections) are drawn as arrays. This is exact for the i.i.d. model.
+With ``frame_bits``, only the first ``frame_bits`` key bits are drawn (their error count hypergeometric given
+the block's): the block's counts are exact, and the cost no longer grows with the pulses at all.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ _TAIL_SIGMAS = 12.0
 #: One block is held in memory: beyond these sizes, split the run into more blocks.
 MAX_PULSES = 10**15
 MAX_RAW_KEY_BITS = 2 * 10**8
+#: numpy's hypergeometric sampler takes populations below 1e9 per kind.
+_HYPERGEOMETRIC_LIMIT = 10**9
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class RawKey:
 
 @dataclass(frozen=True)
 class Detections:
-    """Result of one simulated block: the observed counts and the raw key of the key class (index 0)."""
+    """Result of one simulated block: the observed counts and the raw key of the key class (index 0), or its
+    first frame when the block was simulated with ``frame_bits`` (``len(raw_key) < counts.sifted_z[0]``)."""
 
     counts: SiftedCounts
     raw_key: RawKey
@@ -175,8 +179,11 @@ def single_photon_truth(params: ChannelParams) -> tuple[float, float]:
     return y1, e1
 
 
-def simulate(params: ChannelParams, pulses: int, rng: np.random.Generator) -> Detections:
-    """Emit ``pulses`` pulses and return the sifted counts and the raw key (Z-basis signal detections)."""
+def simulate(
+    params: ChannelParams, pulses: int, rng: np.random.Generator, frame_bits: int | None = None
+) -> Detections:
+    """Emit ``pulses`` pulses and return the sifted counts and the raw key (Z-basis signal detections): all of
+    it, or its first ``frame_bits`` bits."""
     pulses = check_pulses(pulses)
     pz = params.z_basis_prob
     basis_pvals = [pz * pz, (1.0 - pz) * (1.0 - pz), 2.0 * pz * (1.0 - pz)]
@@ -214,12 +221,49 @@ def simulate(params: ChannelParams, pulses: int, rng: np.random.Generator) -> De
         errors_x=table[:, 4],
         mismatched=table[:, 5],
     )
-    return Detections(counts=counts, raw_key=draw_raw_key(int(table[0, 1]), key_errors, rng), pulses=pulses)
+    raw_key = draw_key_frame(int(table[0, 1]), key_errors, frame_bits, rng)
+    return Detections(counts=counts, raw_key=raw_key, pulses=pulses)
+
+
+def expected_counts(params: ChannelParams, pulses: int) -> SiftedCounts:
+    """The counts :func:`simulate` draws, at their expected values (rounded): for planning (commissioning),
+    never for a block's result."""
+    pulses = check_pulses(pulses)
+    pz = params.z_basis_prob
+    intensities = (params.mu_signal, params.mu_decoy, 0.0)
+    shares = (params.prob_signal, params.prob_decoy, params.prob_vacuum)
+    rows = []
+    for mu, share in zip(intensities, shares, strict=True):
+        probabilities, yields, errors = cell_model(params, mu) if mu > 0 else _vacuum_cells(params)
+        sent = pulses * share
+        detected = sent * float(probabilities @ yields)
+        wrong = sent * float(probabilities @ (yields * errors))
+        z, x = pz * pz, (1 - pz) * (1 - pz)
+        rows.append(
+            (sent, detected, detected * z, detected * x, wrong * z, wrong * x, detected * (1 - z - x))
+        )
+    table = np.rint(np.array(rows)).astype(np.int64)
+    return SiftedCounts(intensities, *(table[:, i] for i in range(7)))
 
 
 def _vacuum_cells(params: ChannelParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y0 = params.dark_count_prob
     return np.array([1.0]), np.array([y0]), np.array([0.5])
+
+
+def draw_key_frame(n_key: int, key_errors: int, frame_bits: int | None, rng: np.random.Generator) -> RawKey:
+    """The first ``frame_bits`` of a raw key of ``n_key`` bits holding ``key_errors`` errors (all of it when
+    ``frame_bits`` is None or not smaller). The frame's errors are hypergeometric given the block's (binomial
+    at the block's error rate beyond numpy's 1e9 population limit, a difference below frame/n_key)."""
+    if frame_bits is None or frame_bits >= n_key:
+        return draw_raw_key(n_key, key_errors, rng)
+    if isinstance(frame_bits, bool) or not isinstance(frame_bits, int | np.integer) or frame_bits <= 0:
+        raise UserInputError(f"frame_bits must be a positive integer (got {frame_bits!r})")
+    if max(key_errors, n_key - key_errors) < _HYPERGEOMETRIC_LIMIT:
+        frame_errors = int(rng.hypergeometric(key_errors, n_key - key_errors, frame_bits))
+    else:
+        frame_errors = int(rng.binomial(frame_bits, key_errors / n_key))
+    return draw_raw_key(int(frame_bits), frame_errors, rng)
 
 
 def draw_raw_key(n_bits: int, n_errors: int, rng: np.random.Generator) -> RawKey:
@@ -228,7 +272,7 @@ def draw_raw_key(n_bits: int, n_errors: int, rng: np.random.Generator) -> RawKey
     if n_bits > MAX_RAW_KEY_BITS:
         raise UserInputError(
             f"one block would hold {n_bits} raw key bits (at most {MAX_RAW_KEY_BITS:.0e}): "
-            "emit fewer pulses per block and run more blocks"
+            "reconcile it in frames (frame_bits), or emit fewer pulses per block"
         )
     alice = rng.integers(0, 2, n_bits, dtype=np.uint8)
     bob = alice.copy()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qesif_core.errors import UserInputError
-from qesif_core.qkd.bb84 import Detections, SiftedCounts, check_pulses, draw_raw_key
+from qesif_core.qkd.bb84 import Detections, SiftedCounts, check_pulses, draw_key_frame
 from qesif_core.qkd.channel import ChannelParams
 
 CHSH_ALICE = (0.0, math.pi / 2)
@@ -108,8 +108,10 @@ def simulate(
     rng: np.random.Generator,
     bell_model: BellPairModel | None = None,
     chsh_fraction: float = 0.1,
+    frame_bits: int | None = None,
 ) -> EntangledDetections:
-    """Distribute ``pairs`` pairs; return counts and raw key (one class, index 0) plus the CHSH check."""
+    """Distribute ``pairs`` pairs; return counts and raw key (one class, index 0; its first ``frame_bits``
+    bits if given) plus the CHSH check."""
     pairs = check_pulses(pairs, "pairs")
     if not 0.0 <= chsh_fraction < 1.0:
         raise UserInputError(f"chsh_fraction must lie in [0, 1) (got {chsh_fraction!r})")
@@ -147,7 +149,8 @@ def simulate(
         errors_x=np.array([errors_x.sum()], dtype=np.int64),
         mismatched=np.array([by_basis[:, 2].sum()], dtype=np.int64),
     )
-    detections = Detections(counts=counts, raw_key=draw_raw_key(n_key, key_errors, rng), pulses=pairs)
+    raw_key = draw_key_frame(n_key, key_errors, frame_bits, rng)
+    detections = Detections(counts=counts, raw_key=raw_key, pulses=pairs)
     return EntangledDetections(detections=detections, chsh=chsh)
 
 

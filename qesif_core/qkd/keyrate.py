@@ -11,7 +11,12 @@ Statistics (stated once, used everywhere):
   >= 1/n_X so that a sample without errors still gets a deviation).
 - Finite-key length (Lim et al. 2014, Eq. 1):
   l = s_Z0 + s_Z1 (1 - h2(phi_Z)) - leak_EC - 6 log2(21/eps_sec) - log2(2/eps_cor),
-  with leak_EC the bits Cascade actually disclosed and eps_cor the verification-hash collision bound.
+  with leak_EC the parities error correction disclosed and log2(2/eps_cor) the verification hash that
+  Lim et al. reveal after it. Our hash is a ``tag_bits`` Toeplitz tag, whose collision bound is
+  eps_cor = 2^-tag_bits: the term is tag_bits + 1 bits, so every disclosed tag bit is paid for.
+- Security parameter of a key: eps_sec (smoothing and privacy amplification, budgeted by the
+  6 log2(21/eps_sec) term) + eps_cor + eps_pe for every bound of the parameter estimation (each may fail with
+  eps_pe; union bound). ``SinglePhotonEstimate.pe_bounds`` counts them; :func:`key_epsilon` adds it all up.
 """
 
 from __future__ import annotations
@@ -27,12 +32,20 @@ from qesif_core.qkd.bb84 import SiftedCounts
 
 @dataclass(frozen=True)
 class SecurityParams:
-    """Failure probabilities: parameter estimation per bound, secrecy, correctness; verification tag."""
+    """Failure probabilities: parameter estimation per bound, secrecy; the verification tag's length, which
+    sets the correctness failure probability ``eps_cor`` = 2^-tag_bits (a 2-universal hash's collision)."""
 
     eps_pe: float = 1e-10
     eps_sec: float = 1e-10
-    eps_cor: float = 1e-15
     tag_bits: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tag_bits, bool) or not isinstance(self.tag_bits, int) or self.tag_bits <= 0:
+            raise ValueError(f"tag_bits must be a positive integer (got {self.tag_bits!r})")
+
+    @property
+    def eps_cor(self) -> float:
+        return 2.0**-self.tag_bits
 
 
 def h2(p: float | np.ndarray) -> float | np.ndarray:
@@ -78,6 +91,8 @@ class SinglePhotonEstimate:
     vacuum_key_bits_lower: float
     single_key_bits_lower: float
     phase_error_upper: float
+    #: Confidence bounds behind the estimate, each failing with probability eps_pe.
+    pe_bounds: int
 
 
 def decoy_estimate(counts: SiftedCounts, eps_pe: float) -> SinglePhotonEstimate:
@@ -118,7 +133,15 @@ def decoy_estimate(counts: SiftedCounts, eps_pe: float) -> SinglePhotonEstimate:
         vacuum_key_bits_lower=vacuum_z,
         single_key_bits_lower=single_z,
         phase_error_upper=phase,
+        pe_bounds=DECOY_PE_BOUNDS,
     )
+
+
+#: Bounds of :func:`decoy_estimate`: Q_mu upper, Q_nu lower and upper, Y0 upper and lower, the X error rate of
+#: each of the two classes (both are computed, the tighter is used), and the sampling deviation gamma.
+DECOY_PE_BOUNDS = 8
+#: Bounds of :func:`single_pair_estimate`: the X error rate and the sampling deviation.
+PAIR_PE_BOUNDS = 2
 
 
 def _single_photon_fraction(mu: float, gain_upper: float, y1_lower: float) -> float:
@@ -148,12 +171,19 @@ def single_pair_estimate(n_key: int, n_test: int, test_errors: int, eps_pe: floa
         vacuum_key_bits_lower=0.0,
         single_key_bits_lower=float(n_key),
         phase_error_upper=phase,
+        pe_bounds=PAIR_PE_BOUNDS,
     )
 
 
 def finite_key_overhead(security: SecurityParams) -> float:
-    """Bits lost to the finite-key security terms 6 log2(21/eps_sec) + log2(2/eps_cor)."""
+    """Bits lost to the finite-key security terms 6 log2(21/eps_sec) + log2(2/eps_cor); the second is the
+    verification tag (tag_bits + 1 bits, as eps_cor = 2^-tag_bits)."""
     return 6.0 * math.log2(21.0 / security.eps_sec) + math.log2(2.0 / security.eps_cor)
+
+
+def key_epsilon(estimate: SinglePhotonEstimate, security: SecurityParams) -> float:
+    """Security parameter of a key cut from this estimate: eps_sec + eps_cor + pe_bounds eps_pe."""
+    return security.eps_sec + security.eps_cor + estimate.pe_bounds * security.eps_pe
 
 
 def secret_key_length(estimate: SinglePhotonEstimate, leak_ec_bits: int, security: SecurityParams) -> int:

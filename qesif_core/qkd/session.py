@@ -5,9 +5,22 @@ Protocol of a block: the Z-basis sifted bits of the key class (BB84: signal inte
 form the raw key; every X-basis sifted bit (and every decoy/vacuum bit) is announced to estimate errors.
 Cascade's block sizes come from the X-basis error rate (the only estimate available before correction).
 After Cascade, a 64-bit Toeplitz tag (``privacy.verification_tag``) verifies the keys: a mismatch is a
-frame error and the block is discarded. Otherwise both sides hash their key with the same seeded Toeplitz
+frame error and the frame is discarded. Otherwise both sides hash their key with the same seeded Toeplitz
 matrix down to the finite-key length of ``keyrate``. Z-basis errors are then known exactly (Bob counts the
 bits Cascade flipped), so ``qber_z`` is the error fraction of the whole raw key.
+
+Sub-frame reconciliation (``frame_bits``, default :data:`DEFAULT_FRAME_BITS`): the block's counts, parameter
+estimation and finite-key length are always those of the whole block, but only its first ``frame_bits`` raw
+key bits are drawn and really go through Cascade, the tag and privacy amplification. The block is charged
+``leak_EC`` = f_U n_key h2(e_Z) with f_U = f_frame + 2 c/sqrt(errors in the frame), an upper bound of
+Cascade's efficiency on the whole block (Cascade's mean efficiency does not grow with the frame size at a
+fixed error rate, and its frame-to-frame spread is below c/sqrt(errors), c = 0.5 for ``yanetal``;
+docs/qkd.md gives the measurements). The keys
+handed out are the frame's amplified bits, the frame's share ``floor(l frame_bits / n_key)`` of the block's
+key length l: never more than was really reconciled. A frame that fails verification loses that share (the
+block's other frames, not simulated, are counted as verified: their expected loss, the frame error rate of
+about 0.3 % at 2^14 bits, is not deducted).
+A block whose raw key fits in one frame runs whole, without approximation; ``frame_bits=None`` always does.
 """
 
 from __future__ import annotations
@@ -23,16 +36,28 @@ from qesif_core.qkd import bb84, cascade, entangled, keyrate, privacy
 from qesif_core.qkd.channel import ChannelParams
 
 PROTOCOLS = ("bb84", "bbm92")
+#: Raw key bits reconciled for real per block (Cascade costs about 1 ms on 2^14 bits).
+DEFAULT_FRAME_BITS = 2**14
+#: Per Cascade variant: its frame-to-frame efficiency spread stays below this / sqrt(errors in the frame)
+#: (measured at 2^12-2^20 bits and 1-11 % errors, docs/qkd.md).
+EFFICIENCY_SPREAD = {"original": 0.25, "yanetal": 0.5, "biconf": 0.75}
+#: Standard deviations of that spread added to a frame's efficiency to bound the block's.
+EFFICIENCY_MARGIN_SIGMAS = 2.0
 
 
 @dataclass(frozen=True)
 class BlockResult:
     """Figures of one block. Keys are kept out of ``repr``.
 
-    ``sifted_bits``: detections whose bases agreed (all intensity classes); ``reconciled_bits``: the raw
-    key bits that went through Cascade; ``qber``: error fraction of the key class over both bases;
-    ``loss_fraction``: emitted pulses (pairs) without a detection (coincidence); ``keys_match``: the block
-    passed verification and Alice's and Bob's final keys are identical bit for bit.
+    ``sifted_bits``: detections whose bases agreed (all intensity classes); ``reconciled_bits``: the block's
+    raw key bits (reconciled, in frames); ``frame_bits``: those that went through Cascade here;
+    ``disclosed_bits``: leak_EC charged to the block (Cascade's parities when the frame is the block);
+    ``ec_efficiency``: the frame's measured efficiency, ``ec_efficiency_bound``: f_U used for the block;
+    ``secret_bits``: the block's finite-key length; ``key_bits``: the amplified bits in the keys, the frame's
+    share of it; ``epsilon``: the keys' security parameter (``keyrate.key_epsilon``); ``qber``: error
+    fraction of the key class over both bases; ``loss_fraction``: emitted pulses (pairs) without a detection
+    (coincidence); ``keys_match``: the block passed verification and Alice's and Bob's final keys are
+    identical bit for bit.
     """
 
     protocol: str
@@ -42,15 +67,21 @@ class BlockResult:
     qber_x: float
     sifted_bits: int
     reconciled_bits: int
+    frame_bits: int
     disclosed_bits: int
     ec_efficiency: float
+    ec_efficiency_bound: float
     frame_error: bool
     secret_bits: int
+    key_bits: int
+    epsilon: float
     h_q: float
     basis_mismatch_entropy: float
     loss_fraction: float
     keys_match: bool
     phase_error_upper: float
+    vacuum_key_bits_lower: float
+    single_photon_key_bits_lower: float
     single_photon_yield_lower: float
     single_photon_error_upper: float
     chsh_s: float
@@ -81,57 +112,71 @@ def run_block(
     bell_model: entangled.BellPairModel | None = None,
     security: keyrate.SecurityParams | None = None,
     cascade_variant: str = "yanetal",
+    frame_bits: int | None = DEFAULT_FRAME_BITS,
 ) -> BlockResult:
-    """Run one block of ``pulses`` emitted pulses (BB84) or distributed pairs (BBM92)."""
+    """Run one block of ``pulses`` emitted pulses (BB84) or distributed pairs (BBM92); Cascade, the tag and
+    privacy amplification run on its first ``frame_bits`` raw key bits (None: on all of them)."""
     if protocol not in PROTOCOLS:
         raise UserInputError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     if cascade_variant not in cascade.VARIANTS:
         raise UserInputError(
             f"Cascade variant must be one of {', '.join(cascade.VARIANTS)} (got {cascade_variant!r})"
         )
+    if frame_bits is not None and (
+        isinstance(frame_bits, bool) or not isinstance(frame_bits, int | np.integer) or frame_bits <= 0
+    ):
+        raise UserInputError(f"frame_bits must be a positive integer or None (got {frame_bits!r})")
     security = security or keyrate.SecurityParams()
     chsh_s, chsh_se = math.nan, math.nan
     if protocol == "bb84":
         if bell_model is not None:
             raise UserInputError("a Bell-pair model applies to protocol bbm92, not bb84")
-        detections = bb84.simulate(params, pulses, rng)
+        detections = bb84.simulate(params, pulses, rng, frame_bits)
     else:
-        pair_run = entangled.simulate(params, pulses, rng, bell_model=bell_model)
+        pair_run = entangled.simulate(params, pulses, rng, bell_model=bell_model, frame_bits=frame_bits)
         detections = pair_run.detections
         chsh_s, chsh_se = pair_run.chsh.s_value, pair_run.chsh.standard_error
     counts = detections.counts
     raw = detections.raw_key
-    n_key = len(raw)
+    n_key, n_frame = int(counts.sifted_z[0]), len(raw)
+    errors_z, errors_x = int(counts.errors_z[0]), int(counts.errors_x[0])
+    n_x = int(counts.sifted_x[0])
 
-    estimated_qber = _rate(int(counts.errors_x[0]), int(counts.sifted_x[0]), default=0.5)
-    if n_key:
+    estimated_qber = _rate(errors_x, n_x, default=0.5)
+    if n_frame:
         reconciled = cascade.reconcile(raw.alice, raw.bob, min(estimated_qber, 0.5), rng, cascade_variant)
-        corrected, disclosed, efficiency = (
-            reconciled.corrected,
+        corrected, efficiency = reconciled.corrected, reconciled.efficiency
+        # Bob knows the frame's errors after Cascade: the bits it flipped.
+        disclosed, efficiency_bound = block_leak(
             reconciled.disclosed_bits,
-            reconciled.efficiency,
+            n_frame,
+            reconciled.bits_flipped,
+            n_key,
+            errors_z,
+            EFFICIENCY_SPREAD[cascade_variant],
         )
     else:
-        corrected, disclosed, efficiency = raw.bob, 0, math.nan
+        corrected, disclosed, efficiency, efficiency_bound = raw.bob, 0, math.nan, math.nan
 
-    tag_seed = _shared_seed(rng, privacy.seed_bits_needed(n_key, security.tag_bits))
-    frame_error = bool(n_key) and privacy.verification_tag(
+    tag_seed = _shared_seed(rng, privacy.seed_bits_needed(n_frame, security.tag_bits))
+    frame_error = bool(n_frame) and privacy.verification_tag(
         raw.alice, tag_seed, security.tag_bits
     ) != privacy.verification_tag(corrected, tag_seed, security.tag_bits)
 
     if protocol == "bb84":
         estimate = keyrate.decoy_estimate(counts, security.eps_pe)
     else:
-        estimate = keyrate.single_pair_estimate(
-            n_key, int(counts.sifted_x[0]), int(counts.errors_x[0]), security.eps_pe
-        )
-    secret_bits = 0 if frame_error else keyrate.secret_key_length(estimate, disclosed, security)
-    pa_seed = _shared_seed(rng, privacy.seed_bits_needed(n_key, secret_bits))
-    alice_key = privacy.toeplitz_hash(raw.alice, secret_bits, pa_seed)
-    bob_key = privacy.toeplitz_hash(corrected, secret_bits, pa_seed)
+        estimate = keyrate.single_pair_estimate(n_key, n_x, errors_x, security.eps_pe)
+    block_bits = keyrate.secret_key_length(estimate, disclosed, security)
+    frame_share = block_bits if n_frame == n_key else block_bits * n_frame // n_key
+    # A frame that fails verification is discarded: its share of the key is lost (all of it when the
+    # frame is the whole block), the block's other frames are not.
+    secret_bits = block_bits - frame_share if frame_error else block_bits
+    key_bits = 0 if frame_error else frame_share
+    pa_seed = _shared_seed(rng, privacy.seed_bits_needed(n_frame, key_bits))
+    alice_key = privacy.toeplitz_hash(raw.alice, key_bits, pa_seed)
+    bob_key = privacy.toeplitz_hash(corrected, key_bits, pa_seed)
 
-    errors_z, errors_x = int(counts.errors_z[0]), int(counts.errors_x[0])
-    n_x = int(counts.sifted_x[0])
     sifted = int(counts.sifted_z.sum() + counts.sifted_x.sum())
     detected = int(counts.detected.sum())
     return BlockResult(
@@ -142,15 +187,21 @@ def run_block(
         qber_x=_rate(errors_x, n_x, default=math.nan),
         sifted_bits=sifted,
         reconciled_bits=n_key,
+        frame_bits=n_frame,
         disclosed_bits=int(disclosed),
         ec_efficiency=float(efficiency),
+        ec_efficiency_bound=float(efficiency_bound),
         frame_error=frame_error,
         secret_bits=int(secret_bits),
+        key_bits=int(key_bits),
+        epsilon=keyrate.key_epsilon(estimate, security),
         h_q=entropy_keys.quantum_entropy(errors_z, n_key, errors_x, n_x, security.eps_pe),
         basis_mismatch_entropy=entropy_keys.basis_mismatch_entropy(int(counts.mismatched.sum()), detected),
         loss_fraction=1.0 - detected / detections.pulses,
         keys_match=not frame_error and bool(np.array_equal(alice_key, bob_key)),
         phase_error_upper=estimate.phase_error_upper,
+        vacuum_key_bits_lower=estimate.vacuum_key_bits_lower,
+        single_photon_key_bits_lower=estimate.single_key_bits_lower,
         single_photon_yield_lower=estimate.y1_lower,
         single_photon_error_upper=estimate.e1_upper,
         chsh_s=chsh_s,
@@ -158,6 +209,32 @@ def run_block(
         alice_key=alice_key,
         bob_key=bob_key,
     )
+
+
+def block_leak(
+    frame_disclosed: int,
+    n_frame: int,
+    frame_errors: int,
+    n_key: int,
+    key_errors: int,
+    spread: float = EFFICIENCY_SPREAD["yanetal"],
+) -> tuple[int, float]:
+    """leak_EC of a block whose first ``n_frame`` raw key bits Cascade reconciled, disclosing
+    ``frame_disclosed`` parities: ``(bits charged, efficiency bound f_U)``.
+
+    A frame that is the whole block is charged exactly what it disclosed. Otherwise f_U = the frame's
+    efficiency + ``EFFICIENCY_MARGIN_SIGMAS`` x ``spread`` / sqrt(frame errors) (a frame without
+    errors has no efficiency: f_U is then the margin at one error above f = 1), and the block is charged
+    f_U n_key h2(e_Z), and never fewer parities per bit than the frame disclosed.
+    """
+    frame_entropy = n_frame * keyrate.h2(frame_errors / n_frame)
+    efficiency = frame_disclosed / frame_entropy if frame_entropy > 0 else math.nan
+    if n_frame >= n_key:
+        return frame_disclosed, efficiency
+    margin = EFFICIENCY_MARGIN_SIGMAS * spread / math.sqrt(max(frame_errors, 1))
+    bound = (efficiency if frame_entropy > 0 else 1.0) + margin
+    charged = max(bound * n_key * keyrate.h2(key_errors / n_key), frame_disclosed * n_key / n_frame)
+    return math.ceil(charged), bound
 
 
 def _rate(numerator: int, denominator: int, default: float) -> float:

@@ -70,6 +70,43 @@ def test_raw_key_carries_exactly_the_sampled_z_errors(rng):
     assert "alice" not in repr(raw).replace("RawKey(", "")
 
 
+def test_a_frame_is_drawn_from_the_same_block_counts():
+    params = CHANNEL_PRESETS["noisy"]
+    whole = bb84.simulate(params, 10**7, np.random.default_rng(3))
+    framed = bb84.simulate(params, 10**7, np.random.default_rng(3), frame_bits=1000)
+    for field in ("sent", "detected", "sifted_z", "sifted_x", "errors_z", "errors_x", "mismatched"):
+        assert np.array_equal(getattr(whole.counts, field), getattr(framed.counts, field))
+    assert len(framed.raw_key) == 1000
+    # A frame's errors are hypergeometric given the block's: mean n p, variance n p (1 - p) (N - n)/(N - 1).
+    n_key, errors = int(whole.counts.sifted_z[0]), int(whole.counts.errors_z[0])
+    rng = np.random.default_rng(4)
+    frame_errors = [
+        np.count_nonzero(key.alice != key.bob)
+        for key in (bb84.draw_key_frame(n_key, errors, 1000, rng) for _ in range(2000))
+    ]
+    p = errors / n_key
+    assert np.mean(frame_errors) == pytest.approx(1000 * p, abs=4 * np.sqrt(1000 * p / 2000))
+    assert np.var(frame_errors) == pytest.approx(1000 * p * (1 - p) * (n_key - 1000) / (n_key - 1), rel=0.1)
+
+
+def test_frames_of_blocks_beyond_the_hypergeometric_limit_are_binomial():
+    rng = np.random.default_rng(5)
+    frames = [bb84.draw_key_frame(3 * 10**9, 3 * 10**8, 5000, rng) for _ in range(200)]
+    errors = [np.count_nonzero(key.alice != key.bob) for key in frames]
+    assert np.mean(errors) == pytest.approx(500, abs=4 * np.sqrt(450 / 200))
+    assert {len(key) for key in frames} == {5000}
+
+
+def test_expected_counts_are_the_mean_of_the_sampled_counts():
+    params = ChannelParams(distance_km=25, intrinsic_error=0.03)
+    expected = bb84.expected_counts(params, 10**8)
+    sampled = bb84.simulate(params, 10**8, np.random.default_rng(6)).counts
+    for field in ("sent", "detected", "sifted_z", "sifted_x", "errors_z", "errors_x", "mismatched"):
+        for k in range(3):
+            mean, drawn = getattr(expected, field)[k], getattr(sampled, field)[k]
+            assert abs(drawn - mean) <= 5 * np.sqrt(max(mean, 1)), (field, k)
+
+
 def test_basis_choice_sifts_about_half_of_detections(rng):
     counts = bb84.simulate(CHANNEL_PRESETS["clean"], 10**7, rng).counts
     sifted = counts.sifted_z.sum() + counts.sifted_x.sum()
