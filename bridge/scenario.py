@@ -92,10 +92,24 @@ class NetworkSpec(_Strict):
 
 
 class QkdSpec(_Strict):
-    """QKD link model: protocol and the number of pulses simulated per block (one block per round)."""
+    """QKD link model: protocol, block size (one block per round), source intensities, reconciliation frame
+    (docs/qkd.md)."""
 
     protocol: Literal["bb84", "bbm92"] = "bb84"
-    pulses_per_block: PositiveInt = 200_000
+    pulses_per_block: PositiveInt | None = Field(
+        None, description="pulses (pairs) per block; null: source_rate_hz x round_duration_s"
+    )
+    source_rate_hz: PositiveFloat = Field(1e9, description="pulses (pairs) the source emits per second")
+    intensities: Literal["optimise", "fixed"] = Field(
+        "optimise",
+        description="bb84 signal/decoy intensities: chosen per link for its honest settings and block size "
+        "(optimise), or the channel's mu_signal/mu_decoy (fixed)",
+    )
+    frame_bits: PositiveInt = Field(
+        16384,
+        description="raw key bits per block that really go through Cascade, the tag and privacy "
+        "amplification (qesif_core.qkd.session.DEFAULT_FRAME_BITS)",
+    )
     source: Literal["builtin", "quisp"] = Field(
         "builtin",
         description="who models the links' pair states: the engine (builtin) or QuISP runs of the channel "

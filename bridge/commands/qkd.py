@@ -15,10 +15,11 @@ import numpy as np
 
 from qesif_core import entropy_keys
 from qesif_core.errors import UserInputError
-from qesif_core.qkd import cascade
+from qesif_core.qkd import cascade, commissioning
 from qesif_core.qkd.bb84 import check_pulses
 from qesif_core.qkd.channel import CHANNEL_PRESETS, EVE_MODES
-from qesif_core.qkd.session import PROTOCOLS, BlockResult, run_block
+from qesif_core.qkd.commissioning import INTENSITY_MODES
+from qesif_core.qkd.session import DEFAULT_FRAME_BITS, PROTOCOLS, BlockResult, run_block
 
 DEFAULT_PULSES = 10**8
 
@@ -43,6 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pulses", type=_count, default=DEFAULT_PULSES, help="emitted pulses (pairs), e.g. 1e8"
     )
     parser.add_argument("--cascade", choices=cascade.VARIANTS, default="yanetal", help="Cascade variant")
+    parser.add_argument(
+        "--intensities",
+        choices=INTENSITY_MODES,
+        default="fixed",
+        help="bb84: the preset's mu (fixed) or those maximising this block's expected key (optimise)",
+    )
+    parser.add_argument(
+        "--frame-bits",
+        type=_frame_bits,
+        default=DEFAULT_FRAME_BITS,
+        help=f"raw key bits reconciled for real (default {DEFAULT_FRAME_BITS}; 'all': the whole block)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -57,6 +70,16 @@ def _count(text: str) -> int:
     if not math.isfinite(value) or value != int(value):
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
     return int(value)
+
+
+def _frame_bits(text: str) -> int | None:
+    """A positive frame size, or ``all`` (None: Cascade on the whole raw key)."""
+    if text == "all":
+        return None
+    value = _count(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive or 'all': {text!r}")
+    return value
 
 
 def _channel(args: argparse.Namespace):
@@ -85,8 +108,12 @@ def _channel(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     check_pulses(args.pulses, "--pulses")
     params = _channel(args)
+    if args.protocol == "bb84":
+        params = commissioning.apply(params, commissioning.commission(params, args.pulses, args.intensities))
     rng = np.random.default_rng(args.seed)
-    result = run_block(params, args.pulses, rng, args.protocol, cascade_variant=args.cascade)
+    result = run_block(
+        params, args.pulses, rng, args.protocol, cascade_variant=args.cascade, frame_bits=args.frame_bits
+    )
     decision = entropy_keys.generate_key(
         "cli",
         [entropy_keys.SlotObservation(h_q=result.h_q, theta=result.qber, loss=result.loss_fraction)],
@@ -123,9 +150,11 @@ def _summary(result: BlockResult, decision: entropy_keys.KeyDecision) -> str:
     lines = [
         f"{result.protocol}: {result.pulses:.3g} pulses, loss {result.loss_fraction:.4f}",
         f"QBER {r.qber:.4f} (Z {r.qber_z:.4f}, X {r.qber_x:.4f}); sifted {r.sifted_bits} bits",
-        f"Cascade: {r.reconciled_bits} bits, disclosed {r.disclosed_bits}, f = {r.ec_efficiency:.3f}"
+        f"Cascade on {r.frame_bits} of {r.reconciled_bits} raw key bits: f = {r.ec_efficiency:.3f}; "
+        f"block charged {r.disclosed_bits} bits (f_U = {r.ec_efficiency_bound:.3f})"
         + (", FRAME ERROR" if result.frame_error else ""),
-        f"secret key: {result.secret_bits} bits; keys match: {result.keys_match}",
+        f"secret key: {result.secret_bits} bits (block); {r.key_bits} bits materialised; "
+        f"keys match: {result.keys_match}; epsilon {r.epsilon:.2g}",
         f"H_q {result.h_q:.4f}; S_QKD {decision.s_qkd:.4f}; key {verdict}",
     ]
     if result.protocol == "bbm92":

@@ -65,9 +65,10 @@ from qesif_core.qids.anomaly import (
 )
 from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, CrossLayerDetector
 from qesif_core.qids.metrics import detection_metrics
+from qesif_core.qkd import commissioning
 from qesif_core.qkd.channel import ChannelParams, preset
 from qesif_core.qkd.entangled import BellPairModel
-from qesif_core.qkd.session import run_block
+from qesif_core.qkd.session import DEFAULT_FRAME_BITS, run_block
 from qesif_core.qkd.trace import link_trace
 from qesif_core.schemes import get_scheme
 from qesif_core.schemes.base import SessionContext, SessionPlan
@@ -108,11 +109,13 @@ def qids_calibration(
     n_links: int,
     rng: np.random.Generator,
     benign_pairs: Sequence[BellPairModel] | None = None,
+    frame_bits: int | None = DEFAULT_FRAME_BITS,
 ) -> Calibration | list[Calibration]:
     """Algorithm 2's calibration for a run: one for all links (``noise-free``) or one per link
     (``link-baseline``: each link's commissioning blocks, simulated with the run's channel minus its
-    attacker, give its benign-noise model; Hbar_q and QBER_ref stay those of the noise-free trials).
-    ``benign_pairs`` (``qkd.source: quisp``) are the links' pair states without the attacker."""
+    attacker, give its benign-noise model; Hbar_q and QBER_ref stay those of the noise-free trials, run with
+    the link's source intensities). ``benign_pairs`` (``qkd.source: quisp``) are the links' pair states
+    without the attacker."""
     mode = section.get("calibration", DEFAULT_CALIBRATION_MODE)
     if mode not in CALIBRATION_MODES:
         raise UserInputError(
@@ -121,9 +124,14 @@ def qids_calibration(
     blocks = section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2:
         raise UserInputError(f"qids.calibration_blocks: must be an integer >= 2, got {blocks!r}")
-    clean = dataclasses.replace(preset("clean"), distance_km=channel.distance_km)
+    clean = dataclasses.replace(
+        preset("clean"),
+        distance_km=channel.distance_km,
+        mu_signal=channel.mu_signal,
+        mu_decoy=channel.mu_decoy,
+    )
     reference = calibrate(
-        [link_trace(clean, blocks, pulses, rng.spawn(1)[0], qkd_protocol)],
+        [link_trace(clean, blocks, pulses, rng.spawn(1)[0], qkd_protocol, frame_bits=frame_bits)],
         params,
     )
     if mode == "noise-free":
@@ -132,7 +140,9 @@ def qids_calibration(
     pairs = benign_pairs or [None] * n_links
     return [
         calibrate_link(
-            reference, [link_trace(benign, blocks, pulses, link_rng, qkd_protocol, pairs[g])], params
+            reference,
+            [link_trace(benign, blocks, pulses, link_rng, qkd_protocol, pairs[g], frame_bits=frame_bits)],
+            params,
         )
         for g, link_rng in enumerate(rng.spawn(n_links))
     ]
@@ -151,8 +161,21 @@ class Orchestrator:
         keys_section = dict(spec.get("keys") or {})
         qids_section = dict(spec.get("qids") or {})
         self.channel = ChannelParams.from_dict(dict(spec["channel"]))
-        self.qkd_protocol = spec["qkd"]["protocol"]
-        self.pulses = int(spec["qkd"]["pulses_per_block"])
+        qkd = spec["qkd"]
+        self.qkd_protocol = qkd["protocol"]
+        self.pulses = commissioning.block_pulses(
+            self.round_duration_s,
+            qkd.get("source_rate_hz", commissioning.DEFAULT_SOURCE_RATE_HZ),
+            qkd.get("pulses_per_block"),
+        )
+        self.frame_bits = qkd.get("frame_bits", DEFAULT_FRAME_BITS)
+        # Commissioning: the weak-coherent source's intensities, chosen for the honest link (bb84 only).
+        self.intensities = None
+        if self.qkd_protocol == "bb84":
+            self.intensities = commissioning.commission(
+                self.channel, self.pulses, qkd.get("intensities", "optimise")
+            )
+            self.channel = commissioning.apply(self.channel, self.intensities)
         self.costs = load_cost_model(spec.get("costs") or {})
         self.scheme = get_scheme(spec["scheme"])(keys_section)
         self.policy = KeyPolicy.from_mapping(keys_section)
@@ -175,6 +198,7 @@ class Orchestrator:
             self.n_gateways,
             streams.qkd,
             benign_pairs,
+            self.frame_bits,
         )
         # Ground truth of the quantum layer: the channel's attacker is on every link for the whole run.
         self.channel_attacked = self.channel.eve != "none" and self.channel.eve_fraction > 0.0
@@ -217,6 +241,7 @@ class Orchestrator:
         self.qber = np.full(shape, np.nan)
         self.h_q = np.full(shape, np.nan)
         self.secret_bits = np.full(shape, np.nan)
+        self.key_bits = np.zeros(shape, dtype=np.int64)
         self.margin = np.full(shape, np.nan)
         self.link_flags = np.zeros(shape, dtype=bool)
         self.windows_accepted = 0
@@ -307,8 +332,10 @@ class Orchestrator:
                 self._link_rngs[g],
                 self.qkd_protocol,
                 bell_model=self._link_pairs[g],
+                frame_bits=self.frame_bits,
             )
             self.qber[g, r], self.h_q[g, r], self.secret_bits[g, r] = block.qber, block.h_q, block.secret_bits
+            self.key_bits[g, r] = block.key_bits
             slot = SlotObservation(
                 h_q=block.h_q, theta=block.qber, loss=block.loss_fraction, key=block.alice_key
             )
@@ -317,7 +344,9 @@ class Orchestrator:
             if decision.accepted:
                 self.windows_accepted += 1
                 if decision.key_bits:
-                    self.pools[g].add_block(decision.key, block=r, qber=block.qber, epsilon=0.0, now=now)
+                    self.pools[g].add_block(
+                        decision.key, block=r, qber=block.qber, epsilon=block.epsilon, now=now
+                    )
             else:
                 self.windows_discarded += 1
         upto = r + 1
@@ -493,6 +522,7 @@ class Orchestrator:
         scalar("qkd", "secret_bits", np.nansum(self.secret_bits))
         scalar("qkd", "keys_accepted", self.windows_accepted)
         scalar("qkd", "keys_discarded", self.windows_discarded)
+        self._commissioning_scalars(scalar)
         if self._ids_true:
             metrics = detection_metrics(
                 np.concatenate(self._ids_true), np.concatenate(self._ids_pred), np.concatenate(self._ids_type)
@@ -570,6 +600,19 @@ class Orchestrator:
         )
         table["run"] = run_label(spec)
         return table
+
+    def _commissioning_scalars(self, scalar: Callable[[str, str, float], None]) -> None:
+        """The links' source settings and block size, and how much of the computed key was materialised."""
+        intensities = self.intensities
+        scalar("qkd", "pulses_per_block", self.pulses)
+        scalar("qkd", "frame_bits", self.frame_bits if self.frame_bits is not None else np.nan)
+        scalar("qkd", "mu_signal", intensities.mu_signal if intensities else np.nan)
+        scalar("qkd", "mu_decoy", intensities.mu_decoy if intensities else np.nan)
+        scalar("qkd", "intensities_optimised", float(intensities.optimised) if intensities else np.nan)
+        scalar("qkd", "expected_secret_bits", intensities.expected_secret_bits if intensities else np.nan)
+        scalar("qkd", "blocks", np.isfinite(self.secret_bits).sum())
+        scalar("qkd", "blocks_with_key", (self.secret_bits > 0).sum())
+        scalar("qkd", "key_bits", self.key_bits.sum())
 
 
 def _rate(flags: np.ndarray) -> float:

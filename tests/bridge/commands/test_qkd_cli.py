@@ -39,6 +39,16 @@ def test_same_seed_same_report(capsys):
     assert _json(capsys, "--seed", "3") == _json(capsys, "--seed", "3")
 
 
+def test_optimised_intensities_give_the_noisy_preset_a_key_in_a_source_sized_block(capsys):
+    fixed = _json(capsys, "--channel", "noisy", "--pulses", "1e9")
+    chosen = _json(capsys, "--channel", "noisy", "--pulses", "1e9", "--intensities", "optimise")
+    assert fixed["secret_bits"] == 0 and fixed["channel"]["mu_signal"] == 0.5
+    assert chosen["secret_bits"] > 10**5 and chosen["channel"]["mu_signal"] < 0.5
+    assert 0 < chosen["key_bits"] < chosen["secret_bits"] and chosen["frame_bits"] == 16384
+    whole = _json(capsys, "--frame-bits", "all")
+    assert whole["frame_bits"] == whole["reconciled_bits"] and whole["key_bits"] == whole["secret_bits"]
+
+
 def test_readable_summary(capsys):
     assert cli.main(["qkd", "--pulses", "1e6", "--intrinsic-error", "0.07"]) == 0
     out = capsys.readouterr().out
@@ -58,6 +68,8 @@ def test_readable_summary(capsys):
         (["--pulses", "many"], "--pulses"),
         (["--protocol", "e92"], "--protocol"),
         (["--eve", "pns", "--protocol", "bbm92"], "--eve"),
+        (["--frame-bits", "0"], "--frame-bits"),
+        (["--intensities", "best"], "--intensities"),
     ],
 )
 def test_bad_input_exits_2_naming_the_option(argv, option, capsys):

@@ -103,3 +103,29 @@ def test_only_loopback_or_ipc_endpoints():
 def test_unknown_bridge_is_a_user_error(small_spec):
     with pytest.raises(UserInputError, match="bridge"):
         run_once(small_spec(), bridge="carrier-pigeon")
+
+
+def test_links_are_commissioned_and_pool_keys_carry_their_security_parameter(small_spec):
+    """Default qkd section: blocks of source_rate_hz x round_duration_s pulses (1e9 x 0.5 s), intensities
+    optimised for the honest noisy link, keys from every block, each key with the block's epsilon."""
+    from bridge.backends.builtin import BuiltinNetwork, drive
+    from bridge.cosim.orchestrator import _inprocess_call
+    from qesif_core.qkd import commissioning
+
+    spec = small_spec(rounds=3, channel="noisy")
+    spec["qkd"] = {"protocol": "bb84"}
+    orchestrator = Orchestrator(spec)
+    drive(BuiltinNetwork(spec), _inprocess_call(orchestrator))
+    scalars = _scalars(orchestrator.table())
+    expected = commissioning.commission(orchestrator.channel, 5 * 10**8)
+    assert scalars["qkd/pulses_per_block"] == 5e8
+    assert (scalars["qkd/mu_signal"], scalars["qkd/mu_decoy"]) == (expected.mu_signal, expected.mu_decoy)
+    assert scalars["qkd/mu_signal"] < 0.5 and scalars["qkd/intensities_optimised"] == 1
+    assert scalars["qkd/blocks_with_key"] == scalars["qkd/blocks"] == 6
+    assert 0 < scalars["qkd/key_bits"] < scalars["qkd/secret_bits"]
+    pool = orchestrator.pools[0]
+    container = pool.enc_keys(pool.slave_sae_id, caller=pool.master_sae_id, now=1.5, number=4)
+    epsilons = {pool.provenance(entry["key_ID"]).epsilon for entry in container["keys"]}
+    assert epsilons == {1e-10 + 2.0**-64 + 8e-10}  # eps_sec + eps_cor + 8 estimation bounds x eps_pe
+    fixed = Orchestrator({**spec, "qkd": {"protocol": "bb84", "intensities": "fixed"}})
+    assert (fixed.channel.mu_signal, fixed.channel.mu_decoy) == (0.5, 0.1)
