@@ -1,4 +1,5 @@
-"""``qesif figures DIR --out FIGDIR``: the paper's Figures 2-7 (PNG and PDF) from a results directory."""
+"""``qesif figures DIR --out FIGDIR``: the paper's Figures 2-7 and Figure 9 (PNG and PDF) from a results
+directory."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from qesif_core.errors import UserInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("figures", help="draw Figures 2-7 from a results directory")
+    parser = subparsers.add_parser("figures", help="draw Figures 2-7 and 9 from a results directory")
     parser.add_argument("dir", help="results directory (from `qesif run --out`)")
     parser.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    written, skipped = make_figures(open_store(args.dir).load(), args.out)
+    store = open_store(args.dir)
+    table = store.load()
+    specs = {key: store.spec(key) for key in table["run"].unique()}
+    written, skipped = make_figures(table, args.out, specs)
     if not written:
         raise UserInputError(f"{args.dir}: the results hold no data for any figure")
     for name in skipped:

@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
     paper, reference = load_reference(args.reference)
     specs = {key: store.spec(key) for key in table["run"].unique()}
     with tempfile.TemporaryDirectory() as tmp:
-        written, _ = make_figures(table, tmp)
+        written, _ = make_figures(table, tmp, specs)
         pngs = [p for p in written if p.suffix == ".png"]
         wanted = set(store.manifest_keys() or [])
         failures = [f for f in store.failures() if not wanted or f.get("key") in wanted]

@@ -1,4 +1,5 @@
-"""The paper's Figures 2-7 drawn from a results table (mean and standard deviation over rounds).
+"""The paper's Figures 2-7 drawn from a results table (mean and standard deviation over rounds), and
+Figure 9 (key rate against QBER, computed by the QKD engine for the runs' link: ``bridge.results.keyrate``).
 
 Figures 2-6 compare QESIF with the baselines (every scheme in the results except QESIF's ablated
 variants, whose names start with ``QESIF-``); Figure 7 compares QESIF with its ablated variants. Each
@@ -8,8 +9,9 @@ dataset, channel; seeds pooled); error bars show one standard deviation over tho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,7 +29,15 @@ CHANNEL_COLORS = {"clean": "#2ca02c", "noisy": "#ff7f0e", "eavesdropped": "#d627
 #: Paper order of the schemes (others follow alphabetically); matched case-insensitively.
 SCHEME_ORDER = ("qesif", "quids", "qrhe", "hyqusec", "qlsn", "qesif-qkd", "qesif-qids", "qesif-hybrid")
 QBER_REJECTION_THRESHOLD = 0.11
-FIGURE_NAMES = ("fig2_qber", "fig3_adr", "fig4_latency", "fig5_throughput", "fig6_energy", "fig7_ablation")
+FIGURE_NAMES = (
+    "fig2_qber",
+    "fig3_adr",
+    "fig4_latency",
+    "fig5_throughput",
+    "fig6_energy",
+    "fig7_ablation",
+    "fig9_keyrate",
+)
 #: (metric, axis label, scale, higher is better) of the ablation heatmap's columns.
 ABLATION_METRICS = (
     ("ids/adr", "ADR (%)", 100.0, True),
@@ -284,8 +294,11 @@ def figure_ablation(table: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
-def make_figures(table: pd.DataFrame, out: str | Path) -> tuple[list[Path], list[str]]:
-    """Write Figures 2-7 (PNG and PDF) into ``out``; returns the files written and the figures skipped."""
+def make_figures(
+    table: pd.DataFrame, out: str | Path, specs: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[list[Path], list[str]]:
+    """Write Figures 2-7 (PNG and PDF) into ``out``, and with the runs' ``specs`` (run key -> resolved spec)
+    Figure 9 (``bridge.results.keyrate``); returns the files written and the figures skipped."""
     out = Path(out)
     attrs = tidy.run_attributes(table)
     comparison = table[table["run"].isin(attrs.index[~attrs["scheme"].map(is_ablation_variant)])]
@@ -309,11 +322,15 @@ def make_figures(table: pd.DataFrame, out: str | Path) -> tuple[list[Path], list
         ),
         "fig7_ablation": lambda: figure_ablation(table),
     }
+    if specs is not None:
+        from bridge.results.keyrate import figure_keyrate
+
+        builders["fig9_keyrate"] = lambda: figure_keyrate(specs)
     written: list[Path] = []
     skipped: list[str] = []
     with plt.rc_context({"font.size": 9, "svg.hashsalt": "qesif"}):
         for name, build in builders.items():
-            fig = build() if not comparison.empty or name == "fig7_ablation" else None
+            fig = build() if not comparison.empty or name in ("fig7_ablation", "fig9_keyrate") else None
             if fig is None:
                 skipped.append(name)
             else:

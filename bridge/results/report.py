@@ -24,6 +24,7 @@ import yaml
 
 from bridge.results import tidy
 from bridge.results.figures import CHANNEL_LABELS, DATASET_LABELS, QBER_REJECTION_THRESHOLD
+from bridge.results.keyrate import keyrate_section
 from qesif_core.errors import UserInputError
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "scenarios" / "paper_reference.yaml"
@@ -381,6 +382,7 @@ def render(
                 f"<td>{notes}</td></tr>"
             )
         body.write("</table>")
+    body.write(keyrate_section(table))
     body.write("<h2>Figures</h2>")
     for path in figures:
         body.write(_figure_html(path))

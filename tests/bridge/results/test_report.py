@@ -23,7 +23,7 @@ def test_report_is_one_self_contained_page_with_figures_and_comparison(tmp_path,
     out = tmp_path / "report.html"
     assert cli.main(["report", str(store.root), "--out", str(out)]) == 0
     page = out.read_text()
-    assert page.count('src="data:image/png;base64,') == 6
+    assert page.count('src="data:image/png;base64,') == 7  # Figures 2-7 and 9
     assert not re.search(r'src="(?!data:)', page)
     assert "<th>paper</th>" in page and "Sec. 4.3, Fig. 5" in page
 
