@@ -169,7 +169,10 @@ def keyrate_section(table: pd.DataFrame) -> str:
     ]
     for row in rows:
         mus = "; ".join(f"{mu:.4g} / {nu:.4g}" for mu, nu in row["mu"] if np.isfinite(mu))
-        mus = (mus or "n/a (pair source)") + (" (optimised)" if row["optimised"] else " (fixed)")
+        if mus:
+            mus += " (optimised)" if row["optimised"] else " (fixed or none better)"
+        else:
+            mus = "n/a (pair source)"
         pulses = ", ".join(f"{p:.3g}" for p in row["pulses"])
         why = ""
         if row["with_key"] == 0:
