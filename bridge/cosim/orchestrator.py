@@ -323,9 +323,12 @@ class Orchestrator:
         return r
 
     # ------------------------------------------------------------------ QKD and Q-IDS per round
-    def _advance_qkd(self, r: int) -> None:
+    def _advance_qkd(self, r: int, sessions: np.ndarray) -> None:
+        """One block per link; a link whose stock of keys is below the round's ``sessions`` at its gateway
+        reconciles further frames of its block for the difference (docs/qkd.md)."""
         now = r * self.round_duration_s
         for g in range(self.n_gateways):
+            stock = len(self._cache[g]) + self.pools[g].stored_key_count
             block = run_block(
                 self._qkd_channel,
                 self.pulses,
@@ -333,6 +336,7 @@ class Orchestrator:
                 self.qkd_protocol,
                 bell_model=self._link_pairs[g],
                 frame_bits=self.frame_bits,
+                min_key_bits=max(0, int(sessions[g]) - stock) * self.pools[g].key_size,
             )
             self.qber[g, r], self.h_q[g, r], self.secret_bits[g, r] = block.qber, block.h_q, block.secret_bits
             self.key_bits[g, r] = block.key_bits
@@ -404,7 +408,7 @@ class Orchestrator:
         r = self._check_round(body, "keys")
         self.validator.key_request(r, body)
         devices, gateways, times = body["device"], body["gateway"], body["time"]
-        self._advance_qkd(r)
+        self._advance_qkd(r, np.bincount(np.asarray(gateways, dtype=np.int64), minlength=self.n_gateways))
         columns: dict[str, list[Any]] = {
             name: [] for name in protocol.SCHEMAS[protocol.KEY_GRANT] if name != "round"
         }

@@ -36,7 +36,7 @@ from qesif_core.qkd import bb84, cascade, entangled, keyrate, privacy
 from qesif_core.qkd.channel import ChannelParams
 
 PROTOCOLS = ("bb84", "bbm92")
-#: Raw key bits reconciled for real per block (Cascade costs about 1 ms on 2^14 bits).
+#: Raw key bits reconciled for real per block (Cascade on 2^14 bits: a few ms, docs/qkd.md).
 DEFAULT_FRAME_BITS = 2**14
 #: Per Cascade variant: its frame-to-frame efficiency spread stays below this / sqrt(errors in the frame)
 #: (measured at 2^12-2^20 bits and 1-11 % errors, docs/qkd.md).
@@ -113,19 +113,25 @@ def run_block(
     security: keyrate.SecurityParams | None = None,
     cascade_variant: str = "yanetal",
     frame_bits: int | None = DEFAULT_FRAME_BITS,
+    min_key_bits: int = 0,
 ) -> BlockResult:
     """Run one block of ``pulses`` emitted pulses (BB84) or distributed pairs (BBM92); Cascade, the tag and
-    privacy amplification run on its first ``frame_bits`` raw key bits (None: on all of them)."""
+    privacy amplification run on its first ``frame_bits`` raw key bits (None: on all of them).
+
+    ``min_key_bits``: reconcile further frames of the block's raw key until at least this many key bits are
+    materialised (or the raw key is used up). They come from a generator drawn from ``rng`` in every block,
+    so the block's figures and ``rng`` do not depend on it; only ``key_bits`` and the keys do.
+    """
     if protocol not in PROTOCOLS:
         raise UserInputError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
     if cascade_variant not in cascade.VARIANTS:
         raise UserInputError(
             f"Cascade variant must be one of {', '.join(cascade.VARIANTS)} (got {cascade_variant!r})"
         )
-    if frame_bits is not None and (
-        isinstance(frame_bits, bool) or not isinstance(frame_bits, int | np.integer) or frame_bits <= 0
-    ):
+    if frame_bits is not None and not _positive_int(frame_bits):
         raise UserInputError(f"frame_bits must be a positive integer or None (got {frame_bits!r})")
+    if not (_positive_int(min_key_bits) or min_key_bits == 0):
+        raise UserInputError(f"min_key_bits must be an integer >= 0 (got {min_key_bits!r})")
     security = security or keyrate.SecurityParams()
     chsh_s, chsh_se = math.nan, math.nan
     if protocol == "bb84":
@@ -137,48 +143,50 @@ def run_block(
         detections = pair_run.detections
         chsh_s, chsh_se = pair_run.chsh.s_value, pair_run.chsh.standard_error
     counts = detections.counts
-    raw = detections.raw_key
-    n_key, n_frame = int(counts.sifted_z[0]), len(raw)
+    n_key, n_frame = int(counts.sifted_z[0]), len(detections.raw_key)
     errors_z, errors_x = int(counts.errors_z[0]), int(counts.errors_x[0])
     n_x = int(counts.sifted_x[0])
 
-    estimated_qber = _rate(errors_x, n_x, default=0.5)
+    estimated_qber = min(_rate(errors_x, n_x, default=0.5), 0.5)
+    frames = [_reconcile_frame(detections.raw_key, estimated_qber, rng, cascade_variant, security.tag_bits)]
+    first = frames[0]
     if n_frame:
-        reconciled = cascade.reconcile(raw.alice, raw.bob, min(estimated_qber, 0.5), rng, cascade_variant)
-        corrected, efficiency = reconciled.corrected, reconciled.efficiency
         # Bob knows the frame's errors after Cascade: the bits it flipped.
         disclosed, efficiency_bound = block_leak(
-            reconciled.disclosed_bits,
-            n_frame,
-            reconciled.bits_flipped,
-            n_key,
-            errors_z,
-            EFFICIENCY_SPREAD[cascade_variant],
+            first.disclosed, n_frame, first.flipped, n_key, errors_z, EFFICIENCY_SPREAD[cascade_variant]
         )
     else:
-        corrected, disclosed, efficiency, efficiency_bound = raw.bob, 0, math.nan, math.nan
-
-    tag_seed = _shared_seed(rng, privacy.seed_bits_needed(n_frame, security.tag_bits))
-    frame_error = bool(n_frame) and privacy.verification_tag(
-        raw.alice, tag_seed, security.tag_bits
-    ) != privacy.verification_tag(corrected, tag_seed, security.tag_bits)
+        disclosed, efficiency_bound = 0, math.nan
 
     if protocol == "bb84":
         estimate = keyrate.decoy_estimate(counts, security.eps_pe)
     else:
         estimate = keyrate.single_pair_estimate(n_key, n_x, errors_x, security.eps_pe)
     block_bits = keyrate.secret_key_length(estimate, disclosed, security)
-    frame_share = block_bits if n_frame == n_key else block_bits * n_frame // n_key
     # A frame that fails verification is discarded: its share of the key is lost (all of it when the
     # frame is the whole block), the block's other frames are not.
-    secret_bits = block_bits - frame_share if frame_error else block_bits
-    key_bits = 0 if frame_error else frame_share
-    pa_seed = _shared_seed(rng, privacy.seed_bits_needed(n_frame, key_bits))
-    alice_key = privacy.toeplitz_hash(raw.alice, key_bits, pa_seed)
-    bob_key = privacy.toeplitz_hash(corrected, key_bits, pa_seed)
+    secret_bits = block_bits - _share(block_bits, n_frame, n_key) if not first.verified else block_bits
+    # Further frames and the amplification seed come from a generator drawn in every block, so that what
+    # ``rng`` yields next does not depend on ``min_key_bits``.
+    extra_rng = np.random.default_rng(rng.integers(2**63))
+    used, used_errors = n_frame, first.errors
+    while block_bits > 0 and used < n_key:
+        if _share(block_bits, sum(f.bits for f in frames if f.verified), n_key) >= min_key_bits:
+            break
+        raw = bb84.draw_key_frame(n_key - used, errors_z - used_errors, frame_bits, extra_rng)
+        frames.append(_reconcile_frame(raw, estimated_qber, extra_rng, cascade_variant, security.tag_bits))
+        used, used_errors = used + frames[-1].bits, used_errors + frames[-1].errors
+    verified = [f for f in frames if f.verified]
+    key_bits = _share(block_bits, sum(f.bits for f in verified), n_key)
+    alice_bits = np.concatenate([f.alice for f in verified]) if verified else np.zeros(0, np.uint8)
+    bob_bits = np.concatenate([f.corrected for f in verified]) if verified else np.zeros(0, np.uint8)
+    pa_seed = _shared_seed(extra_rng, privacy.seed_bits_needed(alice_bits.size, key_bits))
+    alice_key = privacy.toeplitz_hash(alice_bits, key_bits, pa_seed)
+    bob_key = privacy.toeplitz_hash(bob_bits, key_bits, pa_seed)
 
     sifted = int(counts.sifted_z.sum() + counts.sifted_x.sum())
     detected = int(counts.detected.sum())
+    frame_error = not first.verified  # a further frame that fails only adds no key
     return BlockResult(
         protocol=protocol,
         pulses=detections.pulses,
@@ -187,9 +195,9 @@ def run_block(
         qber_x=_rate(errors_x, n_x, default=math.nan),
         sifted_bits=sifted,
         reconciled_bits=n_key,
-        frame_bits=n_frame,
+        frame_bits=sum(f.bits for f in frames),
         disclosed_bits=int(disclosed),
-        ec_efficiency=float(efficiency),
+        ec_efficiency=float(first.efficiency),
         ec_efficiency_bound=float(efficiency_bound),
         frame_error=frame_error,
         secret_bits=int(secret_bits),
@@ -209,6 +217,56 @@ def run_block(
         alice_key=alice_key,
         bob_key=bob_key,
     )
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One reconciled frame: Alice's bits, Bob's after Cascade, whether the tag verified them, and what
+    Cascade disclosed and flipped (``errors``: the frame's true error count, for drawing later frames)."""
+
+    alice: np.ndarray = field(repr=False)
+    corrected: np.ndarray = field(repr=False)
+    verified: bool
+    disclosed: int
+    flipped: int
+    errors: int
+    efficiency: float
+
+    @property
+    def bits(self) -> int:
+        return int(self.alice.size)
+
+
+def _reconcile_frame(
+    raw: bb84.RawKey, estimated_qber: float, rng: np.random.Generator, variant: str, tag_bits: int
+) -> _Frame:
+    """Cascade on one frame, then the verification tag (seeded from ``rng`` after Cascade's shuffles)."""
+    if not len(raw):
+        return _Frame(raw.alice, raw.bob, True, 0, 0, 0, math.nan)
+    reconciled = cascade.reconcile(raw.alice, raw.bob, estimated_qber, rng, variant)
+    tag_seed = _shared_seed(rng, privacy.seed_bits_needed(len(raw), tag_bits))
+    verified = privacy.verification_tag(raw.alice, tag_seed, tag_bits) == privacy.verification_tag(
+        reconciled.corrected, tag_seed, tag_bits
+    )
+    errors = int(np.count_nonzero(raw.alice != raw.bob))
+    return _Frame(
+        raw.alice,
+        reconciled.corrected,
+        bool(verified),
+        reconciled.disclosed_bits,
+        reconciled.bits_flipped,
+        errors,
+        reconciled.efficiency,
+    )
+
+
+def _share(key_length: int, bits: int, n_key: int) -> int:
+    """The part of a block's key length that ``bits`` of its ``n_key`` raw key bits carry."""
+    return key_length if bits >= n_key else key_length * bits // n_key
+
+
+def _positive_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value > 0
 
 
 def block_leak(

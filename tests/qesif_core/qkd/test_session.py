@@ -67,6 +67,30 @@ def test_a_failed_frame_loses_its_share_of_the_block_only(monkeypatch):
     assert framed.secret_bits == verified.secret_bits - verified.key_bits  # one frame of 75 lost
 
 
+def test_further_frames_materialise_more_key_without_changing_the_block():
+    params = CHANNEL_PRESETS["clean"]
+    rng_one, rng_more = np.random.default_rng(6), np.random.default_rng(6)
+    one = session.run_block(params, 10**8, rng_one)
+    more = session.run_block(params, 10**8, rng_more, min_key_bits=30_000)
+    per_frame = one.key_bits
+    assert more.key_bits >= 30_000 > 3 * per_frame
+    assert more.frame_bits == -(-30_000 // per_frame) * session.DEFAULT_FRAME_BITS
+    assert more.key_bits == more.secret_bits * more.frame_bits // more.reconciled_bits
+    assert more.keys_match and np.array_equal(more.alice_key, more.bob_key)
+    same = ("alice_key", "bob_key", "key_bits", "frame_bits")
+    assert {k: v for k, v in one.figures().items() if k not in same} == {
+        k: v for k, v in more.figures().items() if k not in same
+    }
+    # The link's generator is where it would have been: the next block is the same either way.
+    assert (
+        session.run_block(params, 10**8, rng_one).figures()
+        == session.run_block(params, 10**8, rng_more).figures()
+    )
+    everything = session.run_block(params, 10**7, np.random.default_rng(6), min_key_bits=10**9)
+    assert everything.frame_bits == everything.reconciled_bits
+    assert 0.95 * everything.secret_bits <= everything.key_bits <= everything.secret_bits
+
+
 def test_key_length_recomputed_by_hand():
     """Lim et al. (2014) Eq. (1) from the block's published figures, with every disclosed bit paid for:
     Cascade's parities, and the 64-bit verification tag (log2(2/eps_cor) = 65 bits, eps_cor = 2^-64)."""
@@ -189,6 +213,8 @@ def test_bad_arguments_are_user_errors(rng):
         session.run_block(CHANNEL_PRESETS["clean"], 100, rng, bell_model=entangled.BellPairModel(0, 0, 0))
     with pytest.raises(UserInputError, match="frame_bits"):
         session.run_block(CHANNEL_PRESETS["clean"], 100, rng, frame_bits=0)
+    with pytest.raises(UserInputError, match="min_key_bits"):
+        session.run_block(CHANNEL_PRESETS["clean"], 100, rng, min_key_bits=-1)
 
 
 def test_tiny_block_without_detections_gives_no_key(rng):
