@@ -332,7 +332,15 @@ class KeyStore:
         """One QKD block of pair (master, slave) on ``channel`` (a caller may switch an attacker on for one
         pair, as the testbed does); Algorithm 1's verdict decides whether its key enters the pool."""
         pool = self._pools[pair]
-        block = run_block(channel, self.config.pulses_per_block, self._qkd_rngs[pair], self.config.protocol)
+        # Reconcile as much of the block as the pool has room for (docs/qkd.md, sub-frame reconciliation).
+        room = max(0, pool.max_key_count - pool.stored_key_count) * pool.key_size
+        block = run_block(
+            channel,
+            self.config.pulses_per_block,
+            self._qkd_rngs[pair],
+            self.config.protocol,
+            min_key_bits=room,
+        )
         slot = SlotObservation(h_q=block.h_q, theta=block.qber, loss=block.loss_fraction, key=block.alice_key)
         decision = generate_key(pool.link, [slot], gamma=1.0)
         counters = self.counters[pair]
