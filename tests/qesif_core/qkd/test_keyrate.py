@@ -82,3 +82,16 @@ def test_sampling_deviation_shrinks_with_sample_size():
     large = keyrate.sampling_deviation(1e6, 1e6, 0.02, 1e-10)
     assert large < small / 5
     assert keyrate.sampling_deviation(1e4, 1e4, 0.0, 1e-10) > 0
+
+
+def test_the_verification_tag_is_charged_in_full_and_estimation_failures_are_in_epsilon():
+    security = keyrate.SecurityParams()
+    assert security.eps_cor == 2.0**-64  # the 64-bit Toeplitz tag's collision bound
+    assert keyrate.finite_key_overhead(security) == pytest.approx(6 * math.log2(21 / 1e-10) + 64 + 1)
+    counts = bb84.simulate(ChannelParams(), 10**8, np.random.default_rng(1)).counts
+    decoy = keyrate.decoy_estimate(counts, security.eps_pe)
+    pair = keyrate.single_pair_estimate(10**6, 10**6, 10**4, security.eps_pe)
+    assert keyrate.key_epsilon(decoy, security) == pytest.approx(1e-10 + 2.0**-64 + 8 * 1e-10)
+    assert keyrate.key_epsilon(pair, security) == pytest.approx(1e-10 + 2.0**-64 + 2 * 1e-10)
+    with pytest.raises(ValueError, match="tag_bits"):
+        keyrate.SecurityParams(tag_bits=0)
