@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.results import tidy
+from bridge.results.figures import CHANNEL_LABELS
 
 #: The short block Figure 9 compares with (the paper-era 4 ms of a 1 GHz source).
 REFERENCE_BLOCK = 4_000_000
@@ -120,7 +121,8 @@ def _channel_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
     attrs = tidy.run_attributes(table)
     wide = tidy.scalars(table).join(attrs[["channel", "scheme"]])
     rows = []
-    for channel, runs in wide.groupby("channel", sort=False):
+    order = {name: i for i, name in enumerate(CHANNEL_LABELS)}
+    for channel, runs in sorted(wide.groupby("channel"), key=lambda item: (order.get(item[0], 99), item[0])):
         if "qkd/blocks" not in runs or runs["qkd/blocks"].sum() <= 0:
             continue
         blocks = float(runs["qkd/blocks"].sum())
@@ -178,8 +180,13 @@ def keyrate_section(table: pd.DataFrame) -> str:
         if row["with_key"] == 0:
             why = (
                 f"the finite-key length was 0 in all {row['blocks']} blocks at QBER "
-                f"{100 * row['qber']:.2f} %; the commissioning estimate at these intensities is "
-                f"{row['expected']:.0f} bits per block"
+                f"{100 * row['qber']:.2f} %; "
+                + (
+                    f"the link without its attacker would give {row['expected']:.0f} bits per block at "
+                    "these intensities (commissioning estimate)"
+                    if row["expected"] > 0
+                    else "no intensities give this link a positive expected key at this block size"
+                )
             )
         share = "n/a" if math.isnan(row["qkd_share"]) else f"{100 * row['qkd_share']:.1f} %"
         out.append(
