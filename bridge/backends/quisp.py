@@ -694,7 +694,8 @@ def quisp_links(
 
     QuISP supplies the pairs' Pauli errors (tomography of its simulated fibre); the engine keeps sifting,
     parameter estimation, Cascade, verification and privacy amplification, and its own detection model.
-    QuISP's pair rate is not used: the block size stays the spec's ``qkd.pulses_per_block``.
+    QuISP's pair rate is not used: the block size stays the run's (``qkd.pulses_per_block``, or
+    ``qkd.source_rate_hz`` x ``round_duration_s``).
     """
     if protocol != "bbm92":
         raise UserInputError(
