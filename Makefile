@@ -8,7 +8,7 @@ OUT ?= results
 STAMP := $(VENV)/.installed-stamp
 PYX := $(shell find qesif_core bridge -name '*.pyx' 2>/dev/null)
 
-.PHONY: install build run test test-slow bench lint clean sysdeps cpp-client omnet
+.PHONY: install build run test test-slow bench lint clean sysdeps cpp-client omnet simulators simulators-sysdeps
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,20 @@ omnet: $(CPP_BUILD)/libqesif_bridge.a
 		-L$(abspath $(INET_ROOT))/src -lINET -L$(abspath $(CPP_BUILD)) -lqesif_bridge -lzmq
 	$(MAKE) -C $(OMNET_MODEL) MODE=release
 	printf 'INET_SRC=%s\nOMNETPP_LIB=%s\n' "$(abspath $(INET_ROOT))/src" "$$(dirname "$$(opp_configfilepath)")/lib" > $(OMNET_MODEL)/out/paths.env
+
+# OMNeT++ 6.1, INET 4.5.4 and QuISP 0.3.0 built outside the repository (docs/simulators.md):
+#   make simulators OMNETPP_SRC=... INET_SRC=... QUISP_SRC=... [SIM_PREFIX=~/qesif-simulators] [SIM_STAGES=...]
+# then `source <SIM_PREFIX>/env.sh` and `make omnet INET_ROOT=$$INET_ROOT`. Resumable; exit 2 names what is missing.
+SIM_STAGES ?=
+simulators:
+	tools/build_simulators.sh $(SIM_STAGES)
+
+# Debian packages the simulator build needs (OMNeT++: bison flex perl python3 pkg-config, a snapshot without
+# sqlite3.c: libsqlite3-dev; QuISP: Eigen, nlohmann-json, spdlog, fmt); needs root.
+simulators-sysdeps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ make tar pkg-config bison flex perl python3 \
+		libsqlite3-dev libeigen3-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
 
 # System packages used by the C++ bridge client and the testbed (Debian); needs root.
 sysdeps:

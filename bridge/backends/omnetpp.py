@@ -47,10 +47,55 @@ from qesif_core.network.wifi import ESP32_RADIO_A
 RUN_CONFIG = "qesif_run"
 
 
+OMNETPP_ROOT_ENV = "OMNETPP_ROOT"
+#: Where to get OMNeT++, quoted in every "not found" message.
+OMNETPP_HINT = (
+    "source OMNeT++ 6.1's setenv, or the env.sh written by tools/build_simulators.sh (docs/simulators.md)"
+)
+
+
 def find_opp_run() -> Path | None:
     """``opp_run`` on PATH (after sourcing OMNeT++'s ``setenv``), or None."""
     found = shutil.which("opp_run")
     return Path(found) if found else None
+
+
+def _is_omnetpp_root(folder: Path) -> bool:
+    return (folder / "include" / "omnetpp.h").is_file() and (folder / "Makefile.inc").is_file()
+
+
+def find_omnetpp_root() -> Path | None:
+    """The root of the OMNeT++ the launcher would run: the folder of ``opp_configfilepath``'s Makefile.inc,
+    else the parent of the ``bin`` folder holding ``opp_run`` (both on PATH once ``setenv`` is sourced, which
+    does not export ``OMNETPP_ROOT``), else ``$OMNETPP_ROOT``; None when none of them is a built OMNeT++."""
+    candidates: list[Path] = []
+    configfilepath = shutil.which("opp_configfilepath")
+    if configfilepath:
+        try:
+            out = subprocess.run(
+                [configfilepath], capture_output=True, text=True, timeout=30, check=True
+            ).stdout.strip()
+            candidates.append(Path(out).parent)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    opp_run = find_opp_run()
+    if opp_run:
+        candidates.append(opp_run.resolve().parent.parent)
+    if os.environ.get(OMNETPP_ROOT_ENV):
+        candidates.append(Path(os.environ[OMNETPP_ROOT_ENV]))
+    return next((c for c in candidates if _is_omnetpp_root(c)), None)
+
+
+def why_no_omnetpp() -> str | None:
+    """None when OMNeT++ is usable (``opp_run`` on PATH, its root found), else what is missing."""
+    if find_opp_run() is None:
+        return f"opp_run is not on PATH ({OMNETPP_HINT})"
+    if find_omnetpp_root() is None:
+        return (
+            "OMNeT++'s root folder not found: neither opp_configfilepath, the folder above opp_run nor "
+            f"${OMNETPP_ROOT_ENV} holds include/omnetpp.h and Makefile.inc ({OMNETPP_HINT})"
+        )
+    return None
 
 
 def write_wrapper_ini(template: Path, config: str, run_dir: Path, lines: Sequence[str]) -> Path:
@@ -231,27 +276,45 @@ class OmnetModel:
         return env
 
 
-def find_model() -> OmnetModel | None:
-    """The model built by ``make omnet``, or None."""
-    if not (MODEL_EXECUTABLE.is_file() and MODEL_PATHS.is_file()):
-        return None
+def _load_model() -> tuple[OmnetModel | None, str]:
+    """(the model built by ``make omnet``, "") or (None, the missing piece)."""
+    for path in (MODEL_EXECUTABLE, MODEL_PATHS):
+        if not path.is_file():
+            return None, f"{path} is not built"
     paths = dict(
         line.split("=", 1) for line in MODEL_PATHS.read_text(encoding="utf-8").splitlines() if "=" in line
     )
-    try:
-        model = OmnetModel(MODEL_EXECUTABLE, Path(paths["INET_SRC"]), Path(paths["OMNETPP_LIB"]))
-    except KeyError:
+    missing = [key for key in ("INET_SRC", "OMNETPP_LIB") if key not in paths]
+    if missing:
+        return None, f"{MODEL_PATHS} lacks {', '.join(missing)}"
+    model = OmnetModel(MODEL_EXECUTABLE, Path(paths["INET_SRC"]), Path(paths["OMNETPP_LIB"]))
+    folders = (("INET's library folder", model.inet_src), ("OMNeT++'s lib folder", model.omnetpp_lib))
+    for what, folder in folders:
+        if not folder.is_dir():
+            return None, f"{what} {folder} (recorded in {MODEL_PATHS}) does not exist"
+    return model, ""
+
+
+def find_model() -> OmnetModel | None:
+    """The model built by ``make omnet``, or None."""
+    return _load_model()[0]
+
+
+def why_no_model() -> str | None:
+    """None when the model is built, else what is missing, with how to build it."""
+    model, missing = _load_model()
+    if model is not None:
         return None
-    return model if model.inet_src.is_dir() and model.omnetpp_lib.is_dir() else None
+    return (
+        f"the QESIF OMNeT++ model is not usable: {missing}. With OMNeT++ 6.1 (its setenv sourced) and "
+        "INET 4.5 built, run `make omnet INET_ROOT=/path/to/inet4.5` (docs/simulators.md)"
+    )
 
 
 def require_model() -> OmnetModel:
-    model = find_model()
+    model, _ = _load_model()
     if model is None:
-        raise UserInputError(
-            "backend 'omnetpp': the QESIF OMNeT++ model is not built. With OMNeT++ 6.1 (its setenv sourced) "
-            "and INET 4.5 built, run `make omnet INET_ROOT=/path/to/inet4.5` (docs/simulators.md)"
-        )
+        raise UserInputError(f"backend 'omnetpp': {why_no_model()}")
     return model
 
 

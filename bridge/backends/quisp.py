@@ -548,6 +548,21 @@ def find_quisp() -> Path | None:
     return Path(found) if found else None
 
 
+def why_no_quisp() -> str | None:
+    """None when :func:`find_quisp` finds QuISP, else what is missing and how to provide it."""
+    if find_quisp() is not None:
+        return None
+    where = os.environ.get(QUISP_ENV)
+    if where:
+        missing = f"${QUISP_ENV}={where} is not an executable file"
+    else:
+        missing = f"${QUISP_ENV} unset, no 'quisp' on PATH"
+    return (
+        f"QuISP not found: {missing} (set ${QUISP_ENV} to the built quisp executable, e.g. by sourcing the "
+        "env.sh written by tools/build_simulators.sh; docs/simulators.md)"
+    )
+
+
 @dataclass(frozen=True)
 class QuispLaunch:
     """One QuISP run. ``ini`` holds a config named ``config`` (see quisp_configs/); ``overrides`` are

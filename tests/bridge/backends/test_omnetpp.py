@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 import sys
 import time
@@ -145,14 +143,75 @@ def test_user_errors(fake_opp, tmp_path):
         omnetpp.run_omnetpp(launch_for(tmp_path / "no-such-exe", ini, tmp_path / "c"), timeout_s=5)
 
 
+def fake_omnetpp_tree(root: Path, configfilepath_prints: str | None) -> Path:
+    """An OMNeT++ root as discovery sees it: include/omnetpp.h, Makefile.inc, bin/opp_run and, when asked,
+    bin/opp_configfilepath printing the given path. Returns the bin folder."""
+    (root / "include").mkdir(parents=True)
+    (root / "include" / "omnetpp.h").write_text("", encoding="utf-8")
+    (root / "Makefile.inc").write_text("", encoding="utf-8")
+    scripts = {"opp_run": "exit 0"}
+    if configfilepath_prints is not None:
+        scripts["opp_configfilepath"] = f"echo {configfilepath_prints}"
+    (root / "bin").mkdir()
+    for name, body in scripts.items():
+        exe = root / "bin" / name
+        exe.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        exe.chmod(0o755)
+    return root / "bin"
+
+
+def test_omnetpp_is_found_from_path_without_omnetpp_root(tmp_path, monkeypatch):
+    """OMNeT++'s setenv puts bin/ on PATH but exports no OMNETPP_ROOT: the root comes from
+    opp_configfilepath, else from the folder above opp_run, else from $OMNETPP_ROOT."""
+    monkeypatch.delenv(omnetpp.OMNETPP_ROOT_ENV, raising=False)
+    root = tmp_path / "omnetpp"
+    monkeypatch.setenv("PATH", str(fake_omnetpp_tree(root, str(root / "Makefile.inc"))))
+    assert omnetpp.find_omnetpp_root() == root and omnetpp.why_no_omnetpp() is None
+
+    other = tmp_path / "other"  # opp_configfilepath naming a folder that is no OMNeT++: opp_run's parent
+    monkeypatch.setenv("PATH", str(fake_omnetpp_tree(other, str(tmp_path / "nowhere" / "Makefile.inc"))))
+    assert omnetpp.find_omnetpp_root() == other
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert omnetpp.find_omnetpp_root() is None
+    assert omnetpp.why_no_omnetpp().startswith("opp_run is not on PATH (source OMNeT++ 6.1's setenv")
+    monkeypatch.setenv(omnetpp.OMNETPP_ROOT_ENV, str(root))
+    assert omnetpp.find_omnetpp_root() == root
+
+
+def test_missing_model_pieces_are_named(tmp_path, monkeypatch):
+    exe, paths = tmp_path / "qesif", tmp_path / "out" / "paths.env"
+    monkeypatch.setattr(omnetpp, "MODEL_EXECUTABLE", exe)
+    monkeypatch.setattr(omnetpp, "MODEL_PATHS", paths)
+    assert f"{exe} is not built" in omnetpp.why_no_model()
+    exe.write_text("", encoding="utf-8")
+    paths.parent.mkdir()
+    paths.write_text(f"INET_SRC={tmp_path / 'inet'}\n", encoding="utf-8")
+    assert f"{paths} lacks OMNETPP_LIB" in omnetpp.why_no_model()
+    paths.write_text(f"INET_SRC={tmp_path / 'inet'}\nOMNETPP_LIB={tmp_path}\n", encoding="utf-8")
+    assert (
+        f"INET's library folder {tmp_path / 'inet'} (recorded in {paths}) does not exist"
+        in omnetpp.why_no_model()
+    )
+    with pytest.raises(UserInputError, match="make omnet INET_ROOT="):
+        omnetpp.require_model()
+    (tmp_path / "inet").mkdir()
+    assert omnetpp.why_no_model() is None and omnetpp.find_model().inet_src == tmp_path / "inet"
+
+
 @pytest.mark.omnetpp
 def test_real_opp_run_aloha(tmp_path):
-    """OMNeT++'s aloha sample through the launcher and the pure-Python importer (needs $OMNETPP_ROOT with
-    the samples built, as after OMNeT++'s own 'make')."""
-    root = os.environ.get("OMNETPP_ROOT")
-    aloha = Path(root, "samples", "aloha") if root else None
-    if aloha is None or not (aloha / "aloha").exists() or shutil.which("opp_run") is None:
-        pytest.skip("OMNeT++ with the built aloha sample not found (source setenv; OMNETPP_ROOT)")
+    """OMNeT++'s aloha sample through the launcher and the pure-Python importer (needs OMNeT++ found from
+    PATH or $OMNETPP_ROOT, with the sample built in release mode, as tools/build_simulators.sh does)."""
+    missing = omnetpp.why_no_omnetpp()
+    if missing:
+        pytest.skip(missing)
+    aloha = omnetpp.find_omnetpp_root() / "samples" / "aloha"
+    if not (aloha / "aloha").is_file():
+        pytest.skip(
+            f"OMNeT++'s aloha sample is not built: no {aloha / 'aloha'} "
+            f"(cd {aloha} && opp_makemake -f --deep && make MODE=release)"
+        )
     launch = omnetpp.OmnetLaunch(
         executable=aloha / "aloha",
         ini=aloha / "omnetpp.ini",

@@ -73,8 +73,9 @@ def _vector(table, module, name):
 
 
 def _both_backends(access: str):
-    if omnetpp.find_model() is None:
-        pytest.skip("the QESIF OMNeT++ model is not built (make omnet; docs/simulators.md)")
+    missing = omnetpp.why_no_model()
+    if missing:
+        pytest.skip(missing)
     spec = _smoke_spec()
     spec["network"] = {**spec["network"], "access": access}
     return spec, run_once(spec), run_once({**spec, "backend": "omnetpp"})
@@ -138,8 +139,9 @@ def test_both_simulators_in_one_run_move_an_eavesdropped_link_to_classical():
     classical while the network still delivers."""
     from bridge.backends import quisp
 
-    if omnetpp.find_model() is None or quisp.find_quisp() is None:
-        pytest.skip("needs the built QESIF OMNeT++ model (make omnet) and QuISP ($QUISP)")
+    missing = [reason for reason in (omnetpp.why_no_model(), quisp.why_no_quisp()) if reason]
+    if missing:
+        pytest.skip("; ".join(missing))
     spec = _smoke_spec("eavesdropped")
     spec = {**spec, "backend": "omnetpp", "qkd": {**spec["qkd"], "protocol": "bbm92", "source": "quisp"}}
     table = run_once(spec)

@@ -353,14 +353,23 @@ def test_launcher_rejects_unknown_config(fake_quisp, tmp_path):
 # ----------------------------------------------------------------------------------------- real QuISP
 
 
+def test_missing_quisp_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv(quisp.QUISP_ENV, str(tmp_path / "quisp"))
+    assert f"${quisp.QUISP_ENV}={tmp_path / 'quisp'} is not an executable file" in quisp.why_no_quisp()
+    monkeypatch.delenv(quisp.QUISP_ENV)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "$QUISP unset, no 'quisp' on PATH" in quisp.why_no_quisp()
+    (tmp_path / "quisp").write_text("#!/bin/sh\n", encoding="utf-8")
+    (tmp_path / "quisp").chmod(0o755)
+    assert quisp.why_no_quisp() is None and quisp.find_quisp() == tmp_path / "quisp"
+
+
 def real_quisp() -> Path:
     """The QuISP executable the launcher would use (``find_quisp``), or skip saying how to provide one."""
-    exe = quisp.find_quisp()
-    if exe is None:
-        where = os.environ.get(quisp.QUISP_ENV)
-        reason = f"${quisp.QUISP_ENV}={where} is not an executable" if where else "no 'quisp' on PATH"
-        pytest.skip(f"QuISP not installed ({reason}; set ${quisp.QUISP_ENV} to the built quisp executable)")
-    return exe
+    missing = quisp.why_no_quisp()
+    if missing:
+        pytest.skip(missing)
+    return quisp.find_quisp()
 
 
 def drop_logs(run_dir: Path) -> None:

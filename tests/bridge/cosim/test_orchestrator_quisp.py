@@ -38,8 +38,9 @@ def test_real_quisp_links_drive_the_run(small_spec):
     """A clean and an eavesdropped run with QuISP's pair states: the attacked links show the attack's QBER
     and are flagged, the clean ones yield keys; the same seed gives the same table (QuISP's seed-set comes
     from the run's generator)."""
-    if quisp.find_quisp() is None:
-        pytest.skip(f"QuISP not installed (set ${quisp.QUISP_ENV} to the built quisp executable)")
+    missing = quisp.why_no_quisp()
+    if missing:
+        pytest.skip(missing)
     clean = run_once(quisp_spec(small_spec, "clean"))
     tapped = run_once(quisp_spec(small_spec, "eavesdropped"))
     assert scalar(clean, "qkd", "qber_mean") < 0.03 < 0.10 < scalar(tapped, "qkd", "qber_mean")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bridge.backends.omnetpp import OMNETPP_HINT
 from bridge.results import scave
 from qesif_core.errors import UserInputError
 
@@ -235,7 +236,7 @@ def test_weighted_and_single_sample_statistics(tmp_path):
 @pytest.mark.omnetpp
 def test_real_scavetool_export_equals_pure_reader(fixture_files):
     if scave.find_scavetool() is None:
-        pytest.skip(f"{scave.SCAVETOOL} not on PATH (OMNeT++ not installed)")
+        pytest.skip(f"{scave.SCAVETOOL} is not on PATH ({OMNETPP_HINT})")
     before = {name: path.read_bytes() for name, path in fixture_files.items()}
     exported = scave.scavetool_export([fixture_files["sca"], fixture_files["vec"]], timeout_s=120)
     native = scave.read_result_files([fixture_files["sca"], fixture_files["vec"]])
