@@ -23,11 +23,48 @@ def run_script(tmp_path: Path, *stages: str, path: str | None = None, **env: str
     )
 
 
-def fake_omnetpp_source(tmp_path: Path) -> Path:
+# src/common/Makefile's lines that the sqlite switch edits, as in OMNeT++ 6.1
+COMMON_MAKEFILE = """IMPLIBS= $(LIBXML_LIBS)
+
+OBJS= $O/lcgrandom.o $O/filelock.o \\
+      $O/enumstr.o $O/colorutil.o $O/statistics.o $O/sqlite3.o \\
+      $O/formattedprinter.o
+"""
+
+
+def write_script(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+    path.chmod(0o755)
+
+
+def fake_omnetpp_source(tmp_path: Path, *, bundled_sqlite: bool = True) -> Path:
+    """A stand-in OMNeT++ source tree with the files and commands the omnetpp stage uses: its setenv (which,
+    as the real one, refuses to run without configure.user), a configure that fails once, a make target
+    `base`, and an opp_makemake whose makefile builds samples/aloha/aloha."""
     src = tmp_path / "omnetpp-src"
     (src / "src" / "common").mkdir(parents=True)
-    (src / "configure.user.dist").write_text("WITH_QTENV=yes\n", encoding="utf-8")
-    (src / "src" / "common" / "sqlite3.c").write_text("/* bundled amalgamation */\n", encoding="utf-8")
+    (src / "samples" / "aloha").mkdir(parents=True)
+    dist = "WITH_QTENV=yes\nWITH_OSG=yes\nWITH_OSGEARTH=yes\nWITH_SCAVE_PYTHON_BINDINGS=yes\n"
+    (src / "configure.user.dist").write_text(dist, encoding="utf-8")
+    (src / "src" / "common" / "Makefile").write_text(COMMON_MAKEFILE, encoding="utf-8")
+    if bundled_sqlite:
+        (src / "src" / "common" / "sqlite3.c").write_text("/* bundled amalgamation */\n", encoding="utf-8")
+    (src / "setenv").write_text(
+        'dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)\n'
+        '[ -f "$dir/configure.user" ] || { echo "setenv: no configure.user"; return 1; }\n'
+        'export PATH="$dir/bin:$PATH"\n',
+        encoding="utf-8",
+    )
+    (src / "fail-once").write_text("", encoding="utf-8")
+    write_script(
+        src / "configure",
+        'if [ -f fail-once ]; then rm fail-once; echo "configure: simulated error"; exit 1; fi',
+    )
+    (src / "Makefile").write_text("base:\n\ttouch built-base\n", encoding="utf-8")
+    write_script(
+        src / "bin" / "opp_makemake", "printf 'all:\\n\\ttouch aloha\\n\\tchmod +x aloha\\n' > Makefile"
+    )
     return src
 
 
@@ -76,3 +113,44 @@ def test_later_stages_need_omnetpp_built_first(tmp_path):
 def test_unknown_stage_is_a_usage_error(tmp_path):
     result = run_script(tmp_path, "omnet")
     assert result.returncode == 2 and "unknown argument 'omnet'" in result.stderr
+
+
+def test_a_failed_step_resumes_where_it_stopped_and_a_rerun_is_idempotent(tmp_path):
+    src = fake_omnetpp_source(tmp_path)
+    prefix = tmp_path / "sim"
+    failed = run_script(tmp_path, "omnetpp", OMNETPP_SRC=str(src))
+    assert failed.returncode == 1
+    assert "omnetpp: configure FAILED" in failed.stderr and "configure: simulated error" in failed.stderr
+    assert (prefix / ".stamps" / "omnetpp.unpack").is_file()
+    assert not (prefix / ".stamps" / "omnetpp.configure").exists()
+
+    resumed = run_script(tmp_path, "omnetpp", OMNETPP_SRC=str(src))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "omnetpp: unpack already done" in resumed.stdout and "omnetpp: aloha done" in resumed.stdout
+    root = prefix / "omnetpp"
+    user = (root / "configure.user").read_text(encoding="utf-8").split()
+    assert {"WITH_QTENV=no", "WITH_OSG=no", "WITH_OSGEARTH=no", "WITH_SCAVE_PYTHON_BINDINGS=no"} <= set(user)
+    assert (root / "built-base").is_file() and (root / "samples" / "aloha" / "aloha").is_file()
+    assert "$O/sqlite3.o" in (root / "src" / "common" / "Makefile").read_text(
+        encoding="utf-8"
+    )  # bundled kept
+    env = (prefix / "env.sh").read_text(encoding="utf-8")
+    assert f"source {root}/setenv -q" in env and f"export OMNETPP_ROOT={root}" in env
+    assert "INET_ROOT" not in env and "QUISP" not in env  # only what is built
+    assert (src / "fail-once").is_file()  # the user's source tree is untouched
+
+    again = run_script(tmp_path, "omnetpp", OMNETPP_SRC=str(src))
+    assert again.returncode == 0
+    assert again.stdout.count("already done") == 4 and " done in " not in again.stdout
+
+
+@pytest.mark.skipif(
+    not Path("/usr/include/sqlite3.h").is_file(), reason="sqlite3.h absent (Debian package libsqlite3-dev)"
+)
+def test_without_the_sqlite_amalgamation_omnetpp_links_debians_sqlite(tmp_path):
+    src = fake_omnetpp_source(tmp_path, bundled_sqlite=False)
+    (src / "fail-once").unlink()
+    assert run_script(tmp_path, "omnetpp", OMNETPP_SRC=str(src)).returncode == 0
+    makefile = (tmp_path / "sim" / "omnetpp" / "src" / "common" / "Makefile").read_text(encoding="utf-8")
+    assert "IMPLIBS= $(LIBXML_LIBS) -lsqlite3\n" in makefile
+    assert "sqlite3.o" not in makefile and "$O/statistics.o \\\n" in makefile
