@@ -1,13 +1,12 @@
 """OMNeT++ result import: the pure-Python .sca/.vec reader against reading opp_scavetool's CSV-R export.
 
-Input: the INET 4.5.4 MixedLAN1 fixture (36 kB .sca, 137 kB .vec with .vci; 3,448 CSV-R rows) from the shared
-fixtures folder. Baseline, measured in the same run: ``pandas.read_csv`` of the CSV-R export of the same
+Input: the INET 4.5.4 MixedLAN1 fixture (36 kB .sca, 137 kB .vec with .vci; 3,448 CSV-R rows) from
+``tests/fixtures``. Baseline, measured in the same run: ``pandas.read_csv`` of the CSV-R export of the same
 files (what a machine with OMNeT++ would parse after running opp_scavetool). Medians of several repetitions.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +15,7 @@ from timing import median_seconds
 from bridge.results import scave
 
 REPEATS = 7
-SHARED = Path(os.environ.get("QESIF_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-FOLDER = SHARED / "fixtures" / "omnetpp" / "inet_mixedlan1"
+FOLDER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "omnetpp" / "inet_mixedlan1"
 
 
 def _median_s(fn) -> float:
@@ -27,8 +25,6 @@ def _median_s(fn) -> float:
 def run() -> dict:
     sca, vec = FOLDER / "MixedLAN1Fixture-#0.sca", FOLDER / "MixedLAN1Fixture-#0.vec"
     csvr = FOLDER / "inet_mixedlan1.csv-r.csv"
-    if not sca.exists():
-        return {"skipped": f"fixtures not found under {FOLDER}"}
     native = _median_s(lambda: scave.read_result_files([sca, vec]))
     scan = _median_s(lambda: scave.read_result_files([sca, vec], use_index=False))
     ours_csvr = _median_s(lambda: scave.read_csvr(csvr))

@@ -1,6 +1,6 @@
 """Entropy-weighted key generation: the paper's Eq. (1) K_IoT, Eq. (2) S_QKD and Algorithm 1.
 
-Binding interpretation (``../shared/DESIGN.md``): H_q is the secret fraction per sifted bit,
+Binding interpretation (``docs/interpretations.md``): H_q is the secret fraction per sifted bit,
 H_q = 1 - h2(e_Z^U) - h2(e_X^U), with both error rates at their Clopper-Pearson upper bounds for the block's
 sample size (:func:`quantum_entropy`); it is 0 at about 11% QBER and negative above. The raw
 basis-mismatch entropy h2(mismatched / detected) is kept beside it as a source-health signal.

@@ -1,9 +1,15 @@
-"""Shared fixtures: a seeded generator, the shared data folder (``../shared`` or ``$QESIF_SHARED``), and the
-C++ bridge client built once per session."""
+"""Shared fixtures: a seeded generator, the data the tests read from the repository itself, and the C++
+bridge client built once per session.
+
+``data_path("datasets", "bot_iot", "data_t.csv")`` is ``scenarios/data/bot_iot/data_t.csv`` (the real
+sample rows shipped with the project) and ``data_path("fixtures", "quisp", ...)`` is
+``tests/fixtures/quisp/...`` (real QuISP and OMNeT++/INET outputs, ``tests/fixtures/README.md``). These
+files are part of the repository, so a missing one fails the test instead of skipping it: tests skip
+only for an absent external tool.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,21 +18,27 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: Where each kind of test data lives in the repository.
+DATA_ROOTS = {"datasets": REPO / "scenarios" / "data", "fixtures": REPO / "tests" / "fixtures"}
 
 
-def _shared_path(*parts: str) -> Path:
-    root = Path(os.environ.get("QESIF_SHARED", REPO.parent / "shared"))
-    path = root.joinpath(*parts)
+def _data_path(kind: str, *parts: str) -> Path:
+    if kind not in DATA_ROOTS:
+        raise ValueError(f"unknown test data kind {kind!r}; known: {', '.join(DATA_ROOTS)}")
+    path = DATA_ROOTS[kind].joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
+        pytest.fail(f"test data missing from the repository: {path}")
     return path
 
 
 @pytest.fixture
-def shared_path():
-    """``shared_path("datasets", "bot_iot", "data_t.csv")``: a path under the shared data folder;
-    the test skips when it is absent."""
-    return _shared_path
+def data_path():
+    """``data_path("datasets" | "fixtures", *parts)``: a path to test data shipped in the repository."""
+    return _data_path
+
+
+#: The same fixture under the name it had while the data lived outside the repository (tests written then).
+shared_path = data_path
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ and the OMNeT++/INET backend of a co-simulation run (:func:`cosim_peer`).
 
 Settings reach the simulation through a generated wrapper ini, not through per-object command-line options:
 OMNeT++ sorts command-line per-object options before matching them, while in an ini section the first
-matching line wins (see ``../shared/fixtures/README.md``). The wrapper ``include``s the user's ini and
+matching line wins (see ``tests/fixtures/README.md``). The wrapper ``include``s the user's ini and
 derives ``[Config qesif_run]`` from the chosen config, with ``seed-set``, ``sim-time-limit``,
 ``cpu-time-limit`` and the caller's overrides (for example the QESIF bridge module's endpoint, once
 ``omnet_models/`` defines that parameter); a derived section is searched before its base, so these win.

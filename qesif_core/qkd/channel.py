@@ -1,7 +1,7 @@
 """Physical settings of one QKD link: source, fibre, detectors, misalignment and the eavesdropper.
 
 The paper's channel conditions (Table 2) are *physical settings*, not target QBERs (see
-``../shared/DESIGN.md``): ``clean`` has 1% intrinsic (misalignment/depolarising) error, ``noisy`` 7%, and
+``docs/interpretations.md``): ``clean`` has 1% intrinsic (misalignment/depolarising) error, ``noisy`` 7%, and
 ``eavesdropped`` is ``clean`` plus an intercept-resend attacker on a fraction 0.56 of the pulses. The
 QBER is always measured from simulated sifted bits.
 """

@@ -35,8 +35,8 @@ for name in ("PureAloha2Fixture-#0.sca", "PureAloha2Fixture-#0.vec", "PureAloha2
 
 
 @pytest.fixture
-def fake_opp(tmp_path, shared_path):
-    src = shared_path("fixtures", "omnetpp", "aloha_purealoha2")
+def fake_opp(tmp_path, data_path):
+    src = data_path("fixtures", "omnetpp", "aloha_purealoha2")
     exe = tmp_path / "bin" / "opp_run"
     exe.parent.mkdir()
     exe.write_text(FAKE.format(python=sys.executable, src=str(src)), encoding="utf-8")

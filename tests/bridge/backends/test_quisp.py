@@ -1,4 +1,4 @@
-"""QuISP parsers against real QuISP 0.3.0 outputs (../shared/fixtures/quisp), and the launcher mechanics."""
+"""QuISP parsers against real QuISP 0.3.0 outputs (tests/fixtures/quisp), and the launcher mechanics."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ CONFIGS = Path(__file__).resolve().parents[3] / "quisp_configs"
 
 
 @pytest.fixture(params=RUNS)
-def run_dir(request, shared_path):
-    return request.param, shared_path("fixtures", "quisp", request.param)
+def run_dir(request, data_path):
+    return request.param, data_path("fixtures", "quisp", request.param)
 
 
 def test_output_lines_parse_and_both_ends_agree(run_dir):
@@ -72,15 +72,15 @@ def test_density_matrix_reproduces_the_error_rates(run_dir):
         np.testing.assert_allclose(rho, rho.conj().T, atol=1e-12)  # Hermitian as printed
 
 
-def test_end_node_two_matrix_is_qubit_swap_of_end_node_one(shared_path):
-    folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
+def test_end_node_two_matrix_is_qubit_swap_of_end_node_one(data_path):
+    folder = data_path("fixtures", "quisp", "twonode_10km_q07")
     (_, _, rho1), (_, _, rho2) = quisp.parse_density_matrices(folder / "twonode_10km_q07.output_dm")
     swap = [0, 2, 1, 3]
     np.testing.assert_allclose(rho2, rho1[np.ix_(swap, swap)], atol=1e-12)
 
 
-def test_mapping_to_qber(shared_path):
-    folder = shared_path("fixtures", "quisp", "repeater_2x10km_q01")
+def test_mapping_to_qber(data_path):
+    folder = data_path("fixtures", "quisp", "repeater_2x10km_q01")
     (res, _) = quisp.parse_tomography_output(folder / "repeater_2x10km_q01.output")
     assert res.x_error < 0  # linear-inversion estimates can be negative; the parser keeps the sign
     assert res.qber_z == pytest.approx(-0.00422382 + 0.0133981)
@@ -88,9 +88,9 @@ def test_mapping_to_qber(shared_path):
 
 
 @pytest.mark.parametrize("name", sorted(PER_KM))
-def test_measured_qber_agrees_with_the_channel_model(shared_path, name):
+def test_measured_qber_agrees_with_the_channel_model(data_path, name):
     """The per-km channel model predicts the QBER QuISP measured, within 4 binomial standard errors."""
-    folder = shared_path("fixtures", "quisp", name)
+    folder = data_path("fixtures", "quisp", name)
     run = quisp.load_run(folder / f"{name}.output")
     p = PER_KM[name]
     rates = {"channel_x_error_rate": p, "channel_y_error_rate": p, "channel_z_error_rate": p}
@@ -115,9 +115,9 @@ def test_per_km_rates_round_trip():
         quisp.per_km_error_rates(0.001, 0.001, 10, y_rate=0.01)
 
 
-def test_trace_has_the_engine_columns_and_definitions(shared_path):
+def test_trace_has_the_engine_columns_and_definitions(data_path):
     runs = [
-        quisp.load_run(shared_path("fixtures", "quisp", name, f"{name}.output"))
+        quisp.load_run(data_path("fixtures", "quisp", name, f"{name}.output"))
         for name in ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15")
     ]
     trace = quisp.quisp_trace(runs)
@@ -136,15 +136,15 @@ def test_trace_has_the_engine_columns_and_definitions(shared_path):
     assert trace["basis_mismatch_entropy"].isna().all() and trace["loss_fraction"].isna().all()
 
 
-def test_bell_pair_model_keeps_quisp_qbers(shared_path):
-    folder = shared_path("fixtures", "quisp", "repeater_2x10km_q01")
+def test_bell_pair_model_keeps_quisp_qbers(data_path):
+    folder = data_path("fixtures", "quisp", "repeater_2x10km_q01")
     run = quisp.load_run(folder / "repeater_2x10km_q01.output", jsonl=folder / "repeater_2x10km_q01-0.jsonl")
     model = quisp.bell_pair_model(run)
     # Xerror is negative here: y is clipped so that x >= 0 while both QBERs stay QuISP's
     assert min(model.x_error, model.y_error, model.z_error) >= 0
     assert (model.qber_z, model.qber_x) == pytest.approx((run.result.qber_z, run.result.qber_x), abs=1e-15)
     assert model.pair_rate_hz is None  # a repeater chain logs pairs per hop, not end to end
-    folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
+    folder = data_path("fixtures", "quisp", "twonode_10km_q07")
     direct = quisp.load_run(folder / "twonode_10km_q07.output", jsonl=folder / "twonode_10km_q07-0.jsonl")
     direct_model = quisp.bell_pair_model(direct)
     assert (direct_model.x_error, direct_model.y_error, direct_model.z_error) == pytest.approx(
@@ -153,9 +153,9 @@ def test_bell_pair_model_keeps_quisp_qbers(shared_path):
     assert direct_model.pair_rate_hz == pytest.approx(direct.pair_rates[("1", "2")].pairs_per_s)
 
 
-def test_engine_trace_runs_the_qkd_engine_on_quisp_channels(shared_path):
+def test_engine_trace_runs_the_qkd_engine_on_quisp_channels(data_path):
     runs = [
-        quisp.load_run(shared_path("fixtures", "quisp", name, f"{name}.output"))
+        quisp.load_run(data_path("fixtures", "quisp", name, f"{name}.output"))
         for name in ("twonode_10km_q01", "twonode_10km_q07", "twonode_10km_q15")
     ]
     pairs = 40_000
@@ -172,8 +172,8 @@ def test_engine_trace_runs_the_qkd_engine_on_quisp_channels(shared_path):
     assert trace.equals(again)  # same seed, same trace
 
 
-def test_pair_rate_from_the_log_not_bellpair_per_sec(shared_path):
-    folder = shared_path("fixtures", "quisp", "twonode_10km_q07")
+def test_pair_rate_from_the_log_not_bellpair_per_sec(data_path):
+    folder = data_path("fixtures", "quisp", "twonode_10km_q07")
     run = quisp.load_run(folder / "twonode_10km_q07.output", jsonl=folder / "twonode_10km_q07-0.jsonl")
     rate = run.pair_rates[("2", "1")]
     assert rate.events == 120 and rate.first_time_s == pytest.approx(10.00011506646)
@@ -184,8 +184,8 @@ def test_pair_rate_from_the_log_not_bellpair_per_sec(shared_path):
     assert rate.pairs_per_s > 10 * run.result.number("bellpair_per_sec")
 
 
-def test_appended_output_is_rejected(tmp_path, shared_path):
-    src = shared_path("fixtures", "quisp", "twonode_10km_q07", "twonode_10km_q07.output")
+def test_appended_output_is_rejected(tmp_path, data_path):
+    src = data_path("fixtures", "quisp", "twonode_10km_q07", "twonode_10km_q07.output")
     doubled = tmp_path / "x.output"
     doubled.write_text(src.read_text() * 2, encoding="utf-8")
     with pytest.raises(UserInputError, match="several runs"):
@@ -298,8 +298,8 @@ print("seed", re.search(r"seed-set = (\\d+)", ini).group(1))
 
 
 @pytest.fixture
-def fake_quisp(tmp_path, shared_path):
-    src = shared_path("fixtures", "quisp", "twonode_10km_q07")
+def fake_quisp(tmp_path, data_path):
+    src = data_path("fixtures", "quisp", "twonode_10km_q07")
     exe = tmp_path / "bin" / "quisp"
     exe.parent.mkdir()
     exe.write_text(FAKE.format(python=sys.executable, src=str(src)), encoding="utf-8")

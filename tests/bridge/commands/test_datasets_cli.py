@@ -8,8 +8,8 @@ def test_list_names_the_three_datasets(capsys):
     assert set(json.loads(capsys.readouterr().out)) == {"ton_iot", "edge_iiotset", "bot_iot"}
 
 
-def test_describe_a_shared_sample(capsys, shared_path):
-    path = shared_path("datasets", "edge_iiotset", "MITM_attack.csv")
+def test_describe_a_shipped_sample(capsys, data_path):
+    path = data_path("datasets", "edge_iiotset", "MITM_attack.csv")
     assert main(["datasets", "describe", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["dataset"], info["rows"], info["attack_types"]) == ("edge_iiotset", 1229, {"mitm": 1229})

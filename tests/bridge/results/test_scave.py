@@ -23,9 +23,9 @@ FIXTURES = {
 
 
 @pytest.fixture(params=sorted(FIXTURES))
-def fixture_files(request, shared_path):
+def fixture_files(request, data_path):
     folder, stem, export = FIXTURES[request.param]
-    base = shared_path("fixtures", "omnetpp", folder)
+    base = data_path("fixtures", "omnetpp", folder)
     return {
         "sca": base / f"{stem}.sca",
         "vec": base / f"{stem}.vec",
@@ -118,8 +118,8 @@ def test_native_table_agrees_with_json_export(fixture_files):
         np.testing.assert_array_equal(row.vecvalue, v["value"])
 
 
-def test_layout_types_and_quirks(shared_path):
-    base = shared_path("fixtures", "omnetpp", "inet_mixedlan1")
+def test_layout_types_and_quirks(data_path):
+    base = data_path("fixtures", "omnetpp", "inet_mixedlan1")
     df = scave.read_result_files([base / "MixedLAN1Fixture-#0.sca", base / "MixedLAN1Fixture-#0.vec"])
     assert list(df.columns) == [
         *scave.COMMON_COLUMNS,
@@ -153,8 +153,8 @@ def test_layout_types_and_quirks(shared_path):
     assert df.loc[(df["type"] == "runattr") & (df["attrname"] == "iterationvars"), "attrvalue"].isna().all()
 
 
-def test_quisp_sca_with_params_only(shared_path):
-    sca = shared_path("fixtures", "quisp", "twonode_10km_q07", "twonode_10km_q07-#0.sca")
+def test_quisp_sca_with_params_only(data_path):
+    sca = data_path("fixtures", "quisp", "twonode_10km_q07", "twonode_10km_q07-#0.sca")
     df = scave.read_result_files(sca)
     assert list(df.columns) == [*scave.COMMON_COLUMNS, "value"]
     assert (df["type"] == "param").sum() == 1230
