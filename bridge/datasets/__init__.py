@@ -3,6 +3,10 @@
 ``load_flows(name, path, rng)`` returns the flow table (``FLOW_COLUMNS`` then ``feat_*`` features) with
 ``attrs["synthetic"]``; ``iter_flow_chunks`` streams it chunk by chunk for files of millions of rows. With
 no path, rows come from the dataset's schema-compatible synthetic generator and are marked synthetic.
+
+Each dataset module declares ``NAME, TITLE, CITATION``, its layouts (``VARIANTS``, one chosen per file
+header by ``choose_variant``), the columns it never uses as features (``NEVER_FEATURES``: column ->
+reason) and a generator ``synthetic_raw(n, rng)``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "iter_synthetic_chunks",
     "load_flows",
     "open_dataset",
+    "synthetic_header",
     "write_synthetic_csv",
 ]
 
@@ -63,6 +68,11 @@ class DatasetFile:
         self.header = read_header(self.path)
         self.variant: Variant = module.choose_variant(self.header)
         check_columns(self.path, self.header, self.variant, name)
+
+    @property
+    def features(self) -> list[str]:
+        """The loader's features this file has (its flow table's ``feat_*`` columns, unprefixed)."""
+        return self.variant.features_in(self.header)
 
     def chunks(
         self, chunksize: int = DEFAULT_CHUNKSIZE, max_rows: int | None = None
@@ -92,6 +102,11 @@ def iter_flow_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Stream the flow table of a dataset file in chunks (bounded memory)."""
     return open_dataset(name, path).chunks(chunksize, max_rows)
+
+
+def synthetic_header(name: str) -> list[str]:
+    """The columns of the dataset's generator output."""
+    return list(dataset_module(name).synthetic_raw(1, np.random.default_rng(0)).columns)
 
 
 def iter_synthetic_chunks(

@@ -2,9 +2,12 @@
 
 Every loader maps its dataset's rows to one flow table (``FLOW_COLUMNS``) plus ``feat_<column>`` feature
 columns (float64; categorical fields become stable 31-bit hash codes so chunks agree without a vocabulary).
+A file gets a feature column for each candidate feature its header has, and none for the others, so two
+files of different column subsets share exactly the features both can give. Each loader also declares the
+columns it never uses as features (``NEVER_FEATURES``: column -> reason, one of ``REASONS``).
 Files are read in chunks of ``chunksize`` rows with only the needed columns, so memory is bounded by the
 chunk, not the file. Quirks handled: UTF-8 BOM, CRLF, "-" or empty for missing, padded strings, hex
-numbers ("0x1a") in numeric columns, column subsets (absent optional columns become NaN).
+numbers ("0x1a") in numeric columns, column subsets (absent traffic columns become NaN).
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ DEFAULT_CHUNKSIZE = 100_000
 MISSING_TOKENS = ("-", "")
 _HEX = re.compile(r"^0[xX][0-9a-fA-F]+$")
 _OTHER_DELIMITERS = (";", "\t", "|")
+#: Why a loader never uses a column as a feature (the values of its ``NEVER_FEATURES``).
+REASONS = {
+    "label": "the ground truth itself",
+    "identifier": "names one record, host, stream or frame, not its behaviour",
+    "capture order": "a counter that follows the capture schedule, so it encodes when the class was recorded",
+    "address": "names a host of the testbed (or a statistic per host)",
+    "port": "an endpoint number of the testbed's hosts",
+    "timestamp": "when the record was captured (the capture schedule separates the classes)",
+    "checksum": "a function of the packet bytes that behaves like a random row id",
+    "payload": "raw content bytes or free text, not a flow statistic",
+    "aggregate": "a statistic over the whole capture (per protocol or port), which looks into the future",
+}
+BENIGN_TYPES = ("normal", "benign")
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,8 @@ class Variant:
     name: str
     schema: tuple[str, ...]
     required: tuple[str, ...]
-    label_column: str
+    #: The 0/1 label column; None: the label is derived from the type column (attack = not benign).
+    label_column: str | None
     type_column: str
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
@@ -57,13 +74,21 @@ class Variant:
 
     def needed(self) -> tuple[str, ...]:
         cols = (
-            self.label_column,
+            *((self.label_column,) if self.label_column else ()),
             self.type_column,
             *self.extra_columns,
             *self.numeric_features,
             *self.categorical_features,
         )
         return tuple(dict.fromkeys(cols))
+
+    def candidate_features(self) -> tuple[str, ...]:
+        return (*self.numeric_features, *self.categorical_features)
+
+    def features_in(self, header: list[str]) -> list[str]:
+        """The candidate features a file with this header provides (its ``feat_*`` columns, unprefixed)."""
+        present = set(header)
+        return [c for c in self.candidate_features() if c in present]
 
 
 @dataclass
@@ -144,6 +169,11 @@ def check_columns(path: str | Path, header: list[str], variant: Variant, dataset
             f"{path}: not a {dataset} ({variant.name}) file: missing expected column(s) "
             f"{', '.join(missing)} ({len(absent_schema)} of the {len(variant.schema)} schema columns absent)"
         )
+    if not variant.features_in(header):
+        raise UserInputError(
+            f"{path}: a {dataset} ({variant.name}) file needs at least one feature column; it has none of "
+            f"{', '.join(variant.candidate_features())}"
+        )
 
 
 def iter_raw_chunks(
@@ -176,28 +206,52 @@ def iter_raw_chunks(
         raise UserInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
-def labels(chunk: pd.DataFrame, ctx: ChunkContext, label_column: str, type_column: str) -> pd.DataFrame:
-    """``label`` (bool, from a 0/1 column) and ``attack_type`` (lower case, benign named "normal")."""
-    raw = ctx.numeric(chunk, label_column)
-    bad = ~raw.isin((0.0, 1.0))
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserInputError(
-            f"{ctx.path}: label column {label_column!r} must be 0 or 1, but line "
-            f"{ctx.first_line + position} holds {chunk[label_column].iloc[position]!r}"
-        )
+def labels(
+    chunk: pd.DataFrame, ctx: ChunkContext, label_column: str | None, type_column: str
+) -> pd.DataFrame:
+    """``label`` (bool) and ``attack_type`` (lower case, benign named "normal").
+
+    The label comes from a 0/1 column, or, when the file has none (``label_column`` None or absent), from
+    the type column (attack = not "normal"/"benign"); without a type column the type is "attack" or
+    "normal" after the label.
+    """
     attack = ctx.text(chunk, type_column).str.lower()
-    attack = attack.replace({"benign": "normal", "os_fingerprinting": "fingerprinting", "": "unknown"})
-    return pd.DataFrame({"label": raw.to_numpy() == 1.0, "attack_type": attack.to_numpy()}, index=chunk.index)
+    attack = attack.replace({"benign": "normal", "os_fingerprinting": "fingerprinting"})
+    if label_column is not None and label_column in chunk.columns:
+        raw = ctx.numeric(chunk, label_column)
+        bad = ~raw.isin((0.0, 1.0))
+        if bad.any():
+            position = int(np.flatnonzero(bad.to_numpy())[0])
+            raise UserInputError(
+                f"{ctx.path}: label column {label_column!r} must be 0 or 1, but line "
+                f"{ctx.first_line + position} holds {chunk[label_column].iloc[position]!r}"
+            )
+        label = raw.to_numpy() == 1.0
+    else:
+        empty = attack == ""
+        if empty.any():
+            position = int(np.flatnonzero(empty.to_numpy())[0])
+            raise UserInputError(
+                f"{ctx.path}: type column {type_column!r} (the label of this file) is empty on line "
+                f"{ctx.first_line + position}"
+            )
+        label = ~attack.isin(BENIGN_TYPES).to_numpy()
+    if type_column not in chunk.columns:
+        attack = pd.Series(np.where(label, "attack", "normal"), index=chunk.index, dtype=object)
+    attack = attack.replace({"": "unknown"})
+    return pd.DataFrame({"label": label, "attack_type": attack.to_numpy()}, index=chunk.index)
 
 
 def features(chunk: pd.DataFrame, ctx: ChunkContext, variant: Variant) -> pd.DataFrame:
-    """The ``feat_*`` columns: numeric features parsed, categorical ones as stable hash codes."""
+    """The ``feat_*`` columns of the features the chunk has: numeric ones parsed, categorical ones as
+    stable hash codes."""
     out = {}
     for column in variant.numeric_features:
-        out[FEATURE_PREFIX + column] = ctx.numeric(chunk, column).to_numpy()
+        if column in chunk.columns:
+            out[FEATURE_PREFIX + column] = ctx.numeric(chunk, column).to_numpy()
     for column in variant.categorical_features:
-        out[FEATURE_PREFIX + column] = stable_codes(ctx.text(chunk, column))
+        if column in chunk.columns:
+            out[FEATURE_PREFIX + column] = stable_codes(ctx.text(chunk, column))
     return pd.DataFrame(out, index=chunk.index)
 
 

@@ -1,9 +1,18 @@
-"""Bot-IoT (Koroniotis et al., FGCS 100, 2019): Argus flow records, 35-column schema or column subsets.
+"""Bot-IoT (Koroniotis et al., FGCS 100, 2019): Argus flow records, in the layouts users meet.
 
-Device key = ``saddr``, ``ts`` = ``stime``, bytes/packets each way from ``sbytes``/``dbytes`` and
-``spkts``/``dpkts``, duration ``dur``, label ``attack``, attack type ``category``. Ports may be empty or hex.
-``pkSeqID`` (row order, which follows the capture schedule and so leaks the class), times, addresses and
-the always-empty MAC/OUI columns are not features.
+Layouts: the 35-column schema (``data_t.csv``-style files, the 5% extract's 46 columns, which add
+``*_number`` codes and per-host aggregates), the "10-best" release (``pkSeqID, proto, saddr, sport, daddr,
+dport, seq, stddev, N_IN_Conn_P_SrcIP, min, state_number, mean, N_IN_Conn_P_DstIP, drate, srate, max,
+attack, category, subcategory``) and preprocessed projections without addresses or an ``attack`` column
+(for example ``flgs,proto,pkts,bytes,dur,mean,stddev,sum,min,max,rate,category``). The label is ``attack``
+when the file has it, else ``category != Normal``.
+
+Device key = ``saddr`` (empty when absent), ``ts`` = ``stime``, bytes/packets each way from
+``sbytes``/``dbytes`` and ``spkts``/``dpkts``; a file without the split (only ``bytes``/``pkts``) gives its
+totals as bytes/packets out and NaN in (the mean bytes per packet, which sets a replayed message's
+payload, is the same); duration ``dur``; attack type ``category``. Features: the flow statistics the file
+has (``FEATURES``); never the columns of ``NEVER_FEATURES`` (row ids, times, Argus's ``seq`` capture
+counter, addresses, ports, the per-host aggregates of the 5% and 10-best releases).
 """
 
 from __future__ import annotations
@@ -23,42 +32,72 @@ SCHEMA = (
     "dco", "spkts", "dpkts", "sbytes", "dbytes", "rate", "srate", "drate", "attack", "category",
     "subcategory",
 )  # fmt: skip
+#: Per-host and per-port statistics of the 5% and 10-best releases (computed over the whole capture).
+AGGREGATES = (
+    "TnBPSrcIP", "TnBPDstIP", "TnP_PSrcIP", "TnP_PDstIP", "TnP_PerProto", "TnP_Per_Dport",
+    "AR_P_Proto_P_SrcIP", "AR_P_Proto_P_DstIP", "N_IN_Conn_P_DstIP", "N_IN_Conn_P_SrcIP",
+    "AR_P_Proto_P_Sport", "AR_P_Proto_P_Dport", "Pkts_P_State_P_Protocol_P_DestIP",
+    "Pkts_P_State_P_Protocol_P_SrcIP",
+)  # fmt: skip
 NUMERIC = (
-    "sport", "dport", "pkts", "bytes", "seq", "dur", "mean", "stddev", "sum", "min", "max", "spkts", "dpkts",
-    "sbytes", "dbytes", "rate", "srate", "drate",
+    "pkts", "bytes", "dur", "mean", "stddev", "sum", "min", "max", "spkts", "dpkts", "sbytes", "dbytes",
+    "rate", "srate", "drate", "state_number",
 )  # fmt: skip
 CATEGORICAL = ("flgs", "proto", "state")
+FEATURES = (*NUMERIC, *CATEGORICAL)
+#: Columns never used as features, with the reason (``bridge.datasets.base.REASONS``).
+NEVER_FEATURES: dict[str, str] = {
+    "attack": "label", "category": "label", "subcategory": "label",
+    "pkSeqID": "identifier", "stime": "timestamp", "ltime": "timestamp", "seq": "capture order",
+    "saddr": "address", "daddr": "address", "smac": "address", "dmac": "address", "soui": "address",
+    "doui": "address", "sco": "address", "dco": "address", "sport": "port", "dport": "port",
+    "flgs_number": "identifier", "proto_number": "identifier",
+    **{c: "address" for c in AGGREGATES if "IP" in c},
+    **{c: "aggregate" for c in AGGREGATES if "IP" not in c},
+}  # fmt: skip
 
 
 def _flows(chunk: pd.DataFrame, ctx: ChunkContext) -> pd.DataFrame:
+    split = "sbytes" in chunk.columns or "spkts" in chunk.columns
     common = {
         "device_key": ctx.text(chunk, "saddr"),
         "ts": ctx.numeric(chunk, "stime"),
-        "bytes_out": ctx.numeric(chunk, "sbytes"),
+        "bytes_out": ctx.numeric(chunk, "sbytes" if split else "bytes"),
         "bytes_in": ctx.numeric(chunk, "dbytes"),
-        "pkts_out": ctx.numeric(chunk, "spkts"),
+        "pkts_out": ctx.numeric(chunk, "spkts" if split else "pkts"),
         "pkts_in": ctx.numeric(chunk, "dpkts"),
         "duration": ctx.numeric(chunk, "dur"),
         "protocol": ctx.text(chunk, "proto").str.lower(),
     }
-    return assemble(common, chunk, ctx, VARIANT)
+    return assemble(common, chunk, ctx, _variant_of(chunk))
 
 
-VARIANT = Variant(
-    name="flows",
-    schema=SCHEMA,
-    required=("saddr", "daddr", "proto", "attack", "category"),
-    label_column="attack",
-    type_column="category",
-    numeric_features=NUMERIC,
-    categorical_features=CATEGORICAL,
-    to_flows=_flows,
-    extra_columns=("saddr", "stime"),
-)
+def _variant(label_column: str | None) -> Variant:
+    return Variant(
+        name="flows" if label_column else "flows, labelled by category",
+        schema=SCHEMA,
+        required=(label_column or "category",),
+        label_column=label_column,
+        type_column="category",
+        numeric_features=NUMERIC,
+        categorical_features=CATEGORICAL,
+        to_flows=_flows,
+        extra_columns=("saddr", "stime", "sbytes", "dbytes", "spkts", "dpkts", "bytes", "pkts", "dur"),
+    )
+
+
+VARIANT = _variant("attack")
+CATEGORY_LABELLED = _variant(None)
+VARIANTS = (VARIANT, CATEGORY_LABELLED)
+
+
+def _variant_of(chunk: pd.DataFrame) -> Variant:
+    return VARIANT if "attack" in chunk.columns else CATEGORY_LABELLED
 
 
 def choose_variant(header: list[str]) -> Variant:
-    return VARIANT
+    """``attack`` labels the rows when present; else ``category`` does (``attack`` = not Normal)."""
+    return CATEGORY_LABELLED if "attack" not in header and "category" in header else VARIANT
 
 
 ATTACK_TYPES = ("Normal", "DDoS", "DoS", "Reconnaissance", "Theft")

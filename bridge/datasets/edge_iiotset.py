@@ -3,8 +3,11 @@
 One row is one packet: device key = ``ip.src_host``, ``ts`` from ``frame.time`` (seconds when numeric,
 else the time of day found in it, since the released strings drop the date), bytes out = ``tcp.len``,
 one packet out, duration 0, protocol from the dissected layers (mqtt, modbus, http, dns, icmp, arp, tcp,
-udp). Features follow the authors' preprocessing: addresses, ports, payloads, URIs and timestamps are
-dropped; the remaining numeric fields are numbers (hex accepted), the text fields are categorical.
+udp). Features follow the authors' preprocessing (addresses, ports, payloads, URIs and timestamps are
+dropped) and also leave out the capture artefacts that behave like row ids: checksums, TCP sequence and
+acknowledgement numbers, ICMP sequence numbers, Wireshark's UDP stream index, Modbus transaction ids and
+frame references (``NEVER_FEATURES``). The remaining numeric fields are numbers (hex accepted), the text
+fields are categorical.
 The raw per-attack files name a class ``OS_Fingerprinting``, the ML files ``Fingerprinting``: both map to
 ``fingerprinting``.
 """
@@ -36,18 +39,29 @@ SCHEMA = (
     "Attack_type",
 )  # fmt: skip
 NUMERIC = (
-    "arp.opcode", "arp.hw.size", "icmp.checksum", "icmp.seq_le", "icmp.unused", "http.content_length",
-    "http.response", "http.tls_port", "tcp.ack", "tcp.ack_raw", "tcp.checksum", "tcp.connection.fin",
-    "tcp.connection.rst", "tcp.connection.syn", "tcp.connection.synack", "tcp.flags", "tcp.flags.ack",
-    "tcp.len", "tcp.seq", "udp.stream", "udp.time_delta", "dns.qry.name.len", "dns.qry.qu", "dns.qry.type",
-    "dns.retransmission", "dns.retransmit_request", "dns.retransmit_request_in", "mqtt.conflag.cleansess",
-    "mqtt.conflags", "mqtt.hdrflags", "mqtt.len", "mqtt.msg_decoded_as", "mqtt.msgtype", "mqtt.proto_len",
-    "mqtt.topic_len", "mqtt.ver", "mbtcp.len", "mbtcp.trans_id", "mbtcp.unit_id",
+    "arp.opcode", "arp.hw.size", "icmp.unused", "http.content_length", "http.response",
+    "tcp.connection.fin", "tcp.connection.rst", "tcp.connection.syn", "tcp.connection.synack", "tcp.flags",
+    "tcp.flags.ack", "tcp.len", "udp.time_delta", "dns.qry.name.len", "dns.qry.qu", "dns.qry.type",
+    "dns.retransmission", "dns.retransmit_request", "mqtt.conflag.cleansess", "mqtt.conflags",
+    "mqtt.hdrflags", "mqtt.len", "mqtt.msg_decoded_as", "mqtt.msgtype", "mqtt.proto_len", "mqtt.topic_len",
+    "mqtt.ver", "mbtcp.len", "mbtcp.unit_id",
 )  # fmt: skip
 CATEGORICAL = (
     "http.request.method", "http.referer", "http.request.version", "dns.qry.name", "mqtt.conack.flags",
     "mqtt.protoname", "mqtt.topic",
 )  # fmt: skip
+#: Columns never used as features, with the reason (``bridge.datasets.base.REASONS``).
+NEVER_FEATURES: dict[str, str] = {
+    "Attack_label": "label", "Attack_type": "label", "frame.time": "timestamp",
+    "icmp.transmit_timestamp": "timestamp", "ip.src_host": "address", "ip.dst_host": "address",
+    "arp.src.proto_ipv4": "address", "arp.dst.proto_ipv4": "address", "tcp.srcport": "port",
+    "tcp.dstport": "port", "udp.port": "port", "http.tls_port": "port", "icmp.checksum": "checksum",
+    "tcp.checksum": "checksum", "tcp.seq": "capture order", "tcp.ack": "capture order",
+    "tcp.ack_raw": "capture order", "icmp.seq_le": "capture order", "udp.stream": "identifier",
+    "mbtcp.trans_id": "identifier", "dns.retransmit_request_in": "identifier",
+    "http.request.uri.query": "identifier", "http.request.full_uri": "identifier",
+    "http.file_data": "payload", "tcp.payload": "payload", "tcp.options": "payload", "mqtt.msg": "payload",
+}  # fmt: skip
 _TIME_OF_DAY = r"(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)"
 
 
@@ -101,8 +115,9 @@ VARIANT = Variant(
     numeric_features=NUMERIC,
     categorical_features=CATEGORICAL,
     to_flows=_flows,
-    extra_columns=("frame.time", "ip.src_host"),
+    extra_columns=("frame.time", "ip.src_host", "udp.stream", "icmp.checksum"),
 )
+VARIANTS = (VARIANT,)
 
 
 def choose_variant(header: list[str]) -> Variant:
@@ -118,12 +133,12 @@ CLASS_WEIGHTS = (0.6, *([0.4 / 14] * 14))
 
 def synthetic_raw(n: int, rng: np.random.Generator) -> pd.DataFrame:
     """``n`` rows in the Edge-IIoTset schema with class-dependent packet fields (not real data)."""
-    from bridge.datasets.synthetic import class_profile, draw_classes
+    from bridge.datasets.synthetic import class_choice, class_profile, draw_classes
 
     classes = draw_classes(ATTACK_TYPES, CLASS_WEIGHTS, n, rng)
     out = {c: np.full(n, "0", dtype=object) for c in SCHEMA}
     profile = class_profile(
-        NAME, ATTACK_TYPES, ("tcp.len", "tcp.ack", "tcp.seq", "udp.time_delta", "mqtt.len")
+        NAME, ATTACK_TYPES, ("tcp.len", "dns.qry.name.len", "mqtt.topic_len", "udp.time_delta", "mqtt.len")
     )
     v = profile.sample(classes, rng)
     seconds = 15 * 3600 + np.cumsum(rng.exponential(0.01, n))
@@ -134,15 +149,15 @@ def synthetic_raw(n: int, rng: np.random.Generator) -> pd.DataFrame:
     )
     out["ip.src_host"] = np.char.add("192.168.0.", rng.integers(100, 200, n).astype(str)).astype(object)
     out["ip.dst_host"] = np.char.add("192.168.0.", rng.integers(100, 200, n).astype(str)).astype(object)
-    for col in ("tcp.len", "tcp.ack", "tcp.seq", "mqtt.len"):
+    for col in ("tcp.len", "dns.qry.name.len", "mqtt.topic_len", "mqtt.len"):
         out[col] = np.floor(v[col]).astype(np.int64).astype(str).astype(object)
+    for col in ("tcp.seq", "tcp.ack"):  # per-stream counters: unrelated to the class
+        out[col] = rng.integers(1, 2**20, n).astype(str).astype(object)
     out["udp.time_delta"] = np.round(v["udp.time_delta"] / 1e4, 6).astype(str).astype(object)
-    out["tcp.flags"] = np.array(["16.0", "24.0", "2.0", "17.0", "4.0"], dtype=object)[
-        (classes + rng.integers(0, 2, n)) % 5
-    ]
-    out["mqtt.msgtype"] = np.where(classes == 0, rng.choice(["3.0", "0.0"], n), "0.0").astype(object)
-    out["mqtt.protoname"] = np.where(classes == 0, "MQTT", "0").astype(object)
-    out["http.request.method"] = np.where(np.isin(classes, (3, 7, 8, 11)), "GET", "0").astype(object)
+    out["tcp.flags"] = class_choice(("16.0", "24.0", "2.0", "17.0", "4.0"), classes, rng)
+    out["mqtt.msgtype"] = class_choice(("3.0", "0.0", "4.0"), classes, rng)
+    out["mqtt.protoname"] = class_choice(("MQTT", "0"), classes, rng)
+    out["http.request.method"] = class_choice(("0", "GET", "0", "POST"), classes, rng)
     out["Attack_label"] = (classes > 0).astype(int).astype(str).astype(object)
     out["Attack_type"] = np.asarray(ATTACK_TYPES, dtype=object)[classes]
     return pd.DataFrame(out, columns=list(SCHEMA))

@@ -1,10 +1,12 @@
 """Schema-compatible synthetic rows, used only when no dataset file is configured.
 
 Each dataset module writes raw rows in its own published schema (so the same loader code maps them), with
-class-dependent log-normal traffic statistics. The per-class profile is fixed per dataset (a generator
-seeded by a constant derived from the dataset name), the rows come from the caller's generator. These
-rows are not measurements: every flow table built from them has ``attrs["synthetic"] = True`` and every
-output that used them says so.
+class-dependent log-normal traffic statistics and categorical fields whose value only leans towards the
+class (:func:`class_choice`), so that no single field separates benign from attack rows (``qesif ids
+audit`` finds no suspect field in a generator's output; a test checks it). The per-class profile is fixed
+per dataset (a generator seeded by a constant derived from the dataset name), the rows come from the
+caller's generator. These rows are not measurements: every flow table built from them has
+``attrs["synthetic"] = True`` and every output that used them says so.
 """
 
 from __future__ import annotations
@@ -43,3 +45,14 @@ def class_profile(dataset: str, classes: tuple[str, ...], columns: tuple[str, ..
     mu = profile_rng.uniform(3.0, 5.0, (len(classes), len(columns)))
     sigma = profile_rng.uniform(0.8, 1.6, (len(classes), len(columns)))
     return ClassProfile(columns, mu, sigma)
+
+
+def class_choice(
+    values: tuple[str, ...], classes: np.ndarray, rng: np.random.Generator, lean: float = 0.5
+) -> np.ndarray:
+    """A categorical field that leans towards the class: class c takes ``values[c % len(values)]`` with
+    probability ``lean`` and otherwise a value drawn uniformly, so every value occurs in every class."""
+    choices = np.asarray(values, dtype=object)
+    own = choices[classes % len(choices)]
+    other = choices[rng.integers(0, len(choices), len(classes))]
+    return np.where(rng.random(len(classes)) < lean, own, other)

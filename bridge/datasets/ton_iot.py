@@ -2,8 +2,9 @@
 ``Train_Test_Network``) and the per-device IoT telemetry files (``Train_Test_IoT_<device>``).
 
 Network flows: device key = ``src_ip``, bytes/packets each way from ``src_bytes``/``dst_bytes`` and
-``src_pkts``/``dst_pkts``, ``ts`` when the release has it (NaN otherwise). Identifiers (addresses, source
-port, URIs, user agents, DNS query names, certificate names) are not features.
+``src_pkts``/``dst_pkts``, ``ts`` when the release has it (NaN otherwise). Never features
+(``NEVER_FEATURES``): labels, addresses, ports (the service is in ``service``/``proto``), times and
+identifiers (URIs, user agents, DNS query names, certificate names, free text).
 Telemetry: one row per device reading; device key = the device name, ``ts`` from ``ts`` or ``date``+``time``
 (UTC), no traffic volume in the records (bytes, packets, duration NaN), protocol "telemetry"; the device
 readings are the features.
@@ -30,7 +31,7 @@ NETWORK_SCHEMA = (
     "weird_addl", "weird_notice", "label", "type",
 )  # fmt: skip
 NETWORK_NUMERIC = (
-    "dst_port", "duration", "src_bytes", "dst_bytes", "missed_bytes", "src_pkts", "src_ip_bytes", "dst_pkts",
+    "duration", "src_bytes", "dst_bytes", "missed_bytes", "src_pkts", "src_ip_bytes", "dst_pkts",
     "dst_ip_bytes", "dns_qclass", "dns_qtype", "dns_rcode", "http_trans_depth", "http_request_body_len",
     "http_response_body_len", "http_status_code",
 )  # fmt: skip
@@ -39,6 +40,15 @@ NETWORK_CATEGORICAL = (
     "ssl_cipher", "ssl_resumed", "ssl_established", "http_method", "http_version", "http_orig_mime_types",
     "http_resp_mime_types", "weird_name", "weird_notice",
 )  # fmt: skip
+
+#: Columns never used as features, with the reason (``bridge.datasets.base.REASONS``).
+NEVER_FEATURES: dict[str, str] = {
+    "label": "label", "type": "label", "src_ip": "address", "dst_ip": "address", "src_port": "port",
+    "dst_port": "port", "ts": "timestamp", "date": "timestamp", "time": "timestamp",
+    "dns_query": "identifier", "ssl_subject": "identifier", "ssl_issuer": "identifier",
+    "http_uri": "identifier", "http_referrer": "identifier", "http_user_agent": "identifier",
+    "weird_addl": "payload",
+}  # fmt: skip
 
 #: Telemetry devices: numeric readings, categorical readings.
 DEVICES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -130,6 +140,7 @@ NETWORK = Variant(
     extra_columns=("ts", "src_ip", "src_pkts", "dst_pkts"),
 )
 TELEMETRY = {device: _telemetry_variant(device) for device in DEVICES}
+VARIANTS = (NETWORK, *TELEMETRY.values())
 
 
 def choose_variant(header: list[str]) -> Variant:

@@ -89,9 +89,10 @@ class CrossLayerDetector:
         self.boosted_threshold = boosted_threshold
         self.flow = FlowDetector(spec.classifier, rng)
 
-    def fit(self, train_flows: pd.DataFrame) -> CrossLayerDetector:
+    def fit(self, train_flows: pd.DataFrame, columns: list[str] | None = None) -> CrossLayerDetector:
+        """Train the flow classifier on ``columns`` of ``train_flows`` (default: all its features)."""
         if self.spec.fusion != "quantum":
-            self.flow.fit(train_flows)
+            self.flow.fit(train_flows, columns)
         return self
 
     def predict(self, test_flows: pd.DataFrame, quantum_score: np.ndarray | None = None) -> np.ndarray:

@@ -3,7 +3,14 @@ import pandas as pd
 import pytest
 
 from qesif_core.errors import UserInputError
-from qesif_core.qids.flows import FLOW_CLASSIFIERS, FlowDetector, feature_columns, feature_matrix
+from qesif_core.qids.flows import (
+    FLOW_CLASSIFIERS,
+    FlowDetector,
+    feature_columns,
+    feature_matrix,
+    record_keys,
+    vector_keys,
+)
 
 REQUIRED = {
     "random_forest",
@@ -29,6 +36,7 @@ def toy_flows(rng, n=400):
             "protocol": rng.choice(["tcp", "udp"], n),
             "label": label,
             "attack_type": np.where(label, "ddos", "normal"),
+            "feat_bytes": np.where(label, rng.lognormal(8, 0.5, n), rng.lognormal(4, 0.5, n)),
             "feat_x": rng.normal(0, 1, n),
         }
     )
@@ -48,14 +56,33 @@ def test_every_classifier_learns_a_separable_feature_and_is_seeded(rng, name):
     assert accuracy > 0.9
 
 
-def test_features_exclude_identifiers_and_are_finite(rng):
+def test_features_are_the_loaders_and_finite(rng):
     flows = toy_flows(rng, 50)
     columns = feature_columns(flows)
-    assert "ts" not in columns and "device_key" not in columns and "label" not in columns
-    assert "feat_x" in columns and "protocol" in columns
+    assert columns == ["feat_bytes", "feat_x"]  # the traffic columns repeat loader fields
+    flows["feat_x"] = np.nan
     matrix = feature_matrix(flows, columns)
     assert np.isfinite(matrix).all()
-    assert (matrix[:, columns.index("pkts_out")] == -1.0).all()  # NaN marker
+    assert (matrix[:, columns.index("feat_x")] == -1.0).all()  # NaN marker
+
+
+def test_a_flow_table_without_loader_features_uses_traffic_and_protocol(rng):
+    flows = toy_flows(rng, 50).drop(columns=["feat_bytes", "feat_x"])
+    columns = feature_columns(flows)
+    assert columns == ["bytes_out", "bytes_in", "pkts_out", "pkts_in", "duration", "protocol"]
+    assert "ts" not in columns and "device_key" not in columns and "label" not in columns
+    assert (feature_matrix(flows, columns)[:, columns.index("pkts_out")] == -1.0).all()
+
+
+def test_vector_keys_group_equal_features_and_record_keys_add_the_label(rng):
+    flows = toy_flows(rng, 6)
+    flows.loc[3, ["feat_bytes", "feat_x"]] = flows.loc[0, ["feat_bytes", "feat_x"]]
+    flows.loc[3, "label"] = not flows.loc[0, "label"]
+    flows.loc[3, "attack_type"] = "other"
+    columns = feature_columns(flows)
+    vectors, records = vector_keys(flows, columns), record_keys(flows, columns)
+    assert vectors[0] == vectors[3] and len(set(vectors)) == 5
+    assert records[0] != records[3] and len(set(records)) == 6
 
 
 def test_single_class_training_predicts_that_class(rng):
