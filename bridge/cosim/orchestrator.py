@@ -14,7 +14,10 @@ A network backend (the built-in one, or OMNeT++ through the C++ client) drives a
   its plan's real key establishment here, where the key bytes are (:mod:`bridge.cosim.sessioncrypto`).
 - ``TELEMETRY`` for round r: the network's measurements are recorded; the flow records the round carried
   are judged by the scheme's cross-layer detector (flow classifier fused with the Algorithm 2 margin of the
-  record's gateway link); the ``VERDICT`` lists the flagged links and records. The round's delivered
+  record's gateway link); the ``VERDICT`` lists the flagged links and records. The run's ``ids/adr``,
+  ``ids/fpr``, ``ids/precision`` and ``ids/f1`` count each distinct held-out record once (the majority of
+  its judgements over the replays), with Wilson 95 % bounds and n (``IDS_SCALARS``); the per-round vector
+  ``ids/adr`` is the replay view (each round's judged records, repeats included). The round's delivered
   messages are sealed with AES-GCM under the devices' session keys and opened at the control centre.
 
 :func:`run_once` runs one spec in-process (direct calls) or over ZeroMQ with the backend in a supervised
@@ -26,7 +29,8 @@ K_IoT per device (Eq. 1) feeds the scheme; the Q-IDS takes Hbar_q and QBER_ref f
 ``qids.calibration_blocks`` blocks of the clean preset (noise-free trials) and, with ``qids.calibration:
 link-baseline`` (the default), each link's benign-noise model (P_n, threshold band) from as many
 commissioning blocks of that link's channel without its attacker (``noise-free``: from the clean blocks, the
-paper-literal variant); the detector is trained on the ``qids.train_fraction`` split of the dataset.
+paper-literal variant); the detector is trained on the ``qids.train_fraction`` split of the dataset, grouped
+by feature vector (``bridge.cosim.runsetup.prepare_flows``).
 """
 
 from __future__ import annotations
@@ -63,8 +67,9 @@ from qesif_core.qids.anomaly import (
     key_drop_ratio,
     run_matrices,
 )
+from qesif_core.qids.flows import feature_columns, record_keys
 from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, CrossLayerDetector
-from qesif_core.qids.metrics import detection_metrics
+from qesif_core.qids.metrics import distinct_record_metrics
 from qesif_core.qkd import commissioning
 from qesif_core.qkd.channel import ChannelParams, preset
 from qesif_core.qkd.entangled import BellPairModel
@@ -253,9 +258,8 @@ class Orchestrator:
         self.mode_switches = 0
         self.keys_used = 0
         self.telemetry: list[dict[str, Any]] = []
-        self._ids_true: list[np.ndarray] = []
+        self._ids_record: list[np.ndarray] = []
         self._ids_pred: list[np.ndarray] = []
-        self._ids_type: list[np.ndarray] = []
         self.round_adr: list[float] = []
         self._state = "hello"
         self._round = 0
@@ -471,9 +475,8 @@ class Orchestrator:
             score = self.margin[record_gateway, r] if self.detector.spec.uses_quantum_score else None
             predicted = np.asarray(self.detector.predict(judged, score), dtype=bool)
             truth = self._labels[records]
-            self._ids_true.append(truth)
+            self._ids_record.append(records)
             self._ids_pred.append(predicted)
-            self._ids_type.append(self._attack_types[records])
             attacks = truth.sum()
             self.round_adr.append(float((predicted & truth).sum() / attacks) if attacks else float("nan"))
         else:
@@ -527,14 +530,8 @@ class Orchestrator:
         scalar("qkd", "keys_accepted", self.windows_accepted)
         scalar("qkd", "keys_discarded", self.windows_discarded)
         self._commissioning_scalars(scalar)
-        if self._ids_true:
-            metrics = detection_metrics(
-                np.concatenate(self._ids_true), np.concatenate(self._ids_pred), np.concatenate(self._ids_type)
-            )
-        else:
-            metrics = {}
-        for name in ("adr", "fpr", "precision", "f1"):
-            scalar("ids", name, metrics.get(name, np.nan))
+        for name, value in self._ids_scalars().items():
+            scalar("ids", name, value)
         scalar("ids", "link_flags", self.link_flags.sum())
         judged = np.isfinite(self.margin)  # blocks Algorithm 2 could score
         attacked = judged & self.channel_attacked
@@ -617,6 +614,33 @@ class Orchestrator:
         scalar("qkd", "blocks", np.isfinite(self.secret_bits).sum())
         scalar("qkd", "blocks_with_key", (self.secret_bits > 0).sum())
         scalar("qkd", "key_bits", self.key_bits.sum())
+
+    def _ids_scalars(self) -> dict[str, float]:
+        """ADR, FPR, precision and F1 over the distinct held-out records the run judged (each once, by the
+        majority of its judgements), with Wilson 95 % bounds and n (``qesif_core.qids.metrics``)."""
+        if not self._ids_record:
+            return {name: np.nan for name in IDS_SCALARS}
+        records = np.concatenate(self._ids_record)
+        keys = record_keys(self.flows, feature_columns(self.flows))[records]
+        metrics = distinct_record_metrics(
+            keys, self._labels[records], np.concatenate(self._ids_pred), self._attack_types[records]
+        )
+        out = {name: metrics[name] for name in ("adr", "fpr", "precision", "f1")}
+        for name in ("adr", "fpr", "precision", "f1"):
+            out[f"{name}_ci95_low"], out[f"{name}_ci95_high"] = metrics[f"{name}_ci95"]
+        out["n_attack_test"] = metrics["n_attack_test"]
+        out["n_benign_test"] = metrics["n_benign_test"]
+        out["judgements"] = metrics["judgements"]
+        return out
+
+
+#: The run's detection scalars (module ``ids``), per distinct held-out record: rates, Wilson 95 % bounds,
+#: the numbers of distinct attack and benign records, and the judgements (replays) behind them.
+IDS_SCALARS = (
+    "adr", "fpr", "precision", "f1", "adr_ci95_low", "adr_ci95_high", "fpr_ci95_low", "fpr_ci95_high",
+    "precision_ci95_low", "precision_ci95_high", "f1_ci95_low", "f1_ci95_high", "n_attack_test",
+    "n_benign_test", "judgements",
+)  # fmt: skip
 
 
 def _rate(flags: np.ndarray) -> float:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bridge.datasets import load_flows
 from qesif_core.errors import UserInputError
+from qesif_core.qids.flows import feature_columns, vector_keys
 
 #: Share of each class's records used to train the flow detector; the rest drive the network (held out).
 DEFAULT_TRAIN_FRACTION = 0.7
@@ -51,10 +52,12 @@ def train_fraction(spec: Mapping[str, Any]) -> float:
 def prepare_flows(
     spec: Mapping[str, Any], streams: RunStreams
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The run's flow table and its stratified split: ``(flows, train_index, test_index)``.
+    """The run's flow table and its grouped, stratified split: ``(flows, train_index, test_index)``.
 
-    Each class (benign, attack) is shuffled and split at ``qids.train_fraction``; the held-out records are
-    the ones the network replays and the Q-IDS judges.
+    Rows with identical feature vectors form one group, and a group lies wholly in training or in test,
+    so no test record has its exact copy in training. A group belongs to the attack class when any of its
+    rows is an attack; each class's groups are shuffled and a share ``qids.train_fraction`` of them goes
+    to training. The held-out records are the ones the network replays and the Q-IDS judges.
     """
     dataset = spec["dataset"]
     flows = load_flows(
@@ -63,15 +66,16 @@ def prepare_flows(
     if len(flows) < 2:
         raise UserInputError(f"dataset {dataset['name']!r}: needs at least 2 flow records, got {len(flows)}")
     fraction = train_fraction(spec)
-    labels = flows["label"].to_numpy(dtype=bool)
-    train, test = [], []
+    _, group = np.unique(vector_keys(flows, feature_columns(flows)), return_inverse=True)
+    group_is_attack = np.zeros(group.max() + 1, dtype=bool)
+    group_is_attack[group[flows["label"].to_numpy(dtype=bool)]] = True
+    train_group = np.zeros(group_is_attack.size, dtype=bool)
     for cls in (False, True):
-        members = np.flatnonzero(labels == cls)
+        members = np.flatnonzero(group_is_attack == cls)
         members = members[streams.split.permutation(members.size)]
-        cut = round(fraction * members.size)
-        train.append(members[:cut])
-        test.append(members[cut:])
-    train_index, test_index = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+        train_group[members[: round(fraction * members.size)]] = True
+    in_train = train_group[group]
+    train_index, test_index = np.flatnonzero(in_train), np.flatnonzero(~in_train)
     if test_index.size == 0 or train_index.size == 0:
         raise UserInputError(
             f"qids.train_fraction {fraction} leaves no "

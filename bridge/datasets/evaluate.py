@@ -1,12 +1,19 @@
 """Evaluation of a cross-layer detector on a dataset file, in bounded memory.
 
-Split (seeded, per row): each row draws ``u`` ~ U(0, 1) from a generator derived from the seed; rows with
-``u >= train_fraction`` form the test split (all of them), rows with ``u < train_fraction`` the training
+Features: the loader's features the file has; with ``--train/--test`` files, the features both files
+have (a 12-column Bot-IoT projection and the full schema share their 11 flow statistics).
+
+Split (seeded, grouped by feature vector): each row gets ``u`` in [0, 1) from a hash of its feature
+vector and the split seed, so identical feature vectors get the same ``u`` and never straddle the split;
+rows with ``u >= train_fraction`` form the test split, rows with ``u < train_fraction`` the training
 split, thinned to at most about ``max_train_rows`` (rows with ``u < train_fraction * keep``, ``keep`` from
-a first counting pass). With ``--train/--test`` files, the test file is the test split and the training
-file is thinned the same way. The file is read three times in chunks: count, collect the training rows,
-predict the test rows (metrics accumulated per chunk), so memory is bounded by ``max_train_rows`` plus one
-chunk, whatever the file size.
+a first counting pass). With ``--train/--test`` files, the test file is the test split (its records whose
+feature vector is also in the training rows are left out and counted) and the training file is thinned
+the same way. Metrics count each distinct test record (features, label, attack type) once, with its
+first verdict, and give ADR, FPR, precision and F1 with Wilson 95 % intervals and n
+(``qesif_core.qids.metrics``). The file is read three times in chunks: count, collect the training rows,
+predict the test rows (metrics accumulated per chunk; 8 bytes per distinct test record), so memory is
+bounded by ``max_train_rows`` plus one chunk and the record keys, whatever the file size.
 
 Quantum score (optional ``channel``): one QKD link trace per gateway from the built-in engine
 (``qesif_core.qkd.trace.link_trace``), Algorithm 2 calibrated as in a run (``calibration``: each link's
@@ -26,12 +33,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bridge.datasets import DEFAULT_CHUNKSIZE, iter_synthetic_chunks, open_dataset
+from bridge.datasets import (
+    DEFAULT_CHUNKSIZE,
+    FEATURE_PREFIX,
+    dataset_module,
+    iter_synthetic_chunks,
+    open_dataset,
+    synthetic_header,
+)
 from qesif_core.errors import UserInputError
 from qesif_core.qids import anomaly
 from qesif_core.qids.anomaly import CALIBRATION_MODES
+from qesif_core.qids.flows import record_keys, vector_keys
 from qesif_core.qids.fusion import CrossLayerDetector, DetectorSpec, quantum_score_for_flows
-from qesif_core.qids.metrics import ConfusionCounts
+from qesif_core.qids.metrics import ConfusionCounts, SeenKeys
 
 DEFAULT_SPEC = DetectorSpec(classifier="random_forest", uses_quantum_score=False, fusion="none")
 
@@ -83,11 +98,9 @@ Source = Callable[[], Iterator[pd.DataFrame]]
 
 
 def _count_rows(path: str, dataset: str, chunksize: int) -> int:
-    data = open_dataset(dataset, path)
+    open_dataset(dataset, path)
     total = 0
-    for chunk in pd.read_csv(
-        path, encoding="utf-8-sig", usecols=[data.variant.label_column], dtype=str, chunksize=chunksize
-    ):
+    for chunk in pd.read_csv(path, encoding="utf-8-sig", usecols=[0], dtype=str, chunksize=chunksize):
         total += len(chunk)
     return total
 
@@ -104,11 +117,42 @@ def _positions(chunks: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, n
         start += len(chunk)
 
 
-def _collect_train(source: Source, split_seed: int, threshold: float) -> pd.DataFrame:
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def group_uniform(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row, the same for equal ``keys`` (feature-vector hashes) and a given seed:
+    the splitmix64 finaliser of ``key xor seed``, top 53 bits."""
+    x = np.asarray(keys, dtype=np.uint64) ^ np.uint64(seed % 2**64)
+    x = (x ^ (x >> np.uint64(30))) * _MIX_1
+    x = (x ^ (x >> np.uint64(27))) * _MIX_2
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _collect_train(source: Source, columns: list[str], split_seed: int, threshold: float) -> pd.DataFrame:
     """The rows whose split draw is below ``threshold`` (the same draws the test pass makes)."""
-    split_rng = np.random.default_rng(split_seed)
-    parts = [chunk[split_rng.random(len(chunk)) < threshold] for chunk in source()]
+    parts = [chunk[group_uniform(vector_keys(chunk, columns), split_seed) < threshold] for chunk in source()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _feature_columns(setup: EvaluationSetup) -> list[str]:
+    """The ``feat_*`` columns of the evaluation: the file's, or those both the training and test file have."""
+    if setup.path is None and setup.train_path is None:
+        header = synthetic_header(setup.dataset)
+        names = dataset_module(setup.dataset).choose_variant(header).features_in(header)
+    elif setup.path is not None:
+        names = open_dataset(setup.dataset, setup.path).features
+    else:
+        train = open_dataset(setup.dataset, setup.train_path).features
+        test = open_dataset(setup.dataset, setup.test_path).features
+        names = [c for c in train if c in test]
+        if not names:
+            raise UserInputError(
+                f"--train {setup.train_path} and --test {setup.test_path} share no feature column "
+                f"(training: {', '.join(train)}; test: {', '.join(test)})"
+            )
+    return [FEATURE_PREFIX + c for c in names]
 
 
 def _quantum_margins(setting: QuantumSetting, seed: int) -> anomaly.QidsResult:
@@ -163,27 +207,34 @@ def evaluate(setup: EvaluationSetup) -> dict:
         train_source = _file_source(setup.dataset, setup.train_path, setup.chunksize)
         test_source = _file_source(setup.dataset, setup.test_path, setup.chunksize)
     separate = setup.train_path is not None
+    columns = _feature_columns(setup)
     fraction = 1.0 if separate else setup.train_fraction
     keep = min(1.0, setup.max_train_rows / max(fraction * n_total, 1.0))
-    train = _collect_train(train_source, split_seed, fraction * keep)
+    train = _collect_train(train_source, columns, split_seed, fraction * keep)
     if len(train) == 0:
         raise UserInputError(f"{setup.dataset}: the training split is empty ({n_total} rows in all)")
 
-    detector = CrossLayerDetector(setup.spec, np.random.default_rng(model_seed)).fit(train)
+    detector = CrossLayerDetector(setup.spec, np.random.default_rng(model_seed)).fit(train, columns)
     n_train = len(train)
     train_counts = train["attack_type"].value_counts().to_dict()
+    train_vectors = np.unique(vector_keys(train, columns)) if separate else None
     del train
 
     margins = _quantum_margins(setup.quantum, setup.seed) if setup.quantum is not None else None
     counts = ConfusionCounts()
-    n_test = 0
+    seen = SeenKeys()
+    n_test_rows = n_in_training = 0
     n_positions = max(n_test_file, 1)
-    split_rng = np.random.default_rng(split_seed)
     for chunk, position in _positions(test_source()):
+        vectors = vector_keys(chunk, columns)
         if separate:
-            mask = np.ones(len(chunk), dtype=bool)
+            in_training = np.isin(vectors, train_vectors)
+            n_in_training += int(in_training.sum())
+            mask = ~in_training
         else:
-            mask = split_rng.random(len(chunk)) >= setup.train_fraction
+            mask = group_uniform(vectors, split_seed) >= setup.train_fraction
+        n_test_rows += int(mask.sum())
+        mask[mask] = seen.first_seen(record_keys(chunk[mask], columns))
         test = chunk[mask]
         if len(test) == 0:
             continue
@@ -193,7 +244,6 @@ def evaluate(setup: EvaluationSetup) -> dict:
             quantum_score = quantum_score_for_flows(test, margins, blocks)
         prediction = detector.predict(test, quantum_score)
         counts.update(test["label"].to_numpy(), prediction, test["attack_type"].to_numpy())
-        n_test += len(test)
 
     result = counts.metrics()
     result.update(
@@ -203,12 +253,15 @@ def evaluate(setup: EvaluationSetup) -> dict:
             "train_path": setup.train_path,
             "test_path": setup.test_path,
             "synthetic": synthetic,
+            "features": [c[len(FEATURE_PREFIX) :] for c in columns],
             "n_train": n_train,
-            "n_test": n_test,
+            "n_test": result["n_attack_test"] + result["n_benign_test"],
+            "n_test_rows": n_test_rows,
+            "n_test_rows_in_training": n_in_training if separate else 0,
             "n_rows": n_total if not separate else None,
             "train_attack_types": {str(k): int(v) for k, v in sorted(train_counts.items())},
             "split": {
-                "kind": "separate files" if separate else "random per-row, seeded",
+                "kind": "separate files" if separate else "grouped by feature vector, seeded",
                 "train_fraction": None if separate else setup.train_fraction,
                 "max_train_rows": setup.max_train_rows,
                 "train_thinning": keep,

@@ -7,6 +7,7 @@ import pytest
 
 from bridge.cosim.orchestrator import Orchestrator, run_once
 from qesif_core.errors import UserInputError
+from qesif_core.qids.metrics import wilson_interval
 
 
 def _scalars(table: pd.DataFrame) -> dict[str, float]:
@@ -65,3 +66,17 @@ def test_link_baseline_commissions_each_link_and_is_deterministic(small_spec):
 def test_bad_calibration_settings_are_user_errors(small_spec, qids, match):
     with pytest.raises(UserInputError, match=match):
         Orchestrator({**small_spec(rounds=2), "qids": qids})
+
+
+def test_detection_rates_count_each_distinct_held_out_record_once_with_intervals(small_spec):
+    m = _scalars(run_once(small_spec(rounds=6, channel="clean")))
+    n_attack, n_benign = int(m["ids/n_attack_test"]), int(m["ids/n_benign_test"])
+    assert n_attack > 0 and n_benign > 0
+    # replays judge records many times; the rates count each distinct record once
+    assert m["ids/judgements"] > n_attack + n_benign
+    for name in ("adr", "fpr", "precision", "f1"):
+        assert 0.0 <= m[f"ids/{name}_ci95_low"] <= m[f"ids/{name}"] <= m[f"ids/{name}_ci95_high"] <= 1.0
+    detected = round(m["ids/adr"] * n_attack)
+    assert (m["ids/adr_ci95_low"], m["ids/adr_ci95_high"]) == pytest.approx(
+        wilson_interval(detected, n_attack)
+    )

@@ -4,12 +4,14 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from bridge.datasets import write_synthetic_csv
-from bridge.datasets.evaluate import EvaluationSetup, QuantumSetting, evaluate
+from bridge.datasets import bot_iot, write_synthetic_csv
+from bridge.datasets.evaluate import EvaluationSetup, QuantumSetting, evaluate, group_uniform
 from qesif_core.errors import UserInputError
-from qesif_core.qids.fusion import DetectorSpec
+from qesif_core.qids.flows import record_keys, vector_keys
+from qesif_core.qids.fusion import CrossLayerDetector, DetectorSpec
 
 TREE = DetectorSpec("decision_tree", False, "none")
 
@@ -19,7 +21,7 @@ def test_split_is_seeded_and_covers_the_file(tmp_path, rng):
     a = evaluate(EvaluationSetup("bot_iot", str(path), seed=4, spec=TREE, chunksize=700))
     b = evaluate(EvaluationSetup("bot_iot", str(path), seed=4, spec=TREE, chunksize=1100))
     assert a == {**b, "split": a["split"]} and a["split"] == b["split"]  # chunking does not change the split
-    assert a["n_train"] + a["n_test"] == 3000 and a["synthetic"] is False
+    assert a["n_train"] + a["n_test_rows"] == 3000 and a["synthetic"] is False
     assert 0.6 < a["n_train"] / 3000 < 0.8
     c = evaluate(EvaluationSetup("bot_iot", str(path), seed=5, spec=TREE))
     assert c["n_train"] != a["n_train"] or c["tp"] != a["tp"]
@@ -29,20 +31,20 @@ def test_training_is_thinned_to_the_cap(tmp_path, rng):
     path = write_synthetic_csv("ton_iot", tmp_path / "t.csv", 4000, rng)
     out = evaluate(EvaluationSetup("ton_iot", str(path), spec=TREE, max_train_rows=500))
     assert 400 < out["n_train"] < 600
-    assert out["n_test"] == pytest.approx(0.3 * 4000, rel=0.1)
+    assert out["n_test_rows"] == pytest.approx(0.3 * 4000, rel=0.1)
 
 
 def test_separate_train_and_test_files(tmp_path, rng):
     train = write_synthetic_csv("edge_iiotset", tmp_path / "train.csv", 1500, rng)
     test = write_synthetic_csv("edge_iiotset", tmp_path / "test.csv", 800, rng)
     out = evaluate(EvaluationSetup("edge_iiotset", train_path=str(train), test_path=str(test), spec=TREE))
-    assert (out["n_train"], out["n_test"]) == (1500, 800)
+    assert (out["n_train"], out["n_test_rows"] + out["n_test_rows_in_training"]) == (1500, 800)
     assert out["split"]["kind"] == "separate files"
 
 
 def test_synthetic_run_is_marked(rng):
     out = evaluate(EvaluationSetup("bot_iot", synthetic_rows=2000, spec=TREE))
-    assert out["synthetic"] is True and out["n_train"] + out["n_test"] == 2000
+    assert out["synthetic"] is True and out["n_train"] + out["n_test_rows"] == 2000
 
 
 def test_eavesdropped_channel_under_or_fusion_flags_benign_flows_too(tmp_path, rng):
@@ -77,6 +79,83 @@ def test_noisy_links_are_judged_against_their_own_baseline_and_boost_keeps_benig
     assert tapped["fpr"] < 0.5
 
 
+def _capture_split(monkeypatch) -> dict:
+    """Record the rows the detector is trained on and the rows it judges."""
+    seen: dict = {"train": [], "test": []}
+    fit, predict = CrossLayerDetector.fit, CrossLayerDetector.predict
+
+    def capture_fit(self, flows, columns=None):
+        seen["train"].append(flows.copy())
+        seen["columns"] = columns
+        return fit(self, flows, columns)
+
+    def capture_predict(self, flows, quantum_score=None):
+        seen["test"].append(flows.copy())
+        return predict(self, flows, quantum_score)
+
+    monkeypatch.setattr(CrossLayerDetector, "fit", capture_fit)
+    monkeypatch.setattr(CrossLayerDetector, "predict", capture_predict)
+    return seen
+
+
+def test_identical_feature_vectors_never_straddle_the_split_and_count_once(tmp_path, rng, monkeypatch):
+    raw = bot_iot.synthetic_raw(600, rng)
+    repeated = pd.concat([raw, raw.iloc[:300], raw.iloc[:100]], ignore_index=True)  # 400 repeats
+    repeated["pkSeqID"] = np.arange(len(repeated))  # different row ids, same features
+    path = tmp_path / "repeats.csv"
+    repeated.sample(frac=1.0, random_state=1).to_csv(path, index=False)
+    seen = _capture_split(monkeypatch)
+    out = evaluate(EvaluationSetup("bot_iot", str(path), spec=TREE, chunksize=97))
+    train, test = seen["train"][0], pd.concat(seen["test"])
+    columns = seen["columns"]
+    assert not set(vector_keys(train, columns)) & set(vector_keys(test, columns))
+    records = record_keys(test, columns)
+    assert len(set(records)) == len(records) == out["n_test"]  # each distinct record judged once
+    assert out["n_test_rows"] > out["n_test"] and out["n_train"] + out["n_test_rows"] == 1000
+    assert out["n_attack_test"] + out["n_benign_test"] == out["n_test"]
+    assert len(out["adr_ci95"]) == len(out["fpr_ci95"]) == 2
+
+
+def test_separate_files_share_their_common_features_and_leave_out_training_vectors(data_path):
+    half_a = data_path("datasets", "bot_iot", "preprocessed_12col_half_A.csv")
+    full = data_path("datasets", "bot_iot", "data_t.csv")
+    out = evaluate(EvaluationSetup("bot_iot", train_path=str(half_a), test_path=str(full), spec=TREE))
+    assert out["features"] == [
+        "pkts",
+        "bytes",
+        "dur",
+        "mean",
+        "stddev",
+        "sum",
+        "min",
+        "max",
+        "rate",
+        "flgs",
+        "proto",
+    ]
+    assert out["n_test_rows"] + out["n_test_rows_in_training"] == 1109
+    assert out["n_test_rows_in_training"] > 0 and out["n_test"] <= 471  # distinct feature vectors + labels
+    reverse = evaluate(EvaluationSetup("bot_iot", train_path=str(full), test_path=str(half_a), spec=TREE))
+    assert reverse["features"] == out["features"]
+
+
+def test_files_without_a_common_feature_are_a_user_error(tmp_path):
+    a = tmp_path / "a.csv"
+    a.write_text("proto,attack\ntcp,1\nudp,0\n")
+    b = tmp_path / "b.csv"
+    b.write_text("pkts,attack\n3,1\n4,0\n")
+    with pytest.raises(UserInputError, match=r"share no feature column.*proto.*pkts"):
+        evaluate(EvaluationSetup("bot_iot", train_path=str(a), test_path=str(b), spec=TREE))
+
+
+def test_group_uniform_is_the_same_for_equal_keys_and_spreads_over_0_1():
+    keys = np.arange(100_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    u = group_uniform(keys, 7)
+    assert u.min() >= 0.0 and u.max() < 1.0 and abs(u.mean() - 0.5) < 0.01
+    np.testing.assert_array_equal(group_uniform(keys[::-1], 7), u[::-1])
+    assert not np.array_equal(group_uniform(keys, 8), u)
+
+
 def test_bad_setups_are_user_errors():
     with pytest.raises(UserInputError, match="train-fraction"):
         EvaluationSetup("bot_iot", train_fraction=1.5)
@@ -109,7 +188,7 @@ def test_two_million_rows_in_bounded_memory(tmp_path):
         out = evaluate(EvaluationSetup("bot_iot", {str(path)!r}, spec=spec))
         peak = hwm()
         figures = {{"base_mb": base / 1024, "peak_mb": peak / 1024, "seconds": time.perf_counter() - started}}
-        figures.update({{k: out[k] for k in ("n_rows", "n_train", "n_test", "adr", "fpr")}})
+        figures.update({{k: out[k] for k in ("n_rows", "n_train", "n_test_rows", "adr", "fpr")}})
         print(json.dumps(figures))
         """
     )
@@ -118,5 +197,5 @@ def test_two_million_rows_in_bounded_memory(tmp_path):
     print(figures, f"file {path.stat().st_size / 2**20:.0f} MiB")
     assert figures["n_rows"] == 2_000_000
     assert 95_000 < figures["n_train"] < 105_000
-    assert figures["n_test"] == pytest.approx(600_000, rel=0.01)
+    assert figures["n_test_rows"] == pytest.approx(600_000, rel=0.01)
     assert figures["peak_mb"] < 1024
