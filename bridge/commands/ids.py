@@ -1,4 +1,5 @@
 """``qesif ids evaluate``: the cross-layer Q-IDS on a dataset file (or the synthetic generator);
+``qesif ids audit``: how well each column alone separates the classes (leak check, ``bridge.datasets.audit``);
 ``qesif ids roc``: the ROC of Algorithm 2 on clean, noisy and eavesdropped QKD traces."""
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--synthetic-rows", type=int, default=20_000)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_evaluate)
+    au = sub.add_parser("audit", help="balanced accuracy of each column alone: suspect (leaking) features")
+    au.add_argument("--dataset", required=True, choices=list(DATASETS))
+    au.add_argument("--path", help="dataset file (none: the dataset's synthetic generator)")
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--max-rows", type=int, default=200_000, help="rows sampled from a larger file")
+    au.add_argument("--synthetic-rows", type=int, default=5_000)
+    au.add_argument("--json", action="store_true", help="print one JSON object")
+    au.set_defaults(func=cmd_audit)
     roc = sub.add_parser("roc", help="ROC of Algorithm 2 (clean/noisy benign vs eavesdropped traces)")
     roc.add_argument("--links", type=int, default=4)
     roc.add_argument("--blocks", type=int, default=100)
@@ -86,6 +95,8 @@ def _jsonable(value: object) -> object:
         return None
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
     return value
 
 
@@ -121,13 +132,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     source = "SYNTHETIC rows" if result["synthetic"] else (result["path"] or result["test_path"])
     print(f"{args.dataset} ({source}): {spec.classifier}, fusion {spec.fusion}, channel {channel}")
-    print(f"  split: {result['split']['kind']}, n_train {result['n_train']}, n_test {result['n_test']}")
-    for key in ("adr", "fpr", "precision", "f1"):
-        value = result[key]
-        print(f"  {key:9s} {'n/a' if value is None else f'{value:.4f}'}")
+    print(
+        f"  split: {result['split']['kind']}, n_train {result['n_train']} rows, n_test "
+        f"{result['n_test']} distinct records ({result['n_attack_test']} attack, "
+        f"{result['n_benign_test']} benign) of {result['n_test_rows']} test rows"
+    )
+    if result["n_test_rows_in_training"]:
+        print(f"  left out: {result['n_test_rows_in_training']} test rows whose features are in training")
+    print(f"  features: {', '.join(result['features'])}")
+    denominators = {"adr": "attack", "fpr": "benign", "precision": "flagged", "f1": "attack + flagged"}
+    for key, of in denominators.items():
+        value, (low, high) = result[key], result[f"{key}_ci95"]
+        if value is None:
+            print(f"  {key:9s} n/a")
+        else:
+            print(f"  {key:9s} {value:.4f}  95% CI [{low:.4f}, {high:.4f}]  (n: {of} records)")
     for kind, recall in result["per_class_recall"].items():
         support = result["per_class_support"][kind]
-        print(f"  recall {kind:22s} {'n/a' if recall is None else f'{recall:.4f}'} ({support} rows)")
+        print(f"  recall {kind:22s} {'n/a' if recall is None else f'{recall:.4f}'} ({support} records)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bridge.datasets.audit import audit, used_suspects
+
+    result = audit(args.dataset, args.path, args.seed, args.max_rows, args.synthetic_rows)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    source = "SYNTHETIC rows of the generator" if result["synthetic"] else result["path"]
+    print(
+        f"{args.dataset} ({source}): {result['rows']} rows, {result['attack_rows']} attack; balanced "
+        f"accuracy of each column alone (suspect >= {result['suspect_accuracy']})"
+    )
+    for feature in result["features"]:
+        role = "feature" if feature["used"] else f"not used ({feature['reason'] or 'not a candidate'})"
+        flag = "  SUSPECT" if feature["suspect"] else ""
+        print(f"  {feature['balanced_accuracy']:.4f}  {feature['name']:28s} {role}{flag}")
+    suspects = used_suspects(result)
+    print(f"  used suspect features: {', '.join(suspects) if suspects else 'none'}")
     return 0
 
 

@@ -6,7 +6,10 @@ import pytest
 from bridge.cli import main
 from bridge.datasets import bot_iot, write_synthetic_csv
 
-FIELDS = {"adr", "fpr", "precision", "f1", "per_class_recall", "n_train", "n_test", "synthetic"}
+FIELDS = {
+    "adr", "fpr", "precision", "f1", "per_class_recall", "n_train", "n_test", "synthetic", "adr_ci95",
+    "fpr_ci95", "n_attack_test", "n_benign_test",
+}  # fmt: skip
 
 
 def run_json(capsys, *argv):
@@ -14,14 +17,38 @@ def run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-def test_evaluate_json_on_a_shared_sample(capsys, shared_path):
-    path = shared_path("datasets", "bot_iot", "data_t.csv")
+def test_evaluate_json_on_a_shipped_sample(capsys, data_path):
+    path = data_path("datasets", "bot_iot", "data_t.csv")
     out = run_json(
         capsys, "ids", "evaluate", "--dataset", "bot_iot", "--path", str(path), "--seed", "3", "--json"
     )
     assert FIELDS <= set(out)
-    assert out["synthetic"] is False and out["n_train"] + out["n_test"] == 1109
+    assert out["synthetic"] is False and out["n_train"] + out["n_test_rows"] == 1109
+    assert out["n_test"] == out["n_attack_test"] + out["n_benign_test"] <= out["n_test_rows"]
+    for key in ("adr", "fpr"):
+        low, high = out[f"{key}_ci95"]
+        assert 0.0 <= low <= out[key] <= high <= 1.0
     assert set(out["per_class_recall"]) == {"ddos"}
+
+
+def test_evaluate_trains_on_the_12_column_file_and_tests_on_the_full_schema(capsys, data_path):
+    """The issue's command: half A of the 12-column projection against other real Bot-IoT rows."""
+    half_a = data_path("datasets", "bot_iot", "preprocessed_12col_half_A.csv")
+    other = data_path("datasets", "bot_iot", "data_t.csv")
+    out = run_json(
+        capsys,
+        "ids",
+        "evaluate",
+        "--dataset",
+        "bot_iot",
+        "--train",
+        str(half_a),
+        "--test",
+        str(other),
+        "--json",
+    )
+    assert out["n_train"] == 9426 and len(out["features"]) == 11
+    assert out["n_attack_test"] > 0 and out["n_benign_test"] > 0 and out["adr_ci95"][0] <= out["adr"]
 
 
 def test_evaluate_synthetic_is_marked_and_scheme_detector_is_used(capsys):
@@ -66,7 +93,7 @@ def bot_values(**changes):
 )
 def test_bad_files_exit_2_naming_file_and_column(capsys, tmp_path, case, pattern):
     if case == "missing_label":
-        header = [c for c in bot_iot.SCHEMA if c != "attack"]
+        header = [c for c in bot_iot.SCHEMA if c not in ("attack", "category")]
         path = write_bot(tmp_path, "nolabel.csv", header, [bot_values()[c] for c in header])
     elif case == "delimiter":
         path = write_bot(tmp_path, "semi.csv", bot_iot.SCHEMA, list(bot_values().values()), sep=";")
@@ -78,8 +105,8 @@ def test_bad_files_exit_2_naming_file_and_column(capsys, tmp_path, case, pattern
     assert re.search(pattern, err), err
 
 
-def test_wrong_dataset_exits_2_listing_missing_columns(capsys, shared_path):
-    path = shared_path("datasets", "bot_iot", "data_t.csv")
+def test_wrong_dataset_exits_2_listing_missing_columns(capsys, data_path):
+    path = data_path("datasets", "bot_iot", "data_t.csv")
     assert main(["ids", "evaluate", "--dataset", "ton_iot", "--path", str(path)]) == 2
     assert "missing expected column(s) src_ip, dst_ip" in capsys.readouterr().err
 
