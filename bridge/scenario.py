@@ -3,7 +3,13 @@
 A scenario YAML names the grid of an experiment (datasets x channel conditions x schemes x seeds, plus
 sweeps over any parameter by its dotted path) and the parameters shared by all its runs. Defaults follow
 the paper's Table 2 (100 devices, 10 gateways, exponential traffic with a 100 ms mean inter-arrival time,
-MQTT and CoAP, 100 rounds) and ``../shared/DESIGN.md`` (channel presets are physical settings).
+MQTT and CoAP, 100 rounds) and ``docs/interpretations.md`` (channel presets are physical settings).
+
+Every section is strict: a key that no part of the project reads is an error naming it and the nearest
+valid key (``difflib``). The valid keys come from each section's model: the pydantic models below (a
+field added to one is valid at once), ``KeyPolicy`` and ``HysteresisParams`` for ``keys`` (plus
+``session_rounds``, ``energy_budget_j`` and the keys the registered schemes declare in ``extra_keys``),
+``ChannelParams`` for channel overrides and the cost table (``qesif_core/data/costs.yaml``) for ``costs``.
 
 Each run is a JSON-serialisable spec dict (the contract of ``bridge.cosim.orchestrator.run_once`` in
 ``docs/design.md``) with a stable key: a hash of the resolved spec, which includes the seed. The key does
@@ -16,12 +22,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
 import math
 import os
 import sys
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +44,15 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    create_model,
     field_validator,
+    model_validator,
 )
 
 from bridge.provenance import code_fingerprint
+from qesif_core.entropy_keys import KeyPolicy
 from qesif_core.errors import UserInputError
+from qesif_core.hybrid import HysteresisParams
 from qesif_core.qids.anomaly import QidsParams
 from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, FLOW_THRESHOLD
 
@@ -58,7 +70,7 @@ class DatasetSpec(_Strict):
     """A dataset that drives device traffic and carries the ground truth."""
 
     name: Literal["ton_iot", "edge_iiotset", "bot_iot"]
-    path: str | None = Field(None, description="CSV of the dataset; null uses the shared copy or synthetic")
+    path: str | None = Field(None, description="CSV of the dataset; null: the synthetic generator")
     max_rows: PositiveInt | None = Field(None, description="cap on records read (null: all)")
 
 
@@ -157,6 +169,42 @@ class QidsSpec(_Strict):
         return value
 
 
+def _dataclass_fields_model(name: str, source: type, skip: tuple[str, ...] = ()) -> type[BaseModel]:
+    """A strict pydantic model with the fields, types and defaults of a dataclass (its section's model)."""
+    hints = typing.get_type_hints(source)
+    fields = {f.name: (hints[f.name], f.default) for f in dataclasses.fields(source) if f.name not in skip}
+    return create_model(name, __base__=_Strict, **fields)
+
+
+HysteresisSpec = _dataclass_fields_model("HysteresisSpec", HysteresisParams, skip=("epsilon_min",))
+_KeyPolicySpec = _dataclass_fields_model("KeyPolicySpec", KeyPolicy)
+
+
+class KeysSpec(_KeyPolicySpec):
+    """The ``keys`` section: Algorithm 1's ``KeyPolicy`` fields (``epsilon_min`` is also Eq. 5's
+    threshold), the schemes' ``hysteresis`` (mapping of ``HysteresisParams`` fields, or true/false),
+    ``session_rounds`` and ``energy_budget_j`` (docs/design.md), and any key a registered scheme declares
+    in its ``extra_keys`` (checked by :func:`check_keys`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    hysteresis: bool | HysteresisSpec | None = None
+    session_rounds: PositiveInt = Field(1, description="rounds a device keeps its security session")
+    energy_budget_j: PositiveFloat | None = Field(None, description="device energy budget: eta of Eq. 1")
+
+    @model_validator(mode="after")
+    def _values_fit_their_models(self) -> KeysSpec:
+        """The values are checked by the code that reads them (Algorithm 1's policy, the hybrid switch)."""
+        from qesif_core.schemes.qesif import hysteresis_from_params
+
+        try:
+            KeyPolicy(**{f: getattr(self, f) for f in _KeyPolicySpec.model_fields})
+            hysteresis_from_params(self.model_dump(exclude_unset=True))
+        except (UserInputError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 DEADLINE_HELP = (
     "wall-clock limit (s) of one run with a peer process (--bridge zmq, --peer, qesif serve, omnetpp), "
     "however busy the peer keeps the bridge; null: 600 s + 60 s per round"
@@ -183,7 +231,7 @@ class Scenario(_Strict):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     qkd: QkdSpec = Field(default_factory=QkdSpec)
     qids: QidsSpec = Field(default_factory=QidsSpec, description="Q-IDS parameters")
-    keys: dict[str, Any] = Field(default_factory=dict, description="key management / hybrid parameters")
+    keys: KeysSpec = Field(default_factory=KeysSpec, description="key management / hybrid parameters")
     costs: dict[str, Any] = Field(default_factory=dict, description="overrides of the default cost model")
     sweeps: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted path of a run-spec field -> values to sweep"
@@ -258,16 +306,72 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def _validation_message(source: str, exc: ValidationError, prefix: str = "") -> str:
+def nearest_valid(name: str, valid: typing.Iterable[str]) -> str:
+    """``; nearest valid field: 'x'`` for the valid name closest to ``name`` (difflib)."""
+    choices = sorted(valid)
+    if not choices:
+        return ""
+    (closest,) = difflib.get_close_matches(name, choices, n=1, cutoff=0.0)
+    return f"; nearest valid field: {closest!r}"
+
+
+def unknown_field(where: str, value: Any, valid: typing.Iterable[str]) -> str:
+    """The text of an unknown-key error: the field, its value and the nearest valid field."""
+    return f"field '{where}': unknown field (value {value!r}){nearest_valid(where.rsplit('.', 1)[-1], valid)}"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``X``, ``list[X]``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        model = _model_of(argument)
+        if model is not None:
+            return model
+    return None
+
+
+def _walk(
+    model: type[BaseModel], loc: tuple[Any, ...], unknown_key: bool
+) -> tuple[tuple[Any, ...], str | None, list[str]]:
+    """Follow an error location through the models: the location without pydantic's union-member tags,
+    the last tag met (None if none) and the valid field names of the section the location ends in. With
+    ``unknown_key`` the last part is the unknown key itself and does not move."""
+    current: type[BaseModel] | None = model
+    clean: list[Any] = []
+    tag = None
+    for index, part in enumerate(loc):
+        if unknown_key and index == len(loc) - 1:
+            clean.append(part)
+        elif isinstance(part, int) or current is None:
+            clean.append(part)
+        elif part in current.model_fields:
+            clean.append(part)
+            current = _model_of(current.model_fields[part].annotation)
+        else:  # a union member's tag ("bool", "HysteresisSpec", ...)
+            tag = str(part)
+            current = current if part == current.__name__ else None
+    return tuple(clean), tag, list(current.model_fields) if current is not None else []
+
+
+def _validation_message(
+    source: str, exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
     problems = []
     for error in exc.errors():
-        where = _format_loc(error["loc"])
+        unknown = error["type"] == "extra_forbidden"
+        loc, tag, valid = _walk(model or Scenario, tuple(error["loc"]), unknown)
+        if tag is not None and tag[:1].islower() and isinstance(error["input"], Mapping):
+            continue  # a scalar member of a union cannot take the mapping given: the model member explains
+        where = _format_loc(loc)
         if prefix:
             where = f"{prefix}.{where}" if where != "(top level)" else prefix
-        if error["type"] == "extra_forbidden":
-            problems.append(f"field '{where}': unknown field (value {error['input']!r})")
+        if unknown:
+            problems.append(unknown_field(where, error["input"], valid))
         elif error["type"] == "missing":
             problems.append(f"field '{where}': required field is missing")
+        elif error["type"] == "value_error":
+            problems.append(f"field '{where}': {error['ctx']['error']} (got {error['input']!r})")
         else:
             problems.append(f"field '{where}': {error['msg']} (got {error['input']!r})")
     return f"{source}: " + "; ".join(problems)
@@ -307,8 +411,8 @@ def resolve_channel(source: str, where: str, channel: Mapping[str, Any]) -> dict
             continue
         if key not in resolved:
             raise UserInputError(
-                f"{source}: field '{where}.{key}': unknown field (value {value!r}); "
-                f"channel fields: {', '.join(resolved)}"
+                f"{source}: {unknown_field(f'{where}.{key}', value, resolved)}; channel fields: "
+                f"{', '.join(resolved)}"
             )
         _check_number(source, f"{where}.{key}", value, resolved[key])
         resolved[key] = float(value) if isinstance(resolved[key], float) else value
@@ -330,7 +434,10 @@ def resolve_dataset(source: str, index: int, dataset: ScenarioDataset) -> dict[s
     if path.is_file():
         resolved["path"] = str(path.resolve())
     elif dataset.if_missing == "error":
-        raise UserInputError(f"{source}: field 'datasets[{index}].path': file not found ({dataset.path!r})")
+        raise UserInputError(
+            f"{source}: field 'datasets[{index}].path': file not found ({dataset.path!r}, i.e. {path}); "
+            "`if_missing: synthetic` runs the generator instead"
+        )
     else:
         print(
             f"{source}: datasets[{index}]: {dataset.path!r} not found; using the synthetic {dataset.name} "
@@ -376,18 +483,44 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, source)
 
 
-def check_keys(source: str, keys: Mapping[str, Any], where: str = "keys") -> None:
-    """The ``keys`` fields this module validates (the section is open: the scheme validates the rest).
+def _scheme_keys() -> set[str]:
+    """Keys of the ``keys`` section that registered schemes declare (``SecurityScheme.extra_keys``)."""
+    from qesif_core.schemes import available_schemes, get_scheme
 
-    ``session_rounds``: rounds a device keeps its security session (handshake, CONNECT, key), an integer
-    >= 1 (default 1: a new session every round); see ``bridge.backends.builtin``.
-    """
-    if "session_rounds" in keys:
-        value = keys["session_rounds"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserInputError(
-                f"{source}: field '{where}.session_rounds': must be an integer >= 1 (got {value!r})"
-            )
+    return {key for name in available_schemes() for key in get_scheme(name).extra_keys}
+
+
+def check_keys(source: str, keys: Mapping[str, Any], where: str = "keys") -> dict[str, Any]:
+    """Validate a ``keys`` section (:class:`KeysSpec`; unknown keys name the nearest valid one) and return
+    the keys it sets (no defaults filled in: each part applies its own)."""
+    try:
+        spec = KeysSpec.model_validate(dict(keys))
+    except ValidationError as exc:
+        raise UserInputError(_validation_message(source, exc, where, KeysSpec)) from None
+    known = _scheme_keys()
+    for key, value in (spec.model_extra or {}).items():
+        if key not in known:
+            valid = [*KeysSpec.model_fields, *known]
+            raise UserInputError(f"{source}: {unknown_field(f'{where}.{key}', value, valid)}")
+    return spec.model_dump(exclude_unset=True)
+
+
+def check_costs(source: str, costs: Mapping[str, Any], where: str = "costs") -> None:
+    """Every ``costs`` override names a parameter of the cost table (dotted or nested) with a valid value."""
+    from qesif_core.costs import flatten_overrides, load_cost_model
+
+    valid = list(load_cost_model().parameters())
+    try:
+        names = flatten_overrides(costs)
+    except AttributeError:
+        raise UserInputError(f"{source}: field '{where}': expected a mapping (got {costs!r})") from None
+    for name, value in names.items():
+        if name not in valid:
+            raise UserInputError(f"{source}: {unknown_field(f'{where}.{name}', value, valid)}")
+    try:
+        load_cost_model(costs)
+    except UserInputError as exc:
+        raise UserInputError(f"{source}: field '{where}': {exc}") from None
 
 
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
@@ -396,7 +529,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         scenario = Scenario.model_validate(dict(data))
     except ValidationError as exc:
         raise UserInputError(_validation_message(source, exc)) from None
-    check_keys(source, scenario.keys)
+    check_keys(source, scenario.keys.model_dump(exclude_unset=True))
+    check_costs(source, scenario.costs)
     return scenario
 
 
@@ -412,7 +546,11 @@ def _set_dotted(spec: dict[str, Any], path: str, value: Any, source: str) -> Non
         node = node[part]
     last = parts[-1]
     if not isinstance(node, dict) or (last not in node and parts[0] not in open_sections):
-        raise UserInputError(f"{source}: field 'sweeps.{path}': unknown field {path!r} in a run spec")
+        valid = node if isinstance(node, dict) else ()
+        raise UserInputError(
+            f"{source}: field 'sweeps.{path}': unknown field {path!r} in a run spec"
+            f"{nearest_valid(last, valid)}"
+        )
     node[last] = copy.deepcopy(value)
 
 
@@ -444,7 +582,7 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
             "network": scenario.network.model_dump(),
             "qkd": scenario.qkd.model_dump(),
             "qids": scenario.qids.model_dump(),
-            "keys": copy.deepcopy(scenario.keys),
+            "keys": scenario.keys.model_dump(exclude_unset=True),
             "costs": copy.deepcopy(scenario.costs),
         }
         itervars = dict(zip(sweep_paths, values, strict=True))
@@ -469,10 +607,11 @@ def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) 
         checked = RunSpec.model_validate(spec).model_dump()
     except ValidationError as exc:
         prefix = "sweeps" if itervars else ""
-        raise UserInputError(_validation_message(source, exc, prefix)) from None
+        raise UserInputError(_validation_message(source, exc, prefix, RunSpec)) from None
     if itervars.get("scheme") is not None:
         _check_schemes(source, [checked["scheme"]])
-    check_keys(source, checked["keys"], "sweeps.keys" if itervars else "keys")
+    checked["keys"] = check_keys(source, checked["keys"], "sweeps.keys" if itervars else "keys")
+    check_costs(source, checked["costs"], "sweeps.costs" if itervars else "costs")
     try:
         json.dumps(checked, allow_nan=False)
     except (TypeError, ValueError) as exc:

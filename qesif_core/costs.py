@@ -47,12 +47,12 @@ def _load_default_yaml() -> dict[str, dict[str, dict[str, Any]]]:
     return yaml.safe_load(text)
 
 
-def _flatten_overrides(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_overrides(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and "value" not in value:
-            flat.update(_flatten_overrides(value, name + "."))
+            flat.update(flatten_overrides(value, name + "."))
         else:
             flat[name] = value["value"] if isinstance(value, Mapping) else value
     return flat
@@ -87,7 +87,7 @@ class CostModel:
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
         self._table = _load_default_yaml()
-        for name, value in _flatten_overrides(overrides or {}).items():
+        for name, value in flatten_overrides(overrides or {}).items():
             section, _, field_name = name.partition(".")
             if section not in self._table or field_name not in self._table[section]:
                 raise UserInputError(f"costs: unknown parameter {name!r}")

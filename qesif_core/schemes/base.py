@@ -105,7 +105,8 @@ class SecurityScheme:
     """Base class of a security scheme. Subclasses set the class attributes and ``plan_session``.
 
     ``params`` is the run's ``keys`` section (``epsilon_min``, ``hysteresis``, ...); schemes read what they
-    need from it with their own defaults.
+    need from it with their own defaults. A scheme that reads keys of its own lists them in ``extra_keys``
+    (a scenario's ``keys`` section rejects any other unknown key).
     """
 
     name: ClassVar[str] = ""
@@ -113,6 +114,8 @@ class SecurityScheme:
     detector: ClassVar[DetectorSpec]
     #: The scheme's weakest non-QKD key establishment; it defines S_classical in Theorem 1's bookkeeping.
     classical_handshake: ClassVar[str] = "x25519"
+    #: Keys of the ``keys`` section this scheme reads besides the common ones (``bridge.scenario.KeysSpec``).
+    extra_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = dict(params or {})

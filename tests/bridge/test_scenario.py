@@ -58,6 +58,9 @@ MALFORMED = {
         "literal",
     ),
     "session rounds zero": ("name: x\nkeys: {session_rounds: 0}\n", "keys.session_rounds", "0"),
+    "negative epsilon": ("name: x\nkeys: {epsilon_min: -1}\n", "keys", "epsilon_min must be a number > 0"),
+    "hysteresis band": ("name: x\nkeys: {hysteresis: {band: 2}}\n", "keys", "band must be in [0, 1)"),
+    "cost out of range": ("name: x\ncosts: {device.cpu_hz: -1}\n", "costs", "-1"),
     "session rounds fraction": ("name: x\nkeys: {session_rounds: 2.5}\n", "keys.session_rounds", "2.5"),
     "session rounds boolean": ("name: x\nkeys: {session_rounds: true}\n", "keys.session_rounds", "True"),
     "session rounds quoted": ("name: x\nkeys: {session_rounds: '10'}\n", "keys.session_rounds", "'10'"),
@@ -90,6 +93,101 @@ def test_malformed_scenario_exits_2_naming_file_and_field(case, tmp_path, capsys
 def test_missing_file_exits_2(tmp_path, capsys):
     assert cli.main(["validate", str(tmp_path / "absent.yaml")]) == 2
     assert "absent.yaml: scenario file not found" in capsys.readouterr().err
+
+
+#: An unknown key in any section: (scenario text, the field named, the nearest valid field named).
+UNKNOWN_KEYS = {
+    "top level": ("round: 3\n", "round", "rounds"),
+    "keys": ("keys: {epsilon_mn: 0.01}\n", "keys.epsilon_mn", "epsilon_min"),
+    "keys session": ("keys: {sesion_rounds: 10}\n", "keys.sesion_rounds", "session_rounds"),
+    "keys hysteresis": ("keys: {hysteresis: {bnd: 0.1}}\n", "keys.hysteresis.bnd", "band"),
+    "costs dotted": ("costs: {device.ghash_blok_cycles: 600}\n", "costs.device.ghash_blok_cycles",
+                     "device.ghash_block_cycles"),
+    "costs nested": ("costs: {device: {cpu_hzz: 1.0e6}}\n", "costs.device.cpu_hzz", "device.cpu_hz"),
+    "network": ("network: {acess: wifi}\n", "network.acess", "access"),
+    "qkd": ("qkd: {pulses_per_blok: 10}\n", "qkd.pulses_per_blok", "pulses_per_block"),
+    "qids": ("qids: {train_fracton: 0.5}\n", "qids.train_fracton", "train_fraction"),
+    "dataset entry": ("datasets: [{name: ton_iot, if_mising: synthetic}]\n", "datasets[0].if_mising",
+                      "if_missing"),
+    "channel": ("channels: [{name: clean, intrinsic_eror: 0.02}]\n", "channels[0].intrinsic_eror",
+                "intrinsic_error"),
+    "keys sweep": ("sweeps: {keys.epsilon_mn: [0.1]}\n", "sweeps.keys.epsilon_mn", "epsilon_min"),
+    "qkd sweep": ("sweeps: {qkd.pulses_per_blok: [10]}\n", "sweeps.qkd.pulses_per_blok", "pulses_per_block"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_KEYS))
+def test_unknown_key_in_any_section_names_it_and_the_nearest_valid_one(case, tmp_path, capsys):
+    text, field, nearest = UNKNOWN_KEYS[case]
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: x\n" + text)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"field '{field}'" in err and "unknown field" in err, err
+    assert f"nearest valid field: '{nearest}'" in err, err
+
+
+def test_keys_a_scheme_declares_are_accepted_and_reach_the_run():
+    from qesif_core.qids.fusion import DetectorSpec
+    from qesif_core.schemes import SecurityScheme, register_scheme
+    from qesif_core.schemes.base import _reset_registry_for_tests
+
+    restore = _reset_registry_for_tests()
+    try:
+        with pytest.raises(UserInputError, match=r"keys\.gate_level"):
+            parse_scenario({"name": "t", "keys": {"gate_level": 3}})
+
+        @register_scheme
+        class Gate(SecurityScheme):
+            name = "Gate"
+            description = "test scheme reading keys.gate_level"
+            detector = DetectorSpec("decision_tree", False, "none")
+            extra_keys = ("gate_level",)
+
+            def plan_session(self, ctx):
+                raise AssertionError("not run here")
+
+        scenario = parse_scenario({"name": "t", "datasets": ["ton_iot"], "keys": {"gate_level": 3}})
+        assert {r.spec["keys"]["gate_level"] for r in expand(scenario)} == {3}
+    finally:
+        restore()
+
+
+def test_a_field_added_to_a_section_model_is_valid_without_other_changes():
+    """The unknown-key check reads each section's model: a new field needs no list to update."""
+    from pydantic import BaseModel, ConfigDict
+
+    from bridge.scenario import _walk
+
+    class Inner(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        deadline_s: float = 1.0
+
+    class Outer(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        run: Inner | bool = True
+
+    assert _walk(Outer, ("run", "Inner", "dedline_s"), unknown_key=True) == (
+        ("run", "dedline_s"),
+        "Inner",
+        ["deadline_s"],
+    )
+
+
+def test_keys_section_keeps_only_what_the_user_set():
+    (run,) = expand(parse_scenario({"name": "t", "datasets": ["ton_iot"], "channels": ["clean"]}))
+    assert run.spec["keys"] == {}
+    (run,) = expand(
+        parse_scenario(
+            {
+                "name": "t",
+                "datasets": ["ton_iot"],
+                "channels": ["clean"],
+                "keys": {"hysteresis": {"band": 0.2}},
+            }
+        )
+    )
+    assert run.spec["keys"] == {"hysteresis": {"band": 0.2}}
 
 
 def test_defaults_follow_table_2():
@@ -280,6 +378,7 @@ def test_boosted_flow_threshold_is_checked_and_reaches_the_run(tmp_path):
     from bridge.scenario import load_runs
 
     base = Path("scenarios/smoke.yaml").read_text(encoding="utf-8")
+    base = base.replace("path: data/", f"path: {Path('scenarios/data').resolve()}/")
     good = tmp_path / "good.yaml"
     good.write_text(base + "qids:\n  boosted_flow_threshold: 0.4\n", encoding="utf-8")
     _, runs = load_runs(good)
