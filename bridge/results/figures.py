@@ -5,6 +5,12 @@ Figures 2-6 compare QESIF with the baselines (every scheme in the results except
 variants, whose names start with ``QESIF-``); Figure 7 compares QESIF with its ablated variants. Each
 figure is written as PNG and PDF. Bars show the mean over all rounds of all runs of a group (scheme,
 dataset, channel; seeds pooled); error bars show one standard deviation over those rounds.
+
+Figure 3 shows detection per distinct held-out record (the runs' ``ids/*`` scalars): bars are the mean
+over a group's runs (channel conditions, seeds), error bars the 95 % Wilson interval, the widest over
+those runs, and each dataset's label gives the distinct attack / benign test records (n) per run.
+Results from generated rows are marked: hatched bars and a legend entry in Figure 3, "(synthetic rows)"
+in the other figures' dataset titles (the runs' ``synthetic`` attribute).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from bridge.results import tidy
 
@@ -40,12 +47,28 @@ FIGURE_NAMES = (
 )
 #: (metric, axis label, scale, higher is better) of the ablation heatmap's columns.
 ABLATION_METRICS = (
-    ("ids/adr", "ADR (%)", 100.0, True),
+    ("ids/adr", "ADR per round\n(replay view, %)", 100.0, True),
     ("network/latency_ms", "Latency (ms)", 1.0, False),
     ("network/goodput_kbps", "Throughput (kbit/s)", 1.0, True),
     ("network/energy_mJ", "Energy (mJ per\ndevice and round)", 1.0, False),
 )
 _PALETTE = ("#1b5e20", "#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+SYNTHETIC_HATCH = "///"
+
+
+def synthetic_datasets(table: pd.DataFrame) -> set[str]:
+    """Datasets of which at least one run used generated rows (``synthetic`` run attribute)."""
+    attrs = tidy.run_attributes(table)
+    if "synthetic" not in attrs:
+        return set()
+    return set(attrs.loc[attrs["synthetic"].astype(str).str.lower() == "true", "dataset"])
+
+
+def dataset_title(dataset: str, synthetic: set[str]) -> str:
+    label = DATASET_LABELS.get(dataset, dataset)
+    return f"{label} (synthetic rows)" if dataset in synthetic else label
 
 
 def is_ablation_variant(scheme: str) -> bool:
@@ -142,7 +165,7 @@ def _per_dataset_panels(
             colors,
             scale,
         )
-        ax.set_title(DATASET_LABELS.get(dataset, dataset))
+        ax.set_title(dataset_title(dataset, synthetic_datasets(table)))
         ax.set_xlabel("Quantum channel condition")
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(
@@ -180,7 +203,7 @@ def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
                 label=CHANNEL_LABELS.get(channel, channel),
             )
         ax.axhline(QBER_REJECTION_THRESHOLD, ls="--", color="k", lw=0.8, label="rejection threshold 0.11")
-        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: {reference_scheme}, per session")
+        ax.set_title(f"{dataset_title(dataset, synthetic_datasets(table))}: {reference_scheme}, per session")
         ax.set_xlabel("QKD session (round)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("QBER (fraction of sifted bits)")
@@ -190,7 +213,7 @@ def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
             ax, summary[summary["dataset"] == dataset], "channel", channels, CHANNEL_LABELS, schemes, colors
         )
         ax.axhline(QBER_REJECTION_THRESHOLD, ls="--", color="k", lw=0.8)
-        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}: mean ± s.d. over sessions")
+        ax.set_title(f"{dataset_title(dataset, synthetic_datasets(table))}: mean ± s.d. over sessions")
         ax.set_xlabel("Quantum channel condition")
     axes[1][0].set_ylabel("QBER (fraction of sifted bits)")
     axes[1][-1].legend(
@@ -201,43 +224,112 @@ def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
+def detection_summary(table: pd.DataFrame, rate: str) -> pd.DataFrame:
+    """Per (scheme, dataset): mean over runs of the per-distinct-record ``ids/<rate>``, the widest 95 %
+    Wilson interval over those runs (NaN when the runs carry none), the distinct attack and benign test
+    records per run (min and max), the runs and whether any used generated rows."""
+    names = [
+        f"ids/{rate}",
+        f"ids/{rate}_ci95_low",
+        f"ids/{rate}_ci95_high",
+        "ids/n_attack_test",
+        "ids/n_benign_test",
+    ]
+    wide = tidy.scalars(table, names).join(tidy.run_attributes(table))
+    if f"ids/{rate}" not in wide:
+        return pd.DataFrame()
+    for name in names:
+        if name not in wide:
+            wide[name] = np.nan
+    wide["is_synthetic"] = wide.get("synthetic", pd.Series("false", index=wide.index)).astype(str) == "true"
+    grouped = wide.groupby(["scheme", "dataset"], sort=False)
+    return grouped.agg(
+        mean=(f"ids/{rate}", "mean"),
+        low=(f"ids/{rate}_ci95_low", "min"),
+        high=(f"ids/{rate}_ci95_high", "max"),
+        n_attack_min=("ids/n_attack_test", "min"),
+        n_attack_max=("ids/n_attack_test", "max"),
+        n_benign_min=("ids/n_benign_test", "min"),
+        n_benign_max=("ids/n_benign_test", "max"),
+        runs=(f"ids/{rate}", "size"),
+        synthetic=("is_synthetic", "any"),
+    ).reset_index()
+
+
+def _count_text(low: float, high: float) -> str:
+    if not np.isfinite(low):
+        return "?"
+    return f"{int(low):,}" if low == high else f"{int(low):,}-{int(high):,}"
+
+
+def _interval_bars(
+    ax: plt.Axes,
+    summary: pd.DataFrame,
+    datasets: Sequence[str],
+    schemes: Sequence[str],
+    colors: dict[str, str],
+) -> None:
+    """Bars of the mean rate (%) per dataset and scheme, Wilson error bars, hatched when synthetic."""
+    positions = np.arange(len(datasets))
+    width = 0.8 / max(len(schemes), 1)
+    for i, scheme in enumerate(schemes):
+        rows = summary[summary["scheme"] == scheme].set_index("dataset").reindex(list(datasets))
+        means = 100 * rows["mean"].to_numpy(dtype=float)
+        errors = np.vstack(
+            [means - 100 * rows["low"].to_numpy(float), 100 * rows["high"].to_numpy(float) - means]
+        )
+        x = positions + (i - (len(schemes) - 1) / 2) * width
+        hatches = [SYNTHETIC_HATCH if flag is True else "" for flag in rows["synthetic"]]
+        for xi, mean, err_low, err_high, hatch in zip(x, means, *errors, hatches, strict=True):
+            ax.bar(xi, mean, width, color=colors[scheme], hatch=hatch, edgecolor="white", linewidth=0.3)
+            if np.isfinite(err_low) and np.isfinite(err_high):
+                error = [[max(err_low, 0)], [max(err_high, 0)]]
+                ax.errorbar(xi, mean, yerr=error, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
 def figure_adr(table: pd.DataFrame) -> plt.Figure | None:
-    """Figure 3: attack detection rate per dataset and scheme (all channel conditions pooled), with FPR."""
-    adr = tidy.summarise(table, "ids/adr", by=("scheme", "dataset"))
+    """Figure 3: attack detection rate and false-positive rate per dataset and scheme, per distinct held-out
+    record, with 95 % Wilson intervals and n; synthetic rows hatched."""
+    adr, fpr = detection_summary(table, "adr"), detection_summary(table, "fpr")
     if adr.empty:
         return None
     datasets, _ = _axes_order(table)
     schemes = _ordered(adr["scheme"].unique(), SCHEME_ORDER)
     colors = _colors(schemes)
-    fpr = tidy.scalars(table, ["ids/fpr"]).join(tidy.run_attributes(table))
-    fig, (ax_adr, ax_fpr) = plt.subplots(1, 2, figsize=(11, 4.0), gridspec_kw={"width_ratios": [3, 2]})
-    _grouped_bars(
-        ax_adr, adr, "dataset", datasets, DATASET_LABELS, schemes, colors, scale=100.0, bounds=(0, 100)
-    )
-    low = np.nanmin((adr["mean"] - adr["std"].fillna(0)).to_numpy()) * 100
+    fig, (ax_adr, ax_fpr) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    labels = []
+    for dataset in datasets:
+        rows = adr[adr["dataset"] == dataset]
+        n_attack = _count_text(rows["n_attack_min"].min(), rows["n_attack_max"].max())
+        n_benign = _count_text(rows["n_benign_min"].min(), rows["n_benign_max"].max())
+        kind = "SYNTHETIC rows" if rows["synthetic"].any() else "real rows"
+        labels.append(f"{DATASET_LABELS.get(dataset, dataset)}\n{kind}\nn = {n_attack} / {n_benign}")
+    _interval_bars(ax_adr, adr, datasets, schemes, colors)
+    low = np.nanmin(np.concatenate([adr["low"].to_numpy(float), adr["mean"].to_numpy(float)])) * 100
     ax_adr.set_ylim(max(0.0, np.floor(low / 5) * 5 - 5), 100)
     ax_adr.set_ylabel("Attack detection rate (%)")
-    ax_adr.set_xlabel("Dataset")
-    ax_adr.set_title("ADR: mean ± s.d. over rounds (all channel conditions)", fontsize=9)
-    if "ids/fpr" in fpr:
-        _, channels = _axes_order(table)
-        summary = fpr.groupby(["scheme", "channel"])["ids/fpr"].agg(mean="mean", std="std").reset_index()
-        _grouped_bars(
-            ax_fpr,
-            summary,
-            "channel",
-            channels,
-            CHANNEL_LABELS,
-            schemes,
-            colors,
-            scale=100.0,
-            bounds=(0, 100),
-        )
+    ax_adr.set_title("ADR per distinct held-out record (n = attack / benign records per run)", fontsize=9)
+    ax_adr.set_xticks(np.arange(len(datasets)), labels, fontsize=8)
+    if not fpr.empty:
+        _interval_bars(ax_fpr, fpr, datasets, schemes, colors)
+        ax_fpr.set_ylim(0, max(5.0, float(np.nanmax(np.concatenate([fpr["high"], fpr["mean"]])) * 100) * 1.1))
         ax_fpr.set_ylabel("False-positive rate (%)")
-        ax_fpr.set_xlabel("Quantum channel condition")
-        ax_fpr.set_title("FPR on the held-out split: mean ± s.d. over runs (all datasets)", fontsize=9)
-    ax_fpr.legend(title="Scheme", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle("Figure 3: Attack detection rate (ADR) across datasets", fontsize=11)
+        ax_fpr.set_title("FPR per distinct held-out benign record", fontsize=9)
+        ax_fpr.set_xticks(np.arange(len(datasets)), labels, fontsize=8)
+    handles = [Patch(facecolor=colors[s], label=s) for s in schemes]
+    if adr["synthetic"].any():
+        handles.append(
+            Patch(facecolor="#bbbbbb", hatch=SYNTHETIC_HATCH, edgecolor="white", label="synthetic rows")
+        )
+    ax_fpr.legend(handles=handles, title="Scheme", fontsize=8, title_fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1))  # fmt: skip
+    fig.suptitle(
+        "Figure 3: Attack detection across datasets (bars: mean over channel conditions; "
+        "error bars: 95 % Wilson interval, widest over the runs)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 

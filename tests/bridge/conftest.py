@@ -70,11 +70,14 @@ def contract_run_once(spec: dict[str, Any], *, bridge: str = "inprocess") -> pd.
                 "vecvalue": vectors[metric],
             }
         )
-    for metric in SCALARS:
+    values = {metric: float(rng.random()) for metric in SCALARS}
+    for rate in ("adr", "fpr", "precision", "f1"):  # Wilson-like bounds around the rate, n records
+        values[f"ids/{rate}_ci95_low"] = values[f"ids/{rate}"] * 0.9
+        values[f"ids/{rate}_ci95_high"] = min(1.0, values[f"ids/{rate}"] * 1.1)
+    values["ids/n_attack_test"], values["ids/n_benign_test"] = 400.0, 100.0
+    for metric, value in values.items():
         module, name = metric.split("/")
-        rows.append(
-            {"run": run, "type": "scalar", "module": module, "name": name, "value": float(rng.random())}
-        )
+        rows.append({"run": run, "type": "scalar", "module": module, "name": name, "value": value})
     table = pd.DataFrame(rows)
     for column in ("module", "name", "attrname", "attrvalue", "value", "vectime", "vecvalue"):
         if column not in table:

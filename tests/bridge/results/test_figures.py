@@ -1,6 +1,6 @@
 from bridge import cli
 from bridge.batch import run_batch
-from bridge.results.figures import FIGURE_NAMES, make_figures
+from bridge.results.figures import FIGURE_NAMES, SYNTHETIC_HATCH, figure_adr, make_figures
 from bridge.scenario import expand, parse_scenario
 from bridge.store import ResultStore
 
@@ -41,3 +41,24 @@ def test_same_results_give_identical_png_bytes(tmp_path, fake_run_once):
     make_figures(table, tmp_path / "b")
     for name in ("fig4_latency.png", "fig4_latency.pdf"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_figure_3_shows_intervals_n_and_hatches_synthetic_rows(tmp_path, fake_run_once):
+    def run_once(spec, *, bridge="inprocess"):
+        table = fake_run_once(spec)
+        real = "false" if spec["dataset"]["name"] == "bot_iot" else "true"
+        table.loc[table["attrname"] == "synthetic", "attrvalue"] = real
+        return table
+
+    runs = expand(parse_scenario({"name": "t", "schemes": ["QESIF", "QRHE"], "rounds": 3,
+                                  "datasets": ["ton_iot", "bot_iot"]}))  # fmt: skip
+    store = ResultStore(tmp_path / "res")
+    run_batch(runs, store, run_function=run_once, progress=False)
+    fig = figure_adr(store.load())
+    ax_adr, ax_fpr = fig.axes[:2]
+    hatched = [p.get_hatch() for p in ax_adr.patches]
+    assert hatched.count(SYNTHETIC_HATCH) == 2 and hatched.count(None) + hatched.count("") == 2
+    assert "synthetic rows" in [t.get_text() for t in ax_fpr.get_legend().get_texts()]
+    ticks = [t.get_text() for t in ax_adr.get_xticklabels()]
+    assert ticks == ["TON_IoT\nSYNTHETIC rows\nn = 400 / 100", "Bot-IoT\nreal rows\nn = 400 / 100"]
+    assert len(ax_adr.containers) >= 4  # error bars drawn for every bar

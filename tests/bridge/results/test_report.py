@@ -5,7 +5,7 @@ import numpy as np
 from bridge import cli
 from bridge.batch import run_batch
 from bridge.results import tidy
-from bridge.results.report import comparison_rows, load_reference
+from bridge.results.report import comparison_rows, dataset_rows, load_reference, render
 from bridge.scenario import expand, parse_scenario
 from bridge.store import ResultStore
 
@@ -80,3 +80,75 @@ def test_failed_runs_of_the_scenario_are_listed_in_the_report(tmp_path, fake_run
     page = (tmp_path / "r.html").read_text()
     assert "3 runs failed and are missing" in page
     assert "RuntimeError: simulated crash" in page
+
+
+def _mixed_store(path, fake_run_once, data_file):
+    """TON_IoT runs on generated rows, Bot-IoT runs on a (stand-in) real file."""
+
+    def run_once(spec, *, bridge="inprocess"):
+        table = fake_run_once(spec)
+        real = spec["dataset"]["path"] is not None
+        table.loc[table["attrname"] == "synthetic", "attrvalue"] = "false" if real else "true"
+        return table
+
+    scenario = {
+        "name": "t",
+        "schemes": ["QESIF", "QuIDS"],
+        "rounds": 4,
+        "datasets": ["ton_iot", {"name": "bot_iot", "path": str(data_file)}],
+    }
+    store = ResultStore(path)
+    run_batch(expand(parse_scenario(scenario)), store, run_function=run_once, progress=False)
+    return store
+
+
+def test_synthetic_runs_get_a_banner_and_a_note_in_every_dependent_row(tmp_path, fake_run_once, data_path):
+    store = _mixed_store(tmp_path / "res", fake_run_once, data_path("datasets", "bot_iot", "data_t.csv"))
+    table = store.load()
+    specs = {k: store.spec(k) for k in table["run"].unique()}
+    _, reference = load_reference()
+    rows = comparison_rows(table, reference, specs)
+    for row in rows:
+        entry, dataset = row["entry"], row["entry"].get("dataset")
+        dependent = entry["metric"] in ("adr_percent", "latency_ms", "throughput_kbps", "energy_mJ")
+        has_runs = row["n"] > 0
+        marked = any(n.startswith("SYNTHETIC: ") for n in row["notes"])
+        # every row whose runs include the generated TON_IoT rows says so, large deviation or not
+        assert marked == (dependent and has_runs and dataset != "bot_iot"), entry
+    assert any(r["synthetic"] and not r["large"] for r in rows)
+    bot = next(
+        r for r in rows if r["entry"]["metric"] == "adr_percent" and r["entry"].get("dataset") == "bot_iot"
+    )
+    assert not bot["synthetic"] and bot["ci95"]["attack"] == (400, 400)
+    assert bot["ci95"]["low"] <= bot["ours"] / 100 <= bot["ci95"]["high"]
+    out = tmp_path / "r.html"
+    assert cli.main(["report", str(store.root), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<strong>Generated rows:</strong>" in page and "(ton_iot) used the dataset" in page
+    assert "95% CI" in page and "distinct attack records per run" in page
+    assert "real (data_t.csv)" in page and "<strong>SYNTHETIC</strong> (schema-compatible generator)" in page
+    assert "state (data_t.csv)" in page  # a used suspect feature of the file, from the audit
+
+
+def test_no_banner_when_every_run_used_real_rows(tmp_path, fake_run_once, data_path):
+    store = _mixed_store(tmp_path / "res", fake_run_once, data_path("datasets", "bot_iot", "data_t.csv"))
+    table = store.load()
+    attrs = tidy.run_attributes(table)
+    real = table[table["run"].isin(attrs.index[attrs["dataset"] == "bot_iot"])]
+    specs = {k: store.spec(k) for k in real["run"].unique()}
+    _, reference = load_reference()
+    page = render(real, specs, [], "paper", reference)
+    assert "Generated rows" not in page and "SYNTHETIC" not in page
+
+
+def test_dataset_rows_name_a_missing_file_instead_of_auditing_it(tmp_path, fake_run_once, data_path):
+    source = data_path("datasets", "bot_iot", "data_t.csv")
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(source.read_bytes())
+    store = _mixed_store(tmp_path / "res", fake_run_once, copy)
+    copy.unlink()
+    table = store.load()
+    specs = {k: store.spec(k) for k in table["run"].unique()}
+    rows = {r["dataset"]: r for r in dataset_rows(table, specs)}
+    assert rows["bot_iot"]["suspects"] == ["(copy.csv not found: not audited)"]
+    assert rows["ton_iot"]["synthetic"] and rows["ton_iot"]["records"]["benign"] == (100, 100)
