@@ -1,4 +1,5 @@
-"""``qesif datasets list|describe PATH|fetch NAME``: the paper's datasets, what a file is, where to get them.
+"""``qesif datasets list|describe PATH|fetch NAME|sample``: the paper's datasets, what a file is, where to get
+them, and a stratified, de-duplicated sample of a full download (``bridge.datasets.sample``).
 
 None of the three datasets has an official direct download with a published checksum (TON_IoT and Bot-IoT
 are served from UNSW's research pages through a cloud-share folder, Edge-IIoTset from Kaggle and IEEE
@@ -54,6 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch = sub.add_parser("fetch", help="where and how to get a dataset's files")
     fetch.add_argument("name", help=f"one of {', '.join(DATASETS)}")
     fetch.set_defaults(func=cmd_fetch)
+    sample = sub.add_parser(
+        "sample", help="stream a full dataset file into a stratified, de-duplicated sample (bounded memory)"
+    )
+    sample.add_argument("--dataset", required=True, choices=list(DATASETS))
+    sample.add_argument("--path", required=True, help="the full dataset file (CSV)")
+    sample.add_argument("--per-class", type=int, required=True, help="distinct rows kept per attack type")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", required=True, help="CSV file to write (with a # provenance header)")
+    sample.add_argument("--chunksize", type=int, default=100_000, help="rows read at a time")
+    sample.set_defaults(func=cmd_sample)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -87,6 +98,18 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from bridge.datasets.sample import sample_file
+
+    report = sample_file(args.dataset, args.path, args.out, args.per_class, args.seed, args.chunksize)
+    kept = ", ".join(f"{kind} {count:,}" for kind, count in report.kept.items())
+    print(
+        f"{args.out}: {sum(report.kept.values()):,} distinct rows of {report.rows_read:,} read "
+        f"({report.chunks} chunks, at most {report.max_rows_held:,} rows held); per class: {kept}"
+    )
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     module = dataset_module(args.name)
     source = SOURCES[args.name]
@@ -98,6 +121,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     print(
         "  then:  `qesif datasets describe FILE` checks a file, and "
         f"`qesif ids evaluate --dataset {args.name} "
-        "--path FILE` (or a scenario's dataset.path) uses it"
+        "--path FILE` (or a scenario's dataset.path) uses it; `qesif datasets sample` cuts a full file "
+        "down to a stratified, de-duplicated sample"
     )
     return 0

@@ -25,7 +25,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.tree import DecisionTreeClassifier
 
 from bridge.datasets import DEFAULT_CHUNKSIZE, dataset_module, open_dataset
-from bridge.datasets.base import MISSING_TOKENS, ChunkContext, labels
+from bridge.datasets.base import MISSING_TOKENS, ChunkContext, csv_chunks, labels
 from qesif_core.errors import UserInputError
 
 #: Balanced accuracy of one column alone from which it is a suspect feature.
@@ -80,14 +80,12 @@ def column_accuracy(text: pd.Series, y: np.ndarray, train: np.ndarray, seed: int
 
 def _sample_rows(path: str, max_rows: int, seed: int, chunksize: int) -> pd.DataFrame:
     """All columns as text; at most about ``max_rows`` rows, each kept with the same probability."""
-    read = {"encoding": "utf-8-sig", "dtype": str, "keep_default_na": False, "chunksize": chunksize}
-    total = sum(len(chunk) for chunk in pd.read_csv(path, usecols=[0], **read))
+    read = {"dtype": str, "keep_default_na": False}
+    total = sum(len(chunk) for chunk in csv_chunks(path, chunksize, usecols=[0], **read))
     keep = min(1.0, max_rows / max(total, 1))
     rng = np.random.default_rng([seed, 0xA0D17])
-    parts = [chunk[rng.random(len(chunk)) < keep] for chunk in pd.read_csv(path, **read)]
-    frame = pd.concat(parts, ignore_index=True)
-    frame.columns = [c.strip() for c in frame.columns]
-    return frame
+    parts = [chunk[rng.random(len(chunk)) < keep] for chunk in csv_chunks(path, chunksize, **read)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def audit(

@@ -139,13 +139,49 @@ def stable_codes(values: pd.Series) -> np.ndarray:
     return (hashed % np.uint64(2**31)).astype(np.float64)
 
 
+#: Leading lines starting with this mark are comments (the provenance header of ``qesif datasets sample``).
+COMMENT_MARK = "#"
+
+
+def comment_lines(path: str | Path) -> int:
+    """How many lines at the top of the file are comments (``COMMENT_MARK`` first)."""
+    count = 0
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        for line in handle:
+            if not line.startswith(COMMENT_MARK):
+                break
+            count += 1
+    return count
+
+
+def csv_chunks(path: str | Path, chunksize: int, **options: object) -> Iterator[pd.DataFrame]:
+    """``pandas.read_csv`` in chunks with the datasets' conventions: UTF-8 with or without BOM, leading
+    comment lines skipped, header names stripped; malformed files and bad encodings are user errors."""
+    try:
+        reader = pd.read_csv(
+            path, encoding="utf-8-sig", skiprows=comment_lines(path), chunksize=chunksize, **options
+        )
+        for chunk in reader:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            yield chunk
+    except pd.errors.ParserError as exc:
+        raise UserInputError(f"{path}: malformed CSV ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
 def read_header(path: str | Path) -> list[str]:
-    """Column names of a CSV file (BOM and surrounding spaces stripped); wrong delimiters are named."""
+    """Column names of a CSV file (BOM, leading comment lines and surrounding spaces stripped); wrong
+    delimiters are named."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"dataset file {str(path)!r} does not exist")
+    first = ""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        first = handle.readline().rstrip("\r\n")
+        for line in handle:
+            if not line.startswith(COMMENT_MARK):
+                first = line.rstrip("\r\n")
+                break
     if not first.strip():
         raise UserInputError(f"{path}: empty file (no header line)")
     header = [name.strip() for name in next(csv.reader([first]))]
@@ -182,28 +218,20 @@ def iter_raw_chunks(
     """Chunks of the needed columns as strings or numbers, with their first line number (1 = header)."""
     usecols = [c for c in variant.needed() if c in header]
     text_columns = {c: str for c in (*variant.categorical_features, variant.type_column) if c in usecols}
-    try:
-        reader = pd.read_csv(
-            path,
-            encoding="utf-8-sig",
-            usecols=usecols,
-            dtype=text_columns,
-            na_values=list(MISSING_TOKENS),
-            keep_default_na=False,
-            chunksize=chunksize,
-            skipinitialspace=False,
-            engine="c",
-            low_memory=True,
-        )
-        line = 2
-        for chunk in reader:
-            chunk.columns = [c.strip() for c in chunk.columns]
-            yield chunk, ChunkContext(str(path), line)
-            line += len(chunk)
-    except pd.errors.ParserError as exc:
-        raise UserInputError(f"{path}: malformed CSV ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise UserInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    line = 2 + comment_lines(path)
+    for chunk in csv_chunks(
+        path,
+        chunksize,
+        usecols=lambda name: name.strip() in usecols,
+        dtype=text_columns,
+        na_values=list(MISSING_TOKENS),
+        keep_default_na=False,
+        skipinitialspace=False,
+        engine="c",
+        low_memory=True,
+    ):
+        yield chunk, ChunkContext(str(path), line)
+        line += len(chunk)
 
 
 def labels(

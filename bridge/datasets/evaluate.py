@@ -41,6 +41,7 @@ from bridge.datasets import (
     open_dataset,
     synthetic_header,
 )
+from bridge.datasets.base import csv_chunks
 from qesif_core.errors import UserInputError
 from qesif_core.qids import anomaly
 from qesif_core.qids.anomaly import CALIBRATION_MODES
@@ -100,7 +101,7 @@ Source = Callable[[], Iterator[pd.DataFrame]]
 def _count_rows(path: str, dataset: str, chunksize: int) -> int:
     open_dataset(dataset, path)
     total = 0
-    for chunk in pd.read_csv(path, encoding="utf-8-sig", usecols=[0], dtype=str, chunksize=chunksize):
+    for chunk in csv_chunks(path, chunksize, usecols=[0], dtype=str):
         total += len(chunk)
     return total
 
