@@ -108,18 +108,8 @@ def test_bot_iot_12_column_projection_is_labelled_by_category(data_path):
     data = open_dataset("bot_iot", path)
     assert data.variant.label_column is None
     assert data.features == [
-        "pkts",
-        "bytes",
-        "dur",
-        "mean",
-        "stddev",
-        "sum",
-        "min",
-        "max",
-        "rate",
-        "flgs",
-        "proto",
-    ]
+        "pkts", "bytes", "dur", "mean", "stddev", "sum", "min", "max", "rate", "flgs", "proto",
+    ]  # fmt: skip
     flows = load_flows("bot_iot", path, None)
     assert flows["attack_type"].value_counts().to_dict() == {
         "dos": 5115,
