@@ -1,6 +1,7 @@
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,9 @@ FORKING_PEER = """
 import os, sys, time
 child = os.fork()
 if child == 0:  # the orphan-to-be: stays in the peer's process group
-    print("child", os.getpid(), flush=True)
+    with open("child.pid.tmp", "w") as f:  # its own file: the peer's log interleaves two writers
+        f.write(str(os.getpid()))
+    os.rename("child.pid.tmp", "child.pid")
     time.sleep(120)
     os._exit(0)
 print("peer", os.getpid(), flush=True)
@@ -84,12 +87,11 @@ sys.exit(int(sys.argv[2]))
 """
 
 
-def _child_pid(peer: PeerProcess) -> int:
+def _child_pid(peer: PeerProcess, cwd: Path) -> int:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        for line in peer.log_tail().splitlines():
-            if line.startswith("child "):
-                return int(line.split()[1])
+        if (cwd / "child.pid").exists():
+            return int((cwd / "child.pid").read_text())
         time.sleep(0.02)
     raise AssertionError(f"the peer's child did not start: {peer.log_tail()!r}")
 
@@ -100,7 +102,7 @@ def test_children_of_a_peer_that_already_exited_are_ended(tmp_path, lives_s, cod
     script.write_text(FORKING_PEER)
     peer = PeerProcess([sys.executable, str(script), str(lives_s), str(code)], cwd=tmp_path)
     peer.start()
-    child = _child_pid(peer)
+    child = _child_pid(peer, tmp_path)
     assert peer.wait(10) == code  # the peer is gone, its child still runs in its group
     assert _live_members(peer.pid) == [child]
     peer.stop(grace_s=2)
@@ -118,7 +120,7 @@ def test_a_peer_killed_while_its_child_runs_leaves_no_orphan(tmp_path):
     script.write_text(FORKING_PEER)
     peer = PeerProcess([sys.executable, str(script), "60", "0"], cwd=tmp_path)
     peer.start()
-    child = _child_pid(peer)
+    child = _child_pid(peer, tmp_path)
     os.kill(peer.pid, 9)  # the peer dies first, from outside
     assert peer.wait(10) == -9
     assert child in _live_members(peer.pid)
@@ -138,7 +140,9 @@ import os, sys, time
 child = os.fork()
 if child == 0:  # leaves the peer's process group and session, as a daemon would
     os.setsid()
-    print("child", os.getpid(), flush=True)
+    with open("child.pid.tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename("child.pid.tmp", "child.pid")
     time.sleep(120)
     os._exit(0)
 time.sleep(float(sys.argv[1]))
@@ -151,7 +155,7 @@ def test_children_that_left_the_peers_process_group_are_ended_too(tmp_path, live
     script.write_text(ESCAPING_PEER)
     peer = PeerProcess([sys.executable, str(script), str(lives_s)], cwd=tmp_path)
     peer.start()
-    child = _child_pid(peer)
+    child = _child_pid(peer, tmp_path)
     assert child not in _live_members(peer.pid)  # out of the group's reach
     if lives_s == 0.0:
         peer.wait(10)
