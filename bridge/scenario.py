@@ -236,6 +236,9 @@ class Scenario(_Strict):
     sweeps: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted path of a run-spec field -> values to sweep"
     )
+    quantum_network: dict[str, Any] | None = Field(
+        None, description="a QKD network with trusted relays (bridge.qnet.spec); absent: one link per gateway"
+    )
 
     @field_validator("datasets", "channels", mode="before")
     @classmethod
@@ -270,6 +273,7 @@ class RunSpec(_Strict):
     qids: QidsSpec
     keys: dict[str, Any]
     costs: dict[str, Any]
+    quantum_network: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -531,6 +535,10 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         raise UserInputError(_validation_message(source, exc)) from None
     check_keys(source, scenario.keys.model_dump(exclude_unset=True))
     check_costs(source, scenario.costs)
+    if scenario.quantum_network is not None:
+        from bridge.qnet.spec import check_section
+
+        check_section(source, scenario.quantum_network, scenario.network.model_dump(), scenario.backend)
     return scenario
 
 
@@ -585,6 +593,8 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
             "keys": scenario.keys.model_dump(exclude_unset=True),
             "costs": copy.deepcopy(scenario.costs),
         }
+        if scenario.quantum_network is not None:
+            spec["quantum_network"] = copy.deepcopy(scenario.quantum_network)
         itervars = dict(zip(sweep_paths, values, strict=True))
         for path, value in itervars.items():
             if path == "channel.name":
@@ -612,6 +622,19 @@ def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) 
         _check_schemes(source, [checked["scheme"]])
     checked["keys"] = check_keys(source, checked["keys"], "sweeps.keys" if itervars else "keys")
     check_costs(source, checked["costs"], "sweeps.costs" if itervars else "costs")
+    if checked["quantum_network"] is None:
+        del checked["quantum_network"]  # absent: the spec (and its run key) is what it was without networks
+    else:
+        from bridge.qnet.spec import resolve_section
+
+        checked["quantum_network"] = resolve_section(
+            source,
+            checked["quantum_network"],
+            channel=checked["channel"],
+            qkd=checked["qkd"],
+            network=checked["network"],
+            backend=checked["backend"],
+        )
     try:
         json.dumps(checked, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -788,6 +788,10 @@ def run_once(
     """
     if bridge not in BRIDGES:
         raise UserInputError(f"--bridge: unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
+    if spec.get("quantum_network"):  # a QKD network with trusted relays: bridge.qnet (docs/qkd-network.md)
+        from bridge.qnet.run import run_network
+
+        return run_network(spec)
     backend = spec.get("backend", "builtin")
     if backend not in BACKENDS:
         raise UserInputError(f"backend {backend!r}: unknown; known: {', '.join(BACKENDS)}")

@@ -1,0 +1,339 @@
+"""One network run (a run spec with ``quantum_network``): QKD links block by block, Algorithm 1 into per-link
+pools, Algorithm 2 flags, trusted-relay delivery of end-to-end keys to IoT sessions, and the results.
+
+Round r (one QKD block per link, starting at r x ``round_duration_s``):
+
+1. every link runs one block (``qesif_core.qnet.links.run_link_block``; an attacker acts on blocks that
+   start inside its window); Algorithm 1 admits the block's key into the link's pool;
+2. Algorithm 2 scores every link on the blocks so far (``qesif_core.qnet.monitor.NetworkWatch``); the
+   adaptive routing avoids the flagged links for this round's requests;
+3. IoT sessions: device d (attached to gateway ``d * gateways // devices``, as the built-in backend does)
+   renews its session at rounds with (r + d) % ``keys.session_rounds`` == 0, or at its first later round
+   with traffic (a message in the round: probability 1 - exp(-round / ``network.mean_interarrival_s``));
+   each gateway asks the network for as many end-to-end keys to the control centre as it has sessions
+   starting, less the keys it still holds; the run's scheme plans every session (``plan_session``) with
+   K_IoT = H_q of the weakest link of the gateway's route in this block (Eq. 1 with gamma = 1, eta = 0),
+   ``quantum_key_available`` = the gateway holds a key, ``link_flagged`` = a link of its route is flagged;
+   a session with no key available falls back to the scheme's classical exchange and is counted;
+Before step 3, the monitored pair is probed without consuming anything: how many keys could be relayed
+between it now (the block's fresh keys included) and on which route.
+
+Each routing policy of ``routing.policies`` runs on the same QKD blocks (common random numbers) with its
+own pools, scheme instance and counters, so policies differ only by their routing. Results are CSV-R rows
+(module names ``qnet``, ``qnet.link.<link>``, ``qnet.<policy>``, ``qnet.<policy>.node.<node>``,
+``qnet.<policy>.monitor``, ``qnet.pair.<a>.<b>``); docs/qkd-network.md lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bridge.cosim.runsetup import run_streams
+from qesif_core.entropy_keys import KeyPolicy
+from qesif_core.errors import UserInputError
+from qesif_core.network.traffic import build_topology
+from qesif_core.qids.anomaly import QidsParams
+from qesif_core.qkd.channel import ChannelParams
+from qesif_core.qnet.links import AttackWindow, LinkModel, accept_block, run_link_block
+from qesif_core.qnet.monitor import NetworkWatch, calibrate_network
+from qesif_core.qnet.network import KeyNetwork
+from qesif_core.qnet.pools import LinkKeyPool
+from qesif_core.qnet.repeater import DEFAULT_MEMORIES
+from qesif_core.qnet.routing import RoutingParams
+from qesif_core.qnet.topology import Link, Node, Topology
+from qesif_core.schemes import get_scheme
+from qesif_core.schemes.base import SessionContext
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "quantum-network"
+#: Networks up to this many nodes get the key-rate analysis for every node pair; larger ones for the
+#: gateway-control centre pairs only (the analysis runs a max-flow per pair).
+ALL_PAIRS_MAX_NODES = 40
+DEFAULT_CALIBRATION_BLOCKS = 20
+DEFAULT_CALIBRATION_MODE = "link-baseline"
+
+
+def topology_of(section: Mapping[str, Any]) -> Topology:
+    """The :class:`Topology` of a resolved ``quantum_network`` section."""
+    nodes = [Node(n["name"], n["zone"], n["role"]) for n in section["nodes"]]
+    links = [
+        Link(ln["name"], ln["a"], ln["b"], ln["distance_km"], (ln["repeater"] or {}).get("segments", 1))
+        for ln in section["links"]
+    ]
+    return Topology(nodes, links)
+
+
+def link_models(section: Mapping[str, Any], round_duration_s: float) -> list[LinkModel]:
+    """The links of a resolved section as the engine runs them (QuISP pair states not yet attached)."""
+    models = []
+    for link in section["links"]:
+        eve = link["eve"]
+        repeater = link["repeater"] or {}
+        models.append(
+            LinkModel(
+                name=link["name"],
+                channel=ChannelParams.from_dict(link["channel"]),
+                protocol=link["protocol"],
+                pulses_per_block=int(link["pulses_per_block"]),
+                block_duration_s=round_duration_s,
+                segments=int(repeater.get("segments", 1)),
+                memories=int(repeater.get("memories", DEFAULT_MEMORIES)),
+                attack=AttackWindow(eve["mode"], eve["fraction"], eve["start_s"], eve["end_s"]) if eve else None,
+            )
+        )
+    return models
+
+
+@dataclass
+class PolicyState:
+    """One routing policy's key layer, scheme and counters."""
+
+    name: str
+    network: KeyNetwork
+    scheme: Any
+    held: np.ndarray  # end-to-end keys each gateway holds (relayed, not yet used)
+    held_links: list[np.ndarray]  # links the held keys were relayed over
+    previous_mode: dict[int, str] = field(default_factory=dict)
+    per_round: dict[str, np.ndarray] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    delivered_to: np.ndarray | None = None  # keys delivered per gateway
+
+
+ROUND_SERIES = ("keys_requested", "keys_delivered", "sessions", "sessions_quantum", "sessions_fallback")
+MONITOR_SERIES = ("deliverable", "hops", "route_attacked", "sessions", "sessions_fallback")
+SESSION_TOTALS = (
+    "e2e_keys_discarded_flagged",
+    "e2e_keys_discarded_mismatch",
+    "sessions",
+    "sessions_quantum",
+    "sessions_classical",
+    "sessions_pq_hybrid",
+    "sessions_fallback_no_key",
+    "sessions_fallback_flagged",
+)
+
+
+class NetworkRun:
+    """The state of one network run; :meth:`step` advances one round, :meth:`table` gives the results."""
+
+    def __init__(self, spec: Mapping[str, Any], *, quisp_executable: Any = None) -> None:
+        self.spec = spec
+        section = spec["quantum_network"]
+        self.rounds = int(spec["rounds"])
+        self.round_s = float(spec["round_duration_s"])
+        streams = run_streams(spec["seed"])
+        self.topology = topology_of(section)
+        self.links = link_models(section, self.round_s)
+        from bridge.qnet.quisp import attach_quisp_pair_states
+
+        self.links, self.link_notes = attach_quisp_pair_states(
+            self.links, [ln["source"] for ln in section["links"]], streams.qkd.spawn(1)[0], quisp_executable
+        )
+        n_links = len(self.links)
+        keys_section = dict(spec.get("keys") or {})
+        qids_section = dict(spec.get("qids") or {})
+        self.key_policy = KeyPolicy.from_mapping(keys_section)
+        names = {f.name for f in dataclasses.fields(QidsParams)}
+        qids_values = {k: v for k, v in qids_section.items() if k in names}
+        if "weights" in qids_values:
+            qids_values["weights"] = tuple(qids_values["weights"])
+        qids_params = QidsParams(**qids_values)
+        self._link_rngs = streams.qkd.spawn(n_links)
+        calibrations = calibrate_network(
+            self.links,
+            qids_params,
+            int(qids_section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)),
+            qids_section.get("calibration", DEFAULT_CALIBRATION_MODE),
+            streams.qkd.spawn(n_links),
+        )
+        self.watch = NetworkWatch(calibrations, qids_params, self.rounds)
+        self.block_qber = self.watch.qber
+        self.block_bits = np.zeros((n_links, self.rounds))  # key bits admitted into the pools
+        self.accepted = np.zeros((n_links, self.rounds), dtype=bool)
+        self.attacked = np.array(
+            [[link.attacked(r * self.round_s) for r in range(self.rounds)] for link in self.links], dtype=bool
+        ).reshape(n_links, self.rounds)
+
+        # IoT devices and their session demand
+        net = spec["network"]
+        self.gateways = [self.topology.node_index[g] for g in self.topology.gateways]
+        self.centre = self.topology.node_index[self.topology.control_centre]
+        self.n_devices = int(net["devices"])
+        self.device_gateway = build_topology(
+            self.n_devices, len(self.gateways), float(net["mqtt_fraction"]), streams.topology
+        ).gateway
+        self.session_rounds = int(keys_section.get("session_rounds", 1))
+        self.traffic_probability = -math.expm1(-self.round_s / float(net["mean_interarrival_s"]))
+        self._traffic = streams.traffic
+        self._pending = np.zeros(self.n_devices, dtype=bool)
+        monitor = section["monitor"]
+        self.monitor = (self.topology.node_index[monitor["source"]], self.topology.node_index[monitor["target"]])
+        self.key_bits = int(section["key_bits"])
+
+        routing = section["routing"]
+        self.policies: list[PolicyState] = []
+        for name, rng in zip(routing["policies"], streams.keys.spawn(len(routing["policies"])), strict=True):
+            pools = [
+                LinkKeyPool(
+                    link.name,
+                    key_bits=self.key_bits,
+                    capacity=int(section["pool_capacity"]),
+                    lifetime_s=float(section["key_lifetime_s"]),
+                )
+                for link in self.links
+            ]
+            network = KeyNetwork(
+                self.topology, pools, RoutingParams(name, float(routing["depletion_weight"])), rng, keep_ledger=True
+            )
+            state = PolicyState(
+                name=name,
+                network=network,
+                scheme=get_scheme(spec["scheme"])(keys_section),
+                held=np.zeros(len(self.gateways), dtype=np.int64),
+                held_links=[np.zeros(0, dtype=np.int64) for _ in self.gateways],
+            )
+            state.per_round = {k: np.zeros(self.rounds) for k in ROUND_SERIES}
+            state.per_round.update({f"monitor_{k}": np.full(self.rounds, np.nan) for k in MONITOR_SERIES})
+            state.totals = dict.fromkeys(SESSION_TOTALS, 0)
+            state.delivered_to = np.zeros(len(self.gateways), dtype=np.int64)
+            self.policies.append(state)
+        self._round = 0
+
+    # ------------------------------------------------------------------ one round
+    def step(self) -> None:
+        r = self._round
+        now = r * self.round_s
+        n_links = len(self.links)
+        h_q, qber, secret = np.full(n_links, np.nan), np.full(n_links, np.nan), np.zeros(n_links)
+        for j, link in enumerate(self.links):
+            block = run_link_block(link, now, self._link_rngs[j])
+            h_q[j], qber[j], secret[j] = block.h_q, block.qber, block.secret_bits
+            self.accepted[j, r], admitted = accept_block(link.name, block, self.key_policy)
+            if admitted:
+                self.block_bits[j, r] = block.alice_key.size
+                for state in self.policies:
+                    state.network.pools[j].add(block.alice_key, block.bob_key, now)
+        flags, _ = self.watch.observe(r, h_q, qber, secret)
+        due = self._due_sessions(r)
+        for state in self.policies:
+            state.network.flagged = flags.copy()
+            state.network.expire(now)
+            self._probe_monitor(state, r)
+            self._serve_sessions(state, r, now, due, h_q)
+        self._round += 1
+
+    def _due_sessions(self, r: int) -> np.ndarray:
+        """Devices starting a session in round r (the built-in backend's renewal rule)."""
+        scheduled = (r + np.arange(self.n_devices)) % self.session_rounds == 0
+        traffic = self._traffic.random(self.n_devices) < self.traffic_probability
+        wanting = scheduled | self._pending
+        starting = wanting & traffic
+        self._pending = wanting & ~traffic
+        return np.flatnonzero(starting)
+
+    def _serve_sessions(self, state: PolicyState, r: int, now: float, due: np.ndarray, h_q: np.ndarray) -> None:
+        network = state.network
+        series, totals = state.per_round, state.totals
+        by_gateway = np.bincount(self.device_gateway[due], minlength=len(self.gateways))
+        order = np.argsort(self.device_gateway[due], kind="stable")
+        cursor = 0
+        for g, node in enumerate(self.gateways):
+            devices = due[order[cursor : cursor + by_gateway[g]]]
+            cursor += by_gateway[g]
+            held_over = state.held_links[g]
+            if state.held[g] and network.flagged[held_over].any():
+                totals["e2e_keys_discarded_flagged"] += int(state.held[g])  # relayed over a link now flagged
+                state.held[g] = 0
+            if devices.size == 0:
+                continue
+            route = network.route(node, self.centre)
+            if route is not None:
+                links = list(route.links)
+                k_iot = float(np.nanmin(h_q[links]))
+                flagged = bool(network.flagged[links].any())
+            else:
+                incident = (self.topology.link_a == node) | (self.topology.link_b == node)
+                k_iot, flagged = float(np.nanmax(h_q[incident])), False
+            k_iot = k_iot if math.isfinite(k_iot) else 0.0
+            need = int(devices.size - state.held[g])
+            if need > 0 and not flagged:
+                delivery = network.deliver(node, self.centre, need)
+                if delivery.count:
+                    used = sorted({j for rt, _ in delivery.routes for j in rt.links})
+                    state.held_links[g] = np.union1d(held_over if state.held[g] else [], used).astype(np.int64)
+                state.held[g] += delivery.count
+                state.delivered_to[g] += delivery.count
+                series["keys_requested"][r] += need
+                series["keys_delivered"][r] += delivery.count
+                totals["e2e_keys_discarded_mismatch"] += delivery.discarded
+            quantum = fallback = 0
+            for d in devices.tolist():
+                available = bool(state.held[g] > 0)
+                ctx = SessionContext(
+                    device=d,
+                    gateway=g,
+                    time=now,
+                    k_iot=k_iot,
+                    quantum_key_available=available,
+                    link_flagged=flagged,
+                    previous_mode=state.previous_mode.get(d),
+                )
+                plan = state.scheme.plan_session(ctx)
+                state.previous_mode[d] = plan.mode
+                if plan.consumes_qkd_key:
+                    if not available:
+                        raise RuntimeError(
+                            f"scheme {self.spec['scheme']} planned a QKD key at gateway {g} without one"
+                        )
+                    state.held[g] -= 1
+                totals["sessions_" + plan.mode.replace("-", "_")] += 1
+                quantum += plan.mode == "quantum"
+                if plan.mode != "quantum" and (not available or flagged):
+                    totals["sessions_fallback_flagged" if flagged else "sessions_fallback_no_key"] += 1
+                    fallback += 1
+            totals["sessions"] += int(devices.size)
+            series["sessions"][r] += devices.size
+            series["sessions_quantum"][r] += quantum
+            series["sessions_fallback"][r] += fallback
+            if node == self.monitor[0] and self.monitor[1] == self.centre:
+                series["monitor_sessions"][r] = devices.size
+                series["monitor_sessions_fallback"][r] = fallback
+
+    def _probe_monitor(self, state: PolicyState, r: int) -> None:
+        """Keys the monitored pair could get now over a route without a flagged link (a static route
+        through a flagged link counts as none: the Q-IDS forbids its keys), its hops, and whether the route
+        crosses a link under attack in this block."""
+        network = state.network
+        source, target = self.monitor
+        series = state.per_round
+        route = network.route(source, target)
+        blocked = route is not None and bool(network.flagged[list(route.links)].any())
+        limit = network.pools[0].capacity
+        series["monitor_deliverable"][r] = 0 if blocked else network.deliverable(source, target, limit)
+        series["monitor_hops"][r] = route.hops if route is not None else np.nan
+        series["monitor_route_attacked"][r] = (
+            float(self.attacked[list(route.links), r].any()) if route is not None else np.nan
+        )
+
+    def run(self) -> NetworkRun:
+        while self._round < self.rounds:
+            self.step()
+        return self
+
+
+def run_network(spec: Mapping[str, Any]) -> pd.DataFrame:
+    """Run one network spec and return its CSV-R table."""
+    if not spec.get("quantum_network"):
+        raise UserInputError("run_network: the spec has no quantum_network section")
+    from bridge.qnet.results import network_table
+
+    return network_table(NetworkRun(spec).run())
