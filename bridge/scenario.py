@@ -594,7 +594,9 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
             "costs": copy.deepcopy(scenario.costs),
         }
         if scenario.quantum_network is not None:
-            spec["quantum_network"] = copy.deepcopy(scenario.quantum_network)
+            from bridge.qnet.spec import with_defaults
+
+            spec["quantum_network"] = with_defaults(source, scenario.quantum_network)
         itervars = dict(zip(sweep_paths, values, strict=True))
         for path, value in itervars.items():
             if path == "channel.name":

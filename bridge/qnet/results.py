@@ -77,7 +77,13 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
 
     def vector(module: str, name: str, values: np.ndarray) -> None:
         rows.append(
-            {"type": "vector", "module": module, "name": name, "vectime": times, "vecvalue": list(map(float, values))}
+            {
+                "type": "vector",
+                "module": module,
+                "name": name,
+                "vectime": times,
+                "vecvalue": list(map(float, values)),
+            }
         )
 
     for name, value in (
@@ -155,7 +161,9 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         if (source, target) not in static_routes:
             static_routes[(source, target)] = shortest_route(topo, np.ones(topo.n_links), source, target)
         route = static_routes[(source, target)]
-        window = run.attacked[list(route.links)].any(axis=0) if route is not None else np.zeros(run.rounds, bool)
+        window = (
+            run.attacked[list(route.links)].any(axis=0) if route is not None else np.zeros(run.rounds, bool)
+        )
         scalar(module, "monitor_availability_attacked", _fraction(deliverable[window] > 0))
         scalar(module, "reroute_delay_blocks", _reroute_delay(window, series["monitor_route_attacked"]))
         for name in ROUND_SERIES:
@@ -168,7 +176,9 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
             scalar(f"{module}.link.{link.name}", "keys_consumed", pools[j].consumed)
         for g, node in enumerate(run.gateways):
             rate = state.delivered_to[g] * run.key_bits / duration
-            scalar(f"{module}.pair.{topo.nodes[node].name}.{topo.nodes[centre].name}", "delivered_rate_bps", rate)
+            scalar(
+                f"{module}.pair.{topo.nodes[node].name}.{topo.nodes[centre].name}", "delivered_rate_bps", rate
+            )
 
     if topo.n_nodes <= ALL_PAIRS_MAX_NODES:
         pairs = list(itertools.combinations(range(topo.n_nodes), 2))
@@ -195,7 +205,9 @@ def _reuse(network: Any) -> int:
     by_link: dict[int, list[np.ndarray]] = {}
     for link, serials in network.ledger:
         by_link.setdefault(link, []).append(serials)
-    return sum(int(sum(s.size for s in parts) - np.unique(np.concatenate(parts)).size) for parts in by_link.values())
+    return sum(
+        int(sum(s.size for s in parts) - np.unique(np.concatenate(parts)).size) for parts in by_link.values()
+    )
 
 
 def _reroute_delay(window: np.ndarray, route_attacked: np.ndarray) -> float:

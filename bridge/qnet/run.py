@@ -11,7 +11,8 @@ Round r (one QKD block per link, starting at r x ``round_duration_s``):
    renews its session at rounds with (r + d) % ``keys.session_rounds`` == 0, or at its first later round
    with traffic (a message in the round: probability 1 - exp(-round / ``network.mean_interarrival_s``));
    each gateway asks the network for as many end-to-end keys to the control centre as it has sessions
-   starting, less the keys it still holds; the run's scheme plans every session (``plan_session``) with
+   starting, less the keys it still holds (gateways ask in a random order each round: keys go first come,
+   first served, and no gateway is always first); the run's scheme plans every session (``plan_session``) with
    K_IoT = H_q of the weakest link of the gateway's route in this block (Eq. 1 with gamma = 1, eta = 0),
    ``quantum_key_available`` = the gateway holds a key, ``link_flagged`` = a link of its route is flagged;
    a session with no key available falls back to the scheme's classical exchange and is counted;
@@ -87,7 +88,9 @@ def link_models(section: Mapping[str, Any], round_duration_s: float) -> list[Lin
                 block_duration_s=round_duration_s,
                 segments=int(repeater.get("segments", 1)),
                 memories=int(repeater.get("memories", DEFAULT_MEMORIES)),
-                attack=AttackWindow(eve["mode"], eve["fraction"], eve["start_s"], eve["end_s"]) if eve else None,
+                attack=AttackWindow(eve["mode"], eve["fraction"], eve["start_s"], eve["end_s"])
+                if eve
+                else None,
             )
         )
     return models
@@ -176,7 +179,10 @@ class NetworkRun:
         self._traffic = streams.traffic
         self._pending = np.zeros(self.n_devices, dtype=bool)
         monitor = section["monitor"]
-        self.monitor = (self.topology.node_index[monitor["source"]], self.topology.node_index[monitor["target"]])
+        self.monitor = (
+            self.topology.node_index[monitor["source"]],
+            self.topology.node_index[monitor["target"]],
+        )
         self.key_bits = int(section["key_bits"])
 
         routing = section["routing"]
@@ -192,7 +198,11 @@ class NetworkRun:
                 for link in self.links
             ]
             network = KeyNetwork(
-                self.topology, pools, RoutingParams(name, float(routing["depletion_weight"])), rng, keep_ledger=True
+                self.topology,
+                pools,
+                RoutingParams(name, float(routing["depletion_weight"])),
+                rng,
+                keep_ledger=True,
             )
             state = PolicyState(
                 name=name,
@@ -224,11 +234,12 @@ class NetworkRun:
                     state.network.pools[j].add(block.alice_key, block.bob_key, now)
         flags, _ = self.watch.observe(r, h_q, qber, secret)
         due = self._due_sessions(r)
+        gateway_order = self._traffic.permutation(len(self.gateways))  # who asks the KMEs first this round
         for state in self.policies:
             state.network.flagged = flags.copy()
             state.network.expire(now)
             self._probe_monitor(state, r)
-            self._serve_sessions(state, r, now, due, h_q)
+            self._serve_sessions(state, r, now, due, gateway_order, h_q)
         self._round += 1
 
     def _due_sessions(self, r: int) -> np.ndarray:
@@ -240,15 +251,20 @@ class NetworkRun:
         self._pending = wanting & ~traffic
         return np.flatnonzero(starting)
 
-    def _serve_sessions(self, state: PolicyState, r: int, now: float, due: np.ndarray, h_q: np.ndarray) -> None:
+    def _serve_sessions(
+        self,
+        state: PolicyState,
+        r: int,
+        now: float,
+        due: np.ndarray,
+        gateway_order: np.ndarray,
+        h_q: np.ndarray,
+    ) -> None:
         network = state.network
         series, totals = state.per_round, state.totals
-        by_gateway = np.bincount(self.device_gateway[due], minlength=len(self.gateways))
-        order = np.argsort(self.device_gateway[due], kind="stable")
-        cursor = 0
-        for g, node in enumerate(self.gateways):
-            devices = due[order[cursor : cursor + by_gateway[g]]]
-            cursor += by_gateway[g]
+        for g in gateway_order:
+            node = self.gateways[g]
+            devices = due[self.device_gateway[due] == g]
             held_over = state.held_links[g]
             if state.held[g] and network.flagged[held_over].any():
                 totals["e2e_keys_discarded_flagged"] += int(state.held[g])  # relayed over a link now flagged
@@ -269,7 +285,9 @@ class NetworkRun:
                 delivery = network.deliver(node, self.centre, need)
                 if delivery.count:
                     used = sorted({j for rt, _ in delivery.routes for j in rt.links})
-                    state.held_links[g] = np.union1d(held_over if state.held[g] else [], used).astype(np.int64)
+                    state.held_links[g] = np.union1d(held_over if state.held[g] else [], used).astype(
+                        np.int64
+                    )
                 state.held[g] += delivery.count
                 state.delivered_to[g] += delivery.count
                 series["keys_requested"][r] += need

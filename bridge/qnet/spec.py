@@ -115,6 +115,11 @@ def _parse(source: str, section: Any) -> QuantumNetworkSpec:
         raise UserInputError(_validation_message(source, exc, SECTION)) from None
 
 
+def with_defaults(source: str, section: Any) -> dict[str, Any]:
+    """The section with the schema's defaults filled in (the form sweeps apply to; resolved per run)."""
+    return _parse(source, section).model_dump()
+
+
 def link_name(link: LinkSpec) -> str:
     return link.name if link.name is not None else f"{link.a}--{link.b}"
 
@@ -141,7 +146,9 @@ def _topology(source: str, spec: QuantumNetworkSpec) -> Topology:
     except UserInputError as exc:
         raise UserInputError(f"{source}: {exc}") from None
     if not topology.gateways:
-        raise UserInputError(f"{source}: field '{SECTION}.nodes': no node has role gateway ({', '.join(ROLES)})")
+        raise UserInputError(
+            f"{source}: field '{SECTION}.nodes': no node has role gateway ({', '.join(ROLES)})"
+        )
     return topology
 
 
@@ -206,7 +213,9 @@ def resolve_section(
     for j, link in enumerate(spec.links):
         where = f"{SECTION}.links[{j}]"
         if not math.isfinite(link.distance_km) or link.distance_km <= 0:
-            raise UserInputError(f"{source}: field '{where}.distance_km': must be > 0 km (got {link.distance_km!r})")
+            raise UserInputError(
+                f"{source}: field '{where}.distance_km': must be > 0 km (got {link.distance_km!r})"
+            )
         link_source = link.source or qkd.get("source", "builtin")
         protocol = link.protocol or ("bbm92" if link.repeater or link_source == "quisp" else qkd["protocol"])
         if (link.repeater is not None or link_source == "quisp") and protocol != "bbm92":
@@ -251,4 +260,3 @@ def resolve_section(
         "routing": spec.routing.model_dump(),
         "monitor": monitor,
     }
-

@@ -908,9 +908,11 @@ def server_tls_context(paths: CertPaths) -> ssl.SSLContext:
 class KmeServer:
     """The KME: HTTPS server thread plus QKD feeder thread. Use as a context manager or start()/stop()."""
 
-    def __init__(self, config: KmeConfig) -> None:
+    def __init__(self, config: KmeConfig, store: KeyStore | None = None) -> None:
+        """``store``: the key store to serve (default: a ``KeyStore`` of the config's SAE pairs; a QKD
+        network's store is ``bridge.qnet.kme.NetworkKeyStore``)."""
         self.config = config
-        self.store = KeyStore(config, np.random.default_rng(config.seed))
+        self.store = store or KeyStore(config, np.random.default_rng(config.seed))
         tls = server_tls_context(config.cert_paths())
         try:
             self._httpd = _KmeHttpServer(config, self.store, tls)

@@ -47,7 +47,9 @@ def calibrate_network(
     """One calibration per link (``blocks`` noise-free blocks, and as many commissioning blocks in
     ``link-baseline`` mode), each link drawing from its own generator."""
     if mode not in CALIBRATION_MODES:
-        raise UserInputError(f"qids.calibration: unknown mode {mode!r}; known: {', '.join(CALIBRATION_MODES)}")
+        raise UserInputError(
+            f"qids.calibration: unknown mode {mode!r}; known: {', '.join(CALIBRATION_MODES)}"
+        )
     out = []
     for link, rng in zip(links, rngs, strict=True):
         reference = calibrate([_trace(link.reference(), blocks, rng)], params)

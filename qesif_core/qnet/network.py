@@ -18,7 +18,14 @@ import numpy as np
 
 from qesif_core.qnet.pools import LinkKeyPool
 from qesif_core.qnet.relay import one_time_pad_relay
-from qesif_core.qnet.routing import Route, RoutingParams, adaptive_weights, shortest_route, shortest_tree, tree_route
+from qesif_core.qnet.routing import (
+    Route,
+    RoutingParams,
+    adaptive_weights,
+    shortest_route,
+    shortest_tree,
+    tree_route,
+)
 from qesif_core.qnet.topology import Topology
 
 

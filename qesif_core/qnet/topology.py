@@ -11,6 +11,7 @@ e.g. ``quantum_network``), as the scenario loader reports it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -102,7 +103,9 @@ class Topology:
                     )
                 ends.append(self.node_index[name])
             if ends[0] == ends[1]:
-                raise UserInputError(f"field '{here}': a link joins two different nodes (got {link.a!r} twice)")
+                raise UserInputError(
+                    f"field '{here}': a link joins two different nodes (got {link.a!r} twice)"
+                )
             pair = (min(ends), max(ends))
             if pair in self.link_between:
                 other = self.links[self.link_between[pair]].name
@@ -110,12 +113,20 @@ class Topology:
                     f"field '{here}': nodes {link.a!r} and {link.b!r} are already joined by link {other!r}"
                 )
             distance = link.distance_km
-            if isinstance(distance, bool) or not isinstance(distance, int | float) or not math.isfinite(distance):
-                raise UserInputError(f"field '{here}.distance_km': must be a finite number (got {distance!r})")
+            if (
+                isinstance(distance, bool)
+                or not isinstance(distance, int | float)
+                or not math.isfinite(distance)
+            ):
+                raise UserInputError(
+                    f"field '{here}.distance_km': must be a finite number (got {distance!r})"
+                )
             if distance <= 0:
                 raise UserInputError(f"field '{here}.distance_km': must be > 0 km (got {distance!r})")
             if isinstance(link.segments, bool) or not isinstance(link.segments, int) or link.segments < 1:
-                raise UserInputError(f"field '{here}.segments': must be an integer >= 1 (got {link.segments!r})")
+                raise UserInputError(
+                    f"field '{here}.segments': must be an integer >= 1 (got {link.segments!r})"
+                )
             self.link_index[link.name] = j
             self.link_between[pair] = j
         self.link_a = np.array([self.node_index[link.a] for link in self.links], dtype=np.int64)
@@ -167,7 +178,7 @@ class Topology:
 
     def links_of_path(self, path: Sequence[int]) -> list[int]:
         """Link indices along a node path."""
-        return [self.link_between[(min(u, v), max(u, v))] for u, v in zip(path[:-1], path[1:], strict=True)]
+        return [self.link_between[(min(u, v), max(u, v))] for u, v in itertools.pairwise(path)]
 
     def zones(self) -> list[str]:
         return sorted({n.zone for n in self.nodes})
