@@ -3,9 +3,10 @@
 A repeater link (``repeater: {segments: n}``) runs QuISP's repeater chain
 (``quisp_configs/qesif_repeater.ini``, network ``QesifRepeaterChain``: n - 1 repeaters, segments of the
 link's length / n, each segment's per-km channel rates from the link's channel, as
-``bridge.backends.quisp.channel_rates`` makes them); a direct link runs the two-node template. QuISP's end-to-end tomography becomes the pair state of the link's BBM92
-blocks (``bridge.backends.quisp.bell_pair_model``); the engine keeps the detection model, the attacker
-(applied to the pairs in the block) and the post-processing. A repeater link's pairs per block still come
+``bridge.backends.quisp.channel_rates`` makes them); a direct link runs the two-node template. QuISP's
+end-to-end tomography becomes the pair state of the link's BBM92 blocks
+(``bridge.backends.quisp.bell_pair_model``); the engine keeps the detection model, the attacker (applied to
+the pairs in the block) and the post-processing. A repeater link's pairs per block still come
 from the built-in chain rate (QuISP's tomography clock is not a pair rate: quisp_configs/README.md).
 
 QuISP runs once per such link, before the run, without the link's attacker. When QuISP is not installed the
