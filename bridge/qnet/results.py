@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.qnet.run import ALL_PAIRS_MAX_NODES, EXPERIMENT, MONITOR_SERIES, ROUND_SERIES, NetworkRun
+from qesif_core.qnet.monitor import runs_of
 from qesif_core.qnet.routing import max_flow_rate, shortest_route
 
 CSVR = ["run", "type", "module", "name", "attrname", "attrvalue", "value", "vectime", "vecvalue"]
@@ -49,15 +50,9 @@ def _fraction(flags: np.ndarray) -> float:
     return float(flags.mean()) if flags.size else float("nan")
 
 
-def _windows(attacked: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last + 1) block of each run of attacked blocks."""
-    edges = np.diff(np.concatenate([[0], attacked.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
-
-
 def detection_delay(attacked: np.ndarray, flags: np.ndarray) -> float:
     """Blocks from the first attacked block of the first attack window to the first flag inside it."""
-    for first, end in _windows(attacked):
+    for first, end in runs_of(attacked):
         hits = np.flatnonzero(flags[first:end])
         return float(hits[0]) if hits.size else float("nan")
     return float("nan")
@@ -213,7 +208,7 @@ def _reuse(network: Any) -> int:
 def _reroute_delay(window: np.ndarray, route_attacked: np.ndarray) -> float:
     """Rounds from the start of the first attack window on the pair's fewest-hops route to the first round
     of that window whose route avoids every attacked link; NaN without such a window or such a round."""
-    for first, end in _windows(window):
+    for first, end in runs_of(window):
         clear = np.flatnonzero(route_attacked[first:end] == 0)
         return float(clear[0]) if clear.size else float("nan")
     return float("nan")

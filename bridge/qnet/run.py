@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,13 +39,14 @@ import numpy as np
 import pandas as pd
 
 from bridge.cosim.runsetup import run_streams
+from bridge.qnet.produce import BlockProducer
 from qesif_core.entropy_keys import KeyPolicy
 from qesif_core.errors import UserInputError
 from qesif_core.network.traffic import build_topology
 from qesif_core.qids.anomaly import QidsParams
 from qesif_core.qkd.channel import ChannelParams
-from qesif_core.qnet.links import AttackWindow, LinkModel, accept_block, run_link_block
-from qesif_core.qnet.monitor import NetworkWatch, calibrate_network
+from qesif_core.qnet.links import AttackWindow, LinkModel
+from qesif_core.qnet.monitor import NetworkWatch
 from qesif_core.qnet.network import KeyNetwork
 from qesif_core.qnet.pools import LinkKeyPool
 from qesif_core.qnet.repeater import DEFAULT_MEMORIES
@@ -128,7 +130,8 @@ SESSION_TOTALS = (
 class NetworkRun:
     """The state of one network run; :meth:`step` advances one round, :meth:`table` gives the results."""
 
-    def __init__(self, spec: Mapping[str, Any], *, quisp_executable: Any = None) -> None:
+    def __init__(self, spec: Mapping[str, Any], *, workers: int = 1, quisp_executable: Any = None) -> None:
+        started = time.perf_counter()
         self.spec = spec
         section = spec["quantum_network"]
         self.rounds = int(spec["rounds"])
@@ -150,16 +153,7 @@ class NetworkRun:
         if "weights" in qids_values:
             qids_values["weights"] = tuple(qids_values["weights"])
         qids_params = QidsParams(**qids_values)
-        self._link_rngs = streams.qkd.spawn(n_links)
-        calibrations = calibrate_network(
-            self.links,
-            qids_params,
-            int(qids_section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)),
-            qids_section.get("calibration", DEFAULT_CALIBRATION_MODE),
-            streams.qkd.spawn(n_links),
-        )
-        self.watch = NetworkWatch(calibrations, qids_params, self.rounds)
-        self.block_qber = self.watch.qber
+        link_rngs, calibration_rngs = streams.qkd.spawn(n_links), streams.qkd.spawn(n_links)
         self.block_bits = np.zeros((n_links, self.rounds))  # key bits admitted into the pools
         self.accepted = np.zeros((n_links, self.rounds), dtype=bool)
         self.attacked = np.array(
@@ -217,6 +211,21 @@ class NetworkRun:
             state.delivered_to = np.zeros(len(self.gateways), dtype=np.int64)
             self.policies.append(state)
         self._round = 0
+        self.producer = BlockProducer(self.links, link_rngs, self.key_policy, workers)
+        try:
+            calibrations = self.producer.calibrate(
+                qids_params,
+                int(qids_section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)),
+                qids_section.get("calibration", DEFAULT_CALIBRATION_MODE),
+                calibration_rngs,
+            )
+        except BaseException:
+            self.producer.close()
+            raise
+        self.watch = NetworkWatch(calibrations, qids_params, self.rounds)
+        #: wall seconds per part of the run (set-up with calibration, QKD blocks, Algorithm 2, key delivery
+        #: and sessions), for the benchmark
+        self.timings = {"setup": time.perf_counter() - started, "qkd": 0.0, "qids": 0.0, "delivery": 0.0}
 
     # ------------------------------------------------------------------ one round
     def step(self) -> None:
@@ -224,15 +233,19 @@ class NetworkRun:
         now = r * self.round_s
         n_links = len(self.links)
         h_q, qber, secret = np.full(n_links, np.nan), np.full(n_links, np.nan), np.zeros(n_links)
-        for j, link in enumerate(self.links):
-            block = run_link_block(link, now, self._link_rngs[j])
+        clock = time.perf_counter()
+        for j, block in enumerate(self.producer.produce(now)):
             h_q[j], qber[j], secret[j] = block.h_q, block.qber, block.secret_bits
-            self.accepted[j, r], admitted = accept_block(link.name, block, self.key_policy)
-            if admitted:
-                self.block_bits[j, r] = block.alice_key.size
+            self.accepted[j, r] = block.accepted
+            if block.admitted:
+                self.block_bits[j, r] = block.key_a.size
                 for state in self.policies:
-                    state.network.pools[j].add(block.alice_key, block.bob_key, now)
+                    state.network.pools[j].add(block.key_a, block.key_b, now)
+        self.timings["qkd"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         flags, _ = self.watch.observe(r, h_q, qber, secret)
+        self.timings["qids"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         due = self._due_sessions(r)
         gateway_order = self._traffic.permutation(len(self.gateways))  # who asks the KMEs first this round
         for state in self.policies:
@@ -240,6 +253,7 @@ class NetworkRun:
             state.network.expire(now)
             self._probe_monitor(state, r)
             self._serve_sessions(state, r, now, due, gateway_order, h_q)
+        self.timings["delivery"] += time.perf_counter() - clock
         self._round += 1
 
     def _due_sessions(self, r: int) -> np.ndarray:
@@ -293,31 +307,28 @@ class NetworkRun:
                 series["keys_requested"][r] += need
                 series["keys_delivered"][r] += delivery.count
                 totals["e2e_keys_discarded_mismatch"] += delivery.discarded
-            quantum = fallback = 0
+            held = int(state.held[g])
+            plan_session, previous = state.scheme.plan_session, state.previous_mode
+            modes = {"quantum": 0, "classical": 0, "pq-hybrid": 0}
+            fallback = 0
             for d in devices.tolist():
-                available = bool(state.held[g] > 0)
-                ctx = SessionContext(
-                    device=d,
-                    gateway=g,
-                    time=now,
-                    k_iot=k_iot,
-                    quantum_key_available=available,
-                    link_flagged=flagged,
-                    previous_mode=state.previous_mode.get(d),
-                )
-                plan = state.scheme.plan_session(ctx)
-                state.previous_mode[d] = plan.mode
+                available = held > 0
+                plan = plan_session(SessionContext(d, g, now, k_iot, available, flagged, previous.get(d)))
+                previous[d] = plan.mode
+                modes[plan.mode] += 1
                 if plan.consumes_qkd_key:
                     if not available:
                         raise RuntimeError(
                             f"scheme {self.spec['scheme']} planned a QKD key at gateway {g} without one"
                         )
-                    state.held[g] -= 1
-                totals["sessions_" + plan.mode.replace("-", "_")] += 1
-                quantum += plan.mode == "quantum"
-                if plan.mode != "quantum" and (not available or flagged):
-                    totals["sessions_fallback_flagged" if flagged else "sessions_fallback_no_key"] += 1
+                    held -= 1
+                elif plan.mode != "quantum" and (not available or flagged):
                     fallback += 1
+            state.held[g] = held
+            quantum = modes["quantum"]
+            for mode, count in modes.items():
+                totals["sessions_" + mode.replace("-", "_")] += count
+            totals["sessions_fallback_flagged" if flagged else "sessions_fallback_no_key"] += fallback
             totals["sessions"] += int(devices.size)
             series["sessions"][r] += devices.size
             series["sessions_quantum"][r] += quantum
@@ -343,15 +354,19 @@ class NetworkRun:
         )
 
     def run(self) -> NetworkRun:
-        while self._round < self.rounds:
-            self.step()
+        try:
+            while self._round < self.rounds:
+                self.step()
+        finally:
+            self.producer.close()
         return self
 
 
-def run_network(spec: Mapping[str, Any]) -> pd.DataFrame:
-    """Run one network spec and return its CSV-R table."""
+def run_network(spec: Mapping[str, Any], *, workers: int = 1) -> pd.DataFrame:
+    """Run one network spec and return its CSV-R table (``workers=2``: the links' QKD blocks are shared
+    with a worker process; same results)."""
     if not spec.get("quantum_network"):
         raise UserInputError("run_network: the spec has no quantum_network section")
     from bridge.qnet.results import network_table
 
-    return network_table(NetworkRun(spec).run())
+    return network_table(NetworkRun(spec, workers=workers).run())

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from bridge.results import tidy
+from bridge.results import qnet, tidy
 
 DATASET_LABELS = {"ton_iot": "TON_IoT", "edge_iiotset": "Edge-IIoTset", "bot_iot": "Bot-IoT"}
 CHANNEL_LABELS = {"clean": "Clean", "noisy": "Noisy", "eavesdropped": "Eavesdropped"}
@@ -389,9 +389,16 @@ def figure_ablation(table: pd.DataFrame) -> plt.Figure | None:
 def make_figures(
     table: pd.DataFrame, out: str | Path, specs: Mapping[str, Mapping[str, Any]] | None = None
 ) -> tuple[list[Path], list[str]]:
-    """Write Figures 2-7 (PNG and PDF) into ``out``, and with the runs' ``specs`` (run key -> resolved spec)
-    Figure 9 (``bridge.results.keyrate``); returns the files written and the figures skipped."""
+    """Write Figures 2-7 (PNG and PDF) into ``out``, with the runs' ``specs`` (run key -> resolved spec)
+    Figure 9 (``bridge.results.keyrate``), and the network runs' figures (``bridge.results.qnet``); returns
+    the files written and the figures skipped."""
     out = Path(out)
+    table, network = qnet.split(table)  # network runs have their own figures (bridge.results.qnet)
+    if specs is not None:
+        specs = {key: spec for key, spec in specs.items() if "quantum_network" not in spec}
+    if table.empty:
+        written, skipped = qnet.make_figures(network, out, _save)
+        return written, [*FIGURE_NAMES, *skipped]
     attrs = tidy.run_attributes(table)
     comparison = table[table["run"].isin(attrs.index[~attrs["scheme"].map(is_ablation_variant)])]
     builders = {
@@ -427,4 +434,5 @@ def make_figures(
                 skipped.append(name)
             else:
                 written += _save(fig, out, name)
-    return written, skipped
+    network_written, network_skipped = qnet.make_figures(network, out, _save)
+    return written + network_written, skipped + network_skipped

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bridge.results import tidy
+from bridge.results import qnet, tidy
 from bridge.results.figures import CHANNEL_LABELS, DATASET_LABELS, QBER_REJECTION_THRESHOLD
 from bridge.results.keyrate import keyrate_section
 from qesif_core.errors import UserInputError
@@ -454,9 +454,15 @@ def render(
     failures: list[dict[str, Any]] = (),
     title: str = "QESIF reproduction report",
 ) -> str:
-    """The HTML page as a string; ``failures`` (the store's failure records) are listed, not hidden."""
-    rows = comparison_rows(table, reference, specs)
-    attrs = tidy.run_attributes(table)
+    """The HTML page as a string; ``failures`` (the store's failure records) are listed, not hidden.
+    Network runs (``quantum_network`` scenarios) get their own section (``bridge.results.qnet``)."""
+    table, network = qnet.split(table)
+    rows = comparison_rows(table, reference, specs) if not table.empty else []
+    attrs = (
+        tidy.run_attributes(table)
+        if not table.empty
+        else pd.DataFrame(columns=["scheme", "dataset", "channel"])
+    )
     body = io.StringIO()
     esc = html.escape
     body.write(f"<h1>{esc(title)}</h1>")
@@ -526,7 +532,8 @@ def render(
                 f"<td>{notes}</td></tr>"
             )
         body.write("</table>")
-    body.write(keyrate_section(table))
+    body.write(keyrate_section(table) if not table.empty else "")
+    body.write(qnet.report_section(network, specs))
     body.write("<h2>Figures</h2>")
     for path in figures:
         body.write(_figure_html(path))

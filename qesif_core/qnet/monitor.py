@@ -84,3 +84,9 @@ class NetworkWatch:
         self.flags[:, block] = result.flags[:, block]
         self.margin[:, block] = result.score[:, block] - result.threshold[:, block]
         return self.flags[:, block], self.margin[:, block]
+
+
+def runs_of(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last + 1) index of every run of consecutive true values (e.g. an attack window's blocks)."""
+    edges = np.diff(np.concatenate([[0], np.asarray(flags, dtype=np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))

@@ -95,3 +95,10 @@ def test_same_seed_same_table(scenario):
     first, _ = run(scenario)
     second, _ = run(scenario)
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_two_processes_give_the_same_table(scenario):
+    from bridge.qnet.run import run_network
+
+    spec = spec_of(scenario)
+    pd.testing.assert_frame_equal(run_network(spec, workers=1), run_network(spec, workers=2))
