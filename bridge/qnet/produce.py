@@ -6,9 +6,10 @@ each link's generator lives in exactly one process and draws the same numbers in
 wherever it lives, and the results are the same bit for bit with one process or two.
 
 With ``workers=2`` a forked worker owns every other link (its generators move there once) and runs its
-blocks (and its Algorithm 2 calibration blocks) while this process runs the rest; it returns each block's figures and, for admitted blocks, both
-ends' key bits packed eight to a byte. Receives are bounded (``RECEIVE_TIMEOUT_S``), a worker that dies or
-reports an error fails the run, and :meth:`BlockProducer.close` ends it (terminate, wait, kill).
+blocks (and its Algorithm 2 calibration blocks) while this process runs the rest; it returns each block's
+figures and, for admitted blocks, both ends' key bits packed eight to a byte. Receives are bounded
+(``RECEIVE_TIMEOUT_S``), a worker that dies or reports an error fails the run, and
+:meth:`BlockProducer.close` ends it (terminate, wait, kill).
 """
 
 from __future__ import annotations

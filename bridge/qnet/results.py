@@ -11,7 +11,8 @@ Scalars and per-round vectors (module / name):
 - ``qnet.link.<link>``: distance_km, segments, pairs_per_block, qber_mean, key_rate_bps (key bits admitted
   to the pool per second of run time), blocks_accepted, blocks_discarded, attacked_blocks, flagged_blocks,
   detection_rate, false_alarm_rate, detection_delay_blocks (first flagged block of an attack window minus
-  its first block; NaN without an attack or detection); vectors qber, secret_bits, flag, attacked;
+  its first block; NaN without an attack or detection), recovery_delay_blocks (blocks after the window that
+  stay flagged); vectors qber, secret_bits, flag, attacked;
 - ``qnet.<policy>``: keys_requested, keys_delivered, link_keys_consumed, link_keys_dropped_full,
   link_keys_expired, e2e_keys_discarded_flagged, e2e_keys_discarded_mismatch, sessions,
   sessions_quantum, sessions_classical, sessions_pq_hybrid, sessions_fallback_no_key,
@@ -55,6 +56,15 @@ def detection_delay(attacked: np.ndarray, flags: np.ndarray) -> float:
     for first, end in runs_of(attacked):
         hits = np.flatnonzero(flags[first:end])
         return float(hits[0]) if hits.size else float("nan")
+    return float("nan")
+
+
+def recovery_delay(attacked: np.ndarray, flags: np.ndarray) -> float:
+    """Blocks after the first attack window during which the link stays flagged (then it is routed on
+    again); NaN without a window or when the run ends first."""
+    for _, end in runs_of(attacked):
+        clear = np.flatnonzero(~flags[end:].astype(bool))
+        return float(clear[0]) if clear.size else float("nan")
     return float("nan")
 
 
@@ -128,6 +138,7 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         scalar(module, "detection_rate", _fraction(flags[judged & attacked]))
         scalar(module, "false_alarm_rate", _fraction(flags[judged & ~attacked]))
         scalar(module, "detection_delay_blocks", detection_delay(attacked, flags))
+        scalar(module, "recovery_delay_blocks", recovery_delay(attacked, flags))
         vector(module, "qber", qber)
         vector(module, "secret_bits", watch.secret_bits[j])
         vector(module, "flag", flags.astype(float))

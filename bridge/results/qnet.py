@@ -204,7 +204,8 @@ def figure_exposure(network: pd.DataFrame) -> plt.Figure | None:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(
-        f"Trust exposure: keys each node relayed (every relay on a route sees the key)\n{_run_label(network, run)}",
+        "Trust exposure: keys each node relayed (every relay on a route sees the key)\n"
+        + _run_label(network, run),
         fontsize=10,
     )
     fig.tight_layout()
@@ -263,10 +264,10 @@ def report_section(network: pd.DataFrame, specs: Mapping[str, Mapping[str, Any]]
             f"{_fmt(s.get('qnet/devices'))} IoT devices, rounds of {_fmt(s.get('qnet/round_duration_s'))} s "
             f"(one QKD block per link per round), end-to-end keys of {_fmt(s.get('qnet/key_bits'))} bits. "
             f"Link key rates {_fmt(min(rates.values()))} to {_fmt(max(rates.values()))} bit/s, mean QBER "
-            f"{min(qbers.values()):.4f} to {max(qbers.values()):.4f} (attacked blocks included). Trusted relays "
-            "are assumed honest: every relay on a route holds the end-to-end key in the clear (counted below). "
-            "The paper's design gives each gateway one QKD link to the control centre; here a gateway's keys "
-            "cross several links and relays (docs/qkd-network.md).</p>"
+            f"{min(qbers.values()):.4f} to {max(qbers.values()):.4f} (attacked blocks included). "
+            "Trusted relays are assumed honest: every relay on a route holds the end-to-end key in the clear "
+            "(counted below). The paper's design gives each gateway one QKD link to the control centre; "
+            "here a gateway's keys cross several links and relays (docs/qkd-network.md).</p>"
         )
         special = {
             n: m for n, m in models.items() if not m.startswith("direct") or "QuISP" in m or n in notes
@@ -283,8 +284,8 @@ def report_section(network: pd.DataFrame, specs: Mapping[str, Mapping[str, Any]]
         if attacked:
             out.append(
                 "<table><tr><th>attacked link</th><th>attacked blocks</th><th>first flag after the attack "
-                "began (blocks)</th><th>flagged attacked blocks</th><th>false alarms on unattacked blocks"
-                "</th><th>flagged blocks in all</th></tr>"
+                "began (blocks)</th><th>flagged attacked blocks</th><th>still flagged after the attack "
+                "(blocks)</th><th>flags on unattacked blocks</th></tr>"
             )
             for name in attacked:
                 m = f"qnet.link.{name}"
@@ -292,41 +293,63 @@ def report_section(network: pd.DataFrame, specs: Mapping[str, Mapping[str, Any]]
                     f"<tr><td>{esc(name)}</td><td>{_fmt(s.get(f'{m}/attacked_blocks'))}</td>"
                     f"<td>{_fmt(s.get(f'{m}/detection_delay_blocks'))}</td>"
                     f"<td>{_fmt(100 * s.get(f'{m}/detection_rate', math.nan), 1)}%</td>"
-                    f"<td>{_fmt(100 * s.get(f'{m}/false_alarm_rate', math.nan), 1)}%</td>"
-                    f"<td>{_fmt(s.get(f'{m}/flagged_blocks'))}</td></tr>"
+                    f"<td>{_fmt(s.get(f'{m}/recovery_delay_blocks'))}</td>"
+                    f"<td>{_fmt(100 * s.get(f'{m}/false_alarm_rate', math.nan), 1)}%</td></tr>"
                 )
             out.append("</table>")
-        rows = [
-            ("end-to-end keys requested / delivered", lambda p: f"{_fmt(s[f'qnet.{p}/keys_requested'])} / "
-             f"{_fmt(s[f'qnet.{p}/keys_delivered'])}"),
-            ("IoT sessions", lambda p: _fmt(s[f"qnet.{p}/sessions"])),
-            ("... on a QKD key", lambda p: _share(s[f"qnet.{p}/sessions_quantum"], s[f"qnet.{p}/sessions"])),
-            ("... fell back: no end-to-end key", lambda p: _share(s[f"qnet.{p}/sessions_fallback_no_key"],
-                                                                 s[f"qnet.{p}/sessions"])),
-            ("... fell back: route flagged by Algorithm 2", lambda p: _share(
-                s[f"qnet.{p}/sessions_fallback_flagged"], s[f"qnet.{p}/sessions"])),
-            (f"monitored pair {esc(attrs.get('qnet.monitor', ''))}: rounds with a key available",
-             lambda p: f"{100 * s[f'qnet.{p}/monitor_availability']:.1f}%"),
-            ("... during the attack on its fewest-hops route",
-             lambda p: _fmt(100 * s[f"qnet.{p}/monitor_availability_attacked"], 1) + "%"),
-            ("... rounds until its route avoided the attacked link",
-             lambda p: _fmt(s[f"qnet.{p}/reroute_delay_blocks"])),
-            ("link keys consumed", lambda p: _fmt(s[f"qnet.{p}/link_keys_consumed"])),
-            ("link keys used more than once (audit of every consumed key ID)",
-             lambda p: _fmt(s[f"qnet.{p}/link_key_reuse"])),
-            ("link keys erased unused (store full / expired)",
-             lambda p: f"{_fmt(s[f'qnet.{p}/link_keys_dropped_full'])} / {_fmt(s[f'qnet.{p}/link_keys_expired'])}"),
-            ("nodes that held end-to-end keys as relays", lambda p: _fmt(s[f"qnet.{p}/relays_exposed"])),
-            ("most end-to-end keys seen by one node", lambda p: _fmt(s[f"qnet.{p}/max_keys_seen"])),
-        ]  # fmt: skip
         out.append("<table><tr><th>routing policy</th>" + "".join(f"<th>{esc(p)}</th>" for p in policies))
         out.append("</tr>")
-        for label, value in rows:
-            out.append(f"<tr><td>{label}</td>" + "".join(f"<td>{value(p)}</td>" for p in policies) + "</tr>")
+        table = [_policy_column(s, p) for p in policies]
+        labels = _policy_rows(esc(attrs.get("qnet.monitor", "")))
+        for index, label in enumerate(labels):
+            out.append(f"<tr><td>{label}</td>" + "".join(f"<td>{col[index]}</td>" for col in table) + "</tr>")
         out.append("</table>")
     out.append(
-        "<p>adaptive: shortest paths weighted by pool depletion, flagged links removed while flagged; static: "
-        "fewest-hops routes fixed at commissioning (the baseline). Both policies run on the same QKD blocks. "
-        "Figures qnet_keyrate, qnet_availability and qnet_exposure below.</p>"
+        "<p>adaptive: shortest paths weighted by pool depletion, flagged links removed while flagged; "
+        "static: fewest-hops routes fixed at commissioning (the baseline). Both policies run on the same QKD "
+        "blocks. Figures qnet_keyrate, qnet_availability and qnet_exposure below.</p>"
     )
     return "".join(out)
+
+
+def _policy_rows(monitor: str) -> list[str]:
+    """Row labels of the policy table, in the order of :func:`_policy_column`."""
+    return [
+        "end-to-end keys requested / delivered",
+        "IoT sessions",
+        "... on a QKD key",
+        "... fell back: no end-to-end key",
+        "... fell back: route flagged by Algorithm 2",
+        f"monitored pair {monitor}: rounds with a key available",
+        "... during the attack on its fewest-hops route",
+        "... rounds until its route avoided the attacked link",
+        "link keys consumed",
+        "link keys used more than once (audit of every consumed key ID)",
+        "link keys erased unused (store full / expired)",
+        "nodes that held end-to-end keys as relays",
+        "most end-to-end keys seen by one node",
+    ]
+
+
+def _policy_column(s: pd.Series, policy: str) -> list[str]:
+    """One policy's values for the rows of :func:`_policy_rows`."""
+
+    def v(name: str) -> float:
+        return float(s.get(f"qnet.{policy}/{name}", math.nan))
+
+    sessions = v("sessions")
+    return [
+        f"{_fmt(v('keys_requested'))} / {_fmt(v('keys_delivered'))}",
+        _fmt(sessions),
+        _share(v("sessions_quantum"), sessions),
+        _share(v("sessions_fallback_no_key"), sessions),
+        _share(v("sessions_fallback_flagged"), sessions),
+        _fmt(100 * v("monitor_availability"), 1) + "%",
+        _fmt(100 * v("monitor_availability_attacked"), 1) + "%",
+        _fmt(v("reroute_delay_blocks")),
+        _fmt(v("link_keys_consumed")),
+        _fmt(v("link_key_reuse")),
+        f"{_fmt(v('link_keys_dropped_full'))} / {_fmt(v('link_keys_expired'))}",
+        _fmt(v("relays_exposed")),
+        _fmt(v("max_keys_seen")),
+    ]
