@@ -8,8 +8,10 @@ segments, bbm92 (built-in repeater-chain model)") and ``qnet.link.<link>.note`` 
 Scalars and per-round vectors (module / name):
 
 - ``qnet``: nodes, links, zones, gateways, devices, key_bits, round_duration_s;
-- ``qnet.link.<link>``: distance_km, segments, pairs_per_block, qber_mean, key_rate_bps (key bits admitted
-  to the pool per second of run time), blocks_accepted, blocks_discarded, attacked_blocks, flagged_blocks,
+- ``qnet.link.<link>``: distance_km, segments, pairs_per_block, qber_mean, key_rate_bps (the link's secret
+  key rate: finite-key length of the blocks Algorithm 1 admitted per second of run time), pool_bits_rate_bps
+  (the key bits those blocks handed to the pools per second: the same, or less when the engine reconciles
+  a sub-frame of each block), blocks_accepted, blocks_discarded, attacked_blocks, flagged_blocks,
   detection_rate, false_alarm_rate, detection_delay_blocks (first flagged block of an attack window minus
   its first block; NaN without an attack or detection), recovery_delay_blocks (blocks after the window that
   stay flagged); vectors qber, secret_bits, flag, attacked;
@@ -120,7 +122,7 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         scalar("qnet", name, value)
 
     watch = run.watch
-    key_rate = run.block_bits.sum(axis=1) / duration
+    key_rate = run.admitted_secret.sum(axis=1) / duration
     for j, link in enumerate(run.links):
         module = f"qnet.link.{link.name}"
         attacked, flags = run.attacked[j], watch.flags[j]
@@ -131,6 +133,7 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         scalar(module, "pairs_per_block", link.pairs_per_block())
         scalar(module, "qber_mean", np.nanmean(qber) if np.isfinite(qber).any() else np.nan)
         scalar(module, "key_rate_bps", key_rate[j])
+        scalar(module, "pool_bits_rate_bps", run.block_bits[j].sum() / duration)
         scalar(module, "blocks_accepted", run.accepted[j].sum())
         scalar(module, "blocks_discarded", (~run.accepted[j]).sum())
         scalar(module, "attacked_blocks", attacked.sum())

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from qesif_core.schemes.base import SessionContext
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "quantum-network"
+#: Environment variable: processes sharing a network run's QKD blocks (1 or 2; results do not change).
+WORKERS_ENV = "QESIF_QNET_WORKERS"
 #: Networks up to this many nodes get the key-rate analysis for every node pair; larger ones for the
 #: gateway-control centre pairs only (the analysis runs a max-flow per pair).
 ALL_PAIRS_MAX_NODES = 40
@@ -154,7 +157,10 @@ class NetworkRun:
             qids_values["weights"] = tuple(qids_values["weights"])
         qids_params = QidsParams(**qids_values)
         link_rngs, calibration_rngs = streams.qkd.spawn(n_links), streams.qkd.spawn(n_links)
-        self.block_bits = np.zeros((n_links, self.rounds))  # key bits admitted into the pools
+        # per block admitted by Algorithm 1: its finite-key length (the link's secret key) and the key bits
+        # the engine handed out, which enter the pools (fewer when the engine reconciles a sub-frame)
+        self.admitted_secret = np.zeros((n_links, self.rounds))
+        self.block_bits = np.zeros((n_links, self.rounds))
         self.accepted = np.zeros((n_links, self.rounds), dtype=bool)
         self.attacked = np.array(
             [[link.attacked(r * self.round_s) for r in range(self.rounds)] for link in self.links], dtype=bool
@@ -238,6 +244,7 @@ class NetworkRun:
             h_q[j], qber[j], secret[j] = block.h_q, block.qber, block.secret_bits
             self.accepted[j, r] = block.accepted
             if block.admitted:
+                self.admitted_secret[j, r] = block.secret_bits
                 self.block_bits[j, r] = block.key_a.size
                 for state in self.policies:
                     state.network.pools[j].add(block.key_a, block.key_b, now)
@@ -362,11 +369,16 @@ class NetworkRun:
         return self
 
 
-def run_network(spec: Mapping[str, Any], *, workers: int = 1) -> pd.DataFrame:
-    """Run one network spec and return its CSV-R table (``workers=2``: the links' QKD blocks are shared
-    with a worker process; same results)."""
+def run_network(spec: Mapping[str, Any], *, workers: int | None = None) -> pd.DataFrame:
+    """Run one network spec and return its CSV-R table. ``workers=2`` shares the links' QKD blocks with a
+    worker process (same results, bit for bit); default: ``$QESIF_QNET_WORKERS`` (1 or 2), else 1."""
     if not spec.get("quantum_network"):
         raise UserInputError("run_network: the spec has no quantum_network section")
     from bridge.qnet.results import network_table
 
+    if workers is None:
+        text = os.environ.get(WORKERS_ENV, "1")
+        if text not in ("1", "2"):
+            raise UserInputError(f"${WORKERS_ENV} must be 1 or 2 (got {text!r})")
+        workers = int(text)
     return network_table(NetworkRun(spec, workers=workers).run())
