@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--block-interval", dest="block_interval_s", type=float, help="seconds between blocks")
     serve.add_argument("--initial-blocks", type=int, help="blocks run before serving (default 1)")
+    serve.add_argument(
+        "--network", metavar="SCENARIO", help="serve end-to-end keys of this scenario's quantum_network"
+    )
+    serve.add_argument(
+        "--attach", action="append", default=[], metavar="SAE:NODE", help="with --network: an SAE's node"
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log requests and QKD blocks to stderr")
     serve.set_defaults(func=run_serve)
 
@@ -81,7 +87,12 @@ def run_serve(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server = KmeServer(config)
+    store = None
+    if args.network:  # end-to-end keys relayed across a QKD network (docs/qkd-network.md)
+        from bridge.qnet.kme import network_store
+
+        store = network_store(config, args.network, args.attach)
+    server = KmeServer(config, store=store)
     try:
         server.start()
         host, port = server.address

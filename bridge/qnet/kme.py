@@ -18,18 +18,16 @@ as in a run), flags into the routing.
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from bridge.qnet.run import link_models, topology_of
-from bridge.services.kme import KmeConfig
+from bridge.services.kme import KeyStore, KmeConfig
 from qesif_core.entropy_keys import KeyPolicy
 from qesif_core.errors import UserInputError
-from qesif_core.keys import KeyDeliveryError, KeyPool
+from qesif_core.keys import KeyDeliveryError
 from qesif_core.qids.anomaly import QidsParams
 from qesif_core.qnet.links import accept_block, run_link_block
 from qesif_core.qnet.monitor import NetworkWatch, calibrate_network
@@ -41,8 +39,9 @@ from qesif_core.qnet.routing import RoutingParams
 WATCH_CHUNK = 256
 
 
-class NetworkKeyStore:
-    """Key store of a KME in front of a QKD network (module docstring)."""
+class NetworkKeyStore(KeyStore):
+    """Key store of a KME in front of a QKD network (module docstring): ``KeyStore``'s per-pair pools, locking
+    and dec_keys, with end-to-end keys relayed on request instead of one QKD link per pair."""
 
     def __init__(
         self,
@@ -58,16 +57,16 @@ class NetworkKeyStore:
             raise UserInputError(
                 f"key_size {config.key_size} differs from the network's key_bits {section['key_bits']}"
             )
-        self.config = config
+        pairs_rng, qkd_rng, relay_rng, calibration_rng = rng.spawn(4)
+        super().__init__(config, pairs_rng)
         self.topology = topology_of(section)
         self.links = link_models(section, config.block_interval_s)
         self._node_of: dict[str, int] = {}
-        for sae in {s for pair in config.pairs for s in (pair.master, pair.slave)}:
+        for sae in sorted(self.sae_ids):
             node = sae_nodes.get(sae)
             if node not in self.topology.node_index:
                 raise UserInputError(f"SAE {sae!r}: not attached to a node of the network (got {node!r})")
             self._node_of[sae] = self.topology.node_index[node]
-        qkd_rng, relay_rng, id_rng, calibration_rng = rng.spawn(4)
         self._link_rngs = qkd_rng.spawn(len(self.links))
         self.policy = KeyPolicy()
         self.qids = qids or QidsParams()
@@ -86,35 +85,7 @@ class NetworkKeyStore:
         ]
         routing = RoutingParams("adaptive", float(section["routing"]["depletion_weight"]))
         self.network = KeyNetwork(self.topology, pools, routing, relay_rng, keep_ledger=True)
-        self._pools: dict[tuple[str, str], KeyPool] = {}
-        for pair, pair_rng in zip(config.pairs, id_rng.spawn(len(config.pairs)), strict=True):
-            self._pools[(pair.master, pair.slave)] = KeyPool(
-                link=pair.link,
-                source_kme_id=f"KME-{self.topology.nodes[self._node_of[pair.master]].name}",
-                target_kme_id=f"KME-{self.topology.nodes[self._node_of[pair.slave]].name}",
-                master_sae_id=pair.master,
-                slave_sae_id=pair.slave,
-                rng=pair_rng,
-                key_size=config.key_size,
-                max_key_count=config.max_key_count,
-                max_key_per_request=config.max_key_per_request,
-                key_lifetime_s=config.key_lifetime_s,
-            )
-        self.sae_ids = frozenset(self._node_of)
         self.blocks = 0
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-
-    def now(self) -> float:
-        return time.monotonic() - self._start
-
-    def _pool(self, master: str, slave: str, addressed: str) -> KeyPool:
-        pool = self._pools.get((master, slave))
-        if pool is not None:
-            return pool
-        if addressed in self.sae_ids:
-            raise KeyDeliveryError(401, f"SAE {master!r} -> {slave!r} is not a key pair of this KME")
-        raise KeyDeliveryError(400, f"SAE ID {addressed!r} is not known to this KME")
 
     def _deliverable(self, master: str, slave: str) -> int:
         limit = self.config.max_key_count
@@ -146,10 +117,6 @@ class NetworkKeyStore:
             bits = np.unpackbits(delivery.at_target, axis=1).ravel()
             pool.add_block(bits, block=self.blocks, qber=float("nan"), epsilon=0.0, now=self.now())
             return pool.enc_keys(slave, caller=caller, now=self.now(), number=number, size=size)
-
-    def dec_keys(self, caller: str, master: str, key_ids: list[str]) -> dict[str, Any]:
-        with self._lock:
-            return self._pool(master, caller, master).dec_keys(master, key_ids, caller=caller, now=self.now())
 
     def feed_once(self) -> int:
         """One block on every link; returns the link keys added."""
@@ -184,3 +151,21 @@ def _grown(watch: NetworkWatch) -> NetworkWatch:
     for name in ("h_q", "qber", "secret_bits", "flags", "margin"):
         getattr(bigger, name)[:, :n] = getattr(watch, name)
     return bigger
+
+
+def network_store(config: KmeConfig, scenario: str, attach: list[str]) -> NetworkKeyStore:
+    """``qesif kme serve --network FILE --attach SAE:NODE ...``: the store for the ``quantum_network`` of a
+    scenario file (its first run: the scenario's first channel and seed) with SAEs attached to nodes."""
+    from bridge.scenario import load_runs
+
+    _, runs = load_runs(scenario)
+    section = runs[0].spec.get("quantum_network")
+    if section is None:
+        raise UserInputError(f"--network {scenario}: the scenario has no quantum_network section")
+    sae_nodes = {}
+    for text in attach:
+        sae, sep, node = text.partition(":")
+        if not sep or not sae or not node:
+            raise UserInputError(f"--attach must be SAE:NODE (got {text!r})")
+        sae_nodes[sae] = node
+    return NetworkKeyStore(config, section, sae_nodes, np.random.default_rng(config.seed))

@@ -27,7 +27,6 @@ own pools, scheme instance and counters, so policies differ only by their routin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -39,12 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bridge.cosim.orchestrator import _qids_params
 from bridge.cosim.runsetup import run_streams
 from bridge.qnet.produce import BlockProducer
 from qesif_core.entropy_keys import KeyPolicy
 from qesif_core.errors import UserInputError
 from qesif_core.network.traffic import build_topology
-from qesif_core.qids.anomaly import QidsParams
 from qesif_core.qkd.channel import ChannelParams
 from qesif_core.qnet.links import AttackWindow, LinkModel
 from qesif_core.qnet.monitor import NetworkWatch
@@ -151,11 +150,7 @@ class NetworkRun:
         keys_section = dict(spec.get("keys") or {})
         qids_section = dict(spec.get("qids") or {})
         self.key_policy = KeyPolicy.from_mapping(keys_section)
-        names = {f.name for f in dataclasses.fields(QidsParams)}
-        qids_values = {k: v for k, v in qids_section.items() if k in names}
-        if "weights" in qids_values:
-            qids_values["weights"] = tuple(qids_values["weights"])
-        qids_params = QidsParams(**qids_values)
+        qids_params = _qids_params(qids_section)
         link_rngs, calibration_rngs = streams.qkd.spawn(n_links), streams.qkd.spawn(n_links)
         # per block admitted by Algorithm 1: its finite-key length (the link's secret key) and the key bits
         # the engine handed out, which enter the pools (fewer when the engine reconciles a sub-frame)

@@ -81,6 +81,13 @@ def _by_prefix(scalars: pd.Series, prefix: str, name: str) -> dict[str, float]:
     return out
 
 
+def _first(network: pd.DataFrame) -> tuple[str, dict[str, str], list[str]]:
+    """The first network run (by label), its attributes and its routing policies."""
+    run = _runs(network)[0]
+    attrs = _attrs(network, run)
+    return run, attrs, [p for p in attrs.get("qnet.policies", "").split(",") if p]
+
+
 def _run_label(network: pd.DataFrame, run: str) -> str:
     attrs = _attrs(network, run)
     count = len(_runs(network))
@@ -133,9 +140,7 @@ def figure_keyrate(network: pd.DataFrame) -> plt.Figure | None:
 
 
 def figure_availability(network: pd.DataFrame) -> plt.Figure | None:
-    run = _runs(network)[0]
-    attrs = _attrs(network, run)
-    policies = [p for p in attrs.get("qnet.policies", "").split(",") if p]
+    run, attrs, policies = _first(network)
     if not policies:
         return None
     round_s = float(_scalars(network, run).get("qnet/round_duration_s", 1.0))
@@ -183,9 +188,7 @@ def figure_availability(network: pd.DataFrame) -> plt.Figure | None:
 
 
 def figure_exposure(network: pd.DataFrame) -> plt.Figure | None:
-    run = _runs(network)[0]
-    attrs = _attrs(network, run)
-    policies = [p for p in attrs.get("qnet.policies", "").split(",") if p]
+    run, _, policies = _first(network)
     scalars = _scalars(network, run)
     seen = {p: _by_prefix(scalars, f"qnet.{p}.node.", "keys_seen") for p in policies}
     if not policies or not seen[policies[0]]:

@@ -7,11 +7,17 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import select
+import signal
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bridge import cli
 from bridge.qnet.kme import NetworkKeyStore
 from bridge.scenario import expand, parse_scenario
 from bridge.services import kme_certs
@@ -19,6 +25,7 @@ from bridge.services.kme import KmeConfig, KmeServer
 from qesif_core.qnet.links import AttackWindow
 
 SAES = {"SAE-north": "gw1", "SAE-south": "gw2"}
+SMALL_NETWORK = Path(__file__).resolve().parent / "data" / "small_network.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +103,54 @@ def test_partition_answers_503_and_spends_nothing(served, certs):
     assert status == 200 and body["stored_key_count"] == 0
     assert [pool.stored for pool in store.network.pools] == stored  # no link key spent
     assert store._pools[("SAE-north", "SAE-south")].stored_key_count == 0  # nothing stale left to serve
+
+
+def serve_argv(certs, *extra: str) -> list[str]:
+    return [
+        "kme", "serve", "--certs", str(certs.root), "--pair", "SAE-north:SAE-south", "--port", "0",
+        "--network", str(SMALL_NETWORK), *extra,
+    ]  # fmt: skip
+
+
+def test_cli_mistakes_name_the_option(certs, tmp_path, capsys):
+    assert cli.main(serve_argv(certs, "--attach", "SAE-north")) == 2
+    assert "--attach must be SAE:NODE" in capsys.readouterr().err
+    assert cli.main(serve_argv(certs, "--attach", "SAE-north:gw1", "--attach", "SAE-south:gw9")) == 2
+    assert "SAE 'SAE-south': not attached to a node" in capsys.readouterr().err
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("name: p\ndatasets: [ton_iot]\nchannels: [clean]\n")
+    argv = serve_argv(certs, "--attach", "SAE-north:gw1")
+    argv[argv.index("--network") + 1] = str(plain)
+    assert cli.main(argv) == 2
+    assert "has no quantum_network section" in capsys.readouterr().err
+
+
+def test_cli_serves_end_to_end_keys_across_zones(certs):
+    argv = serve_argv(certs, "--attach", "SAE-north:gw1", "--attach", "SAE-south:gw2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "the KME did not report its address within 120 s"
+        line = process.stdout.readline()
+        assert line.startswith("KME listening on https://127.0.0.1:"), line
+
+        class Server:
+            address = ("127.0.0.1", int(line.rsplit(":", 1)[1]))
+
+        status, body = call(Server, certs, "SAE-north", "/api/v1/keys/SAE-south/enc_keys?number=2")
+        assert status == 200 and len(body["keys"]) == 2
+        key_id = body["keys"][1]["key_ID"]
+        status, peer = call(Server, certs, "SAE-south", f"/api/v1/keys/SAE-north/dec_keys?key_ID={key_id}")
+        assert status == 200 and peer["keys"][0]["key"] == body["keys"][1]["key"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        process.stdout.close()
+        process.stderr.close()
+    assert process.returncode == 0
