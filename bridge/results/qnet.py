@@ -120,6 +120,10 @@ def figure_keyrate(network: pd.DataFrame) -> plt.Figure | None:
     )
     for value in np.unique(h):
         ax_hops.plot([value - 0.25, value + 0.25], [np.median(route[h == value])] * 2, color="#1f77b4", lw=2)
+    positive = np.concatenate([route[route > 0], flow[flow > 0]])
+    if positive.size and positive.max() > 100 * positive.min():  # a repeater link next to metro links
+        ax_hops.set_yscale("log")
+        ax_km.set_yscale("log")
     ax_hops.set_xlabel("hops of the fewest-hops route")
     ax_hops.set_ylabel("end-to-end key rate (bit/s)")
     ax_hops.set_xticks(np.unique(h))
