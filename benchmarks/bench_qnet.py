@@ -2,11 +2,13 @@
 rounds; target <= 60 s of wall time on two cores.
 
 The network (``city_scenario``): a control centre and 4 core relays in a ring, 5 zones of 3 relays (a
-triangle, two uplinks to the core) and 16 gateways each (every fourth dual-homed), 133 QKD links (one a
-2-segment repeater chain between two zones, built-in model), distances drawn once from a fixed seed;
-an intercept-resend attacker on one zone uplink from 1,200 s to 2,400 s. 1,000 devices renew their
-session key every round (10 s; the schema's default traffic, so every device has traffic each round):
-360 rounds x 1,000 sessions, each needing an end-to-end key relayed over 3-4 hops. Adaptive routing.
+triangle, two uplinks to the core) and 16 gateways each (every fourth dual-homed), 134 QKD links (one a
+2-segment repeater chain between two zones, built-in model), whole-km distances drawn once from a fixed
+seed; an intercept-resend attacker on one zone uplink from 1,200 s to 2,400 s. Blocks of the 1 GHz source
+x 10 s, intensities commissioned per link, frames of ``FRAME_BITS``; link stores of ``POOL_CAPACITY`` keys.
+1,000 devices (the schema's default traffic: every device has traffic every round) renew their session
+key every ``SESSION_ROUNDS`` rounds (a minute): 360 rounds, 60,000 sessions, each on an end-to-end key
+relayed over 3-4 hops. Adaptive routing.
 
 Measured, in one ``benchmarks/run.py qnet`` call:
 - ``full_wall_s`` (and ``full_cpu_s``, both processes: what it costs when others share the machine):
@@ -38,6 +40,13 @@ DEVICES = 1000
 ZONES = 5
 GATEWAYS_PER_ZONE = 16
 SHORT_ROUNDS = 36
+#: Devices renew their session key every minute (6 rounds of 10 s).
+SESSION_ROUNDS = 6
+#: Raw key bits per reconciled frame (qkd.frame_bits; the engine's default is 16384): 4x cheaper blocks,
+#: about 4% less secret key per block from the wider error-correction bound (docs/qkd.md).
+FRAME_BITS = 4096
+#: Keys per link store: several rounds of the busiest links' demand.
+POOL_CAPACITY = 250
 
 
 def city_scenario(rounds: int = ROUNDS, seed: int = 7) -> dict[str, Any]:
@@ -46,28 +55,26 @@ def city_scenario(rounds: int = ROUNDS, seed: int = 7) -> dict[str, Any]:
     nodes = [{"name": "cc", "zone": "core", "role": "control_centre"}]
     nodes += [{"name": f"c{i}", "zone": "core", "role": "relay"} for i in range(4)]
     links: list[dict[str, Any]] = [
-        {"a": "cc", "b": f"c{i}", "distance_km": round(rng.uniform(3, 5), 1)} for i in range(4)
+        {"a": "cc", "b": f"c{i}", "distance_km": int(rng.integers(3, 6))} for i in range(4)
     ]
     links += [
-        {"a": f"c{i}", "b": f"c{(i + 1) % 4}", "distance_km": round(rng.uniform(3, 5), 1)} for i in range(4)
+        {"a": f"c{i}", "b": f"c{(i + 1) % 4}", "distance_km": int(rng.integers(3, 6))} for i in range(4)
     ]
     for z in range(ZONES):
         relays = [f"z{z}r{k}" for k in range(3)]
         nodes += [{"name": r, "zone": f"z{z}", "role": "relay"} for r in relays]
         links += [
-            {"a": relays[k], "b": relays[(k + 1) % 3], "distance_km": round(rng.uniform(5, 8), 1)}
+            {"a": relays[k], "b": relays[(k + 1) % 3], "distance_km": int(rng.integers(5, 9))}
             for k in range(3)
         ]
         for k, core in enumerate((f"c{z % 4}", f"c{(z + 1) % 4}")):
-            links.append({"a": relays[k], "b": core, "distance_km": round(rng.uniform(10, 15), 1)})
+            links.append({"a": relays[k], "b": core, "distance_km": int(rng.integers(10, 16))})
         for g in range(GATEWAYS_PER_ZONE):
             name = f"z{z}g{g}"
             nodes.append({"name": name, "zone": f"z{z}", "role": "gateway"})
-            links.append({"a": name, "b": relays[g % 3], "distance_km": round(rng.uniform(2, 6), 1)})
+            links.append({"a": name, "b": relays[g % 3], "distance_km": int(rng.integers(2, 7))})
             if g % 4 == 0:
-                links.append(
-                    {"a": name, "b": relays[(g + 1) % 3], "distance_km": round(rng.uniform(2, 6), 1)}
-                )
+                links.append({"a": name, "b": relays[(g + 1) % 3], "distance_km": int(rng.integers(2, 7))})
     links.append({"a": "z0r2", "b": "z1r2", "distance_km": 40.0, "repeater": {"segments": 2}})
     links[8 + 3]["eve"] = {"mode": "intercept-resend", "fraction": 0.56, "start_s": 1200.0, "end_s": 2400.0}
     return {
@@ -79,9 +86,15 @@ def city_scenario(rounds: int = ROUNDS, seed: int = 7) -> dict[str, Any]:
         "channels": ["clean"],
         "schemes": ["QESIF"],
         "network": {"devices": DEVICES, "gateways": ZONES * GATEWAYS_PER_ZONE},
-        "qkd": {"pulses_per_block": 1_000_000},
+        "qkd": {"frame_bits": FRAME_BITS},
         "qids": {"calibration_blocks": 10},
-        "quantum_network": {"nodes": nodes, "links": links, "monitor": {"source": "z0g0", "target": "cc"}},
+        "keys": {"session_rounds": SESSION_ROUNDS},
+        "quantum_network": {
+            "nodes": nodes,
+            "links": links,
+            "pool_capacity": POOL_CAPACITY,
+            "monitor": {"source": "z0g0", "target": "cc"},
+        },
     }
 
 

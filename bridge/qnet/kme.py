@@ -52,6 +52,7 @@ class NetworkKeyStore(KeyStore):
         *,
         calibration_blocks: int = 10,
         qids: QidsParams | None = None,
+        qkd: Mapping[str, Any] | None = None,
     ) -> None:
         if config.key_size != section["key_bits"]:
             raise UserInputError(
@@ -60,7 +61,7 @@ class NetworkKeyStore(KeyStore):
         pairs_rng, qkd_rng, relay_rng, calibration_rng = rng.spawn(4)
         super().__init__(config, pairs_rng)
         self.topology = topology_of(section)
-        self.links = link_models(section, config.block_interval_s)
+        self.links = link_models(section, config.block_interval_s, qkd or {})
         self._node_of: dict[str, int] = {}
         for sae in sorted(self.sae_ids):
             node = sae_nodes.get(sae)
@@ -128,7 +129,9 @@ class NetworkKeyStore(KeyStore):
             h_q, qber, secret = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)
             added = 0
             for j, link in enumerate(self.links):
-                result = run_link_block(link, now, self._link_rngs[j])
+                pool = self.network.pools[j]
+                room = (pool.capacity - pool.stored) * pool.key_bits
+                result = run_link_block(link, now, self._link_rngs[j], room)
                 h_q[j], qber[j], secret[j] = result.h_q, result.qber, result.secret_bits
                 if accept_block(link.name, result, self.policy)[1]:
                     added += self.network.pools[j].add(result.alice_key, result.bob_key, now)
@@ -168,4 +171,5 @@ def network_store(config: KmeConfig, scenario: str, attach: list[str]) -> Networ
         if not sep or not sae or not node:
             raise UserInputError(f"--attach must be SAE:NODE (got {text!r})")
         sae_nodes[sae] = node
-    return NetworkKeyStore(config, section, sae_nodes, np.random.default_rng(config.seed))
+    rng = np.random.default_rng(config.seed)
+    return NetworkKeyStore(config, section, sae_nodes, rng, qkd=runs[0].spec["qkd"])

@@ -1,9 +1,11 @@
 """Every link's QKD block of a round, in this process or shared with one worker process.
 
-A link's blocks depend only on its own model, its own random stream and the block's start time (nothing
-that routing or sessions do feeds back into the QKD layer), so the links can be split between processes:
-each link's generator lives in exactly one process and draws the same numbers in the same order
-wherever it lives, and the results are the same bit for bit with one process or two.
+A link's blocks depend only on its own model, its own random stream, the block's start time and how many
+key bits the block is asked to materialise (the room in the link's pools, computed here each round and
+sent with the request; the engine draws those extra frames from a generator of their own, so the block's
+figures do not depend on it). The links can therefore be split between processes: each link's generator
+lives in exactly one process and draws the same numbers in the same order wherever it lives, and the
+results are the same bit for bit with one process or two.
 
 With ``workers=2`` a forked worker owns 9 of every 16 links (its generators move there once) and runs its
 blocks (and its Algorithm 2 calibration blocks) while this process runs the rest; it returns each block's
@@ -49,11 +51,15 @@ class LinkBlock:
 
 
 def _blocks(
-    links: Sequence[LinkModel], rngs: Sequence[np.random.Generator], policy: KeyPolicy, now: float
+    links: Sequence[LinkModel],
+    rngs: Sequence[np.random.Generator],
+    policy: KeyPolicy,
+    now: float,
+    wanted_bits: Sequence[int],
 ) -> list[tuple]:
     out = []
-    for link, rng in zip(links, rngs, strict=True):
-        block = run_link_block(link, now, rng)
+    for link, rng, wanted in zip(links, rngs, wanted_bits, strict=True):
+        block = run_link_block(link, now, rng, wanted)
         accepted, admitted = accept_block(link.name, block, policy)
         keys = (
             (np.packbits(block.alice_key), np.packbits(block.bob_key), block.alice_key.size)
@@ -141,12 +147,18 @@ class BlockProducer:
         )
         return self._merge(local, self._receive() if self._connection is not None else [])
 
-    def produce(self, now: float) -> list[LinkBlock]:
-        """One block of every link, starting at ``now``."""
+    def produce(self, now: float, wanted_bits: Sequence[int]) -> list[LinkBlock]:
+        """One block of every link, starting at ``now``; ``wanted_bits[i]``: the key bits link i's pools have
+        room for (the engine materialises that many when the block has them)."""
+        wanted = [int(bits) for bits in wanted_bits]
         if self._connection is not None:
-            self._connection.send(("blocks", (now,)))
+            self._connection.send(("blocks", (now, [wanted[i] for i in self._remote])))
         local = _blocks(
-            [self.links[i] for i in self._local], [self._rngs[i] for i in self._local], self.policy, now
+            [self.links[i] for i in self._local],
+            [self._rngs[i] for i in self._local],
+            self.policy,
+            now,
+            [wanted[i] for i in self._local],
         )
         remote = self._receive() if self._connection is not None else []
         return [_unpack(row) for row in self._merge(local, remote)]

@@ -8,7 +8,8 @@ segments, bbm92 (built-in repeater-chain model)") and ``qnet.link.<link>.note`` 
 Scalars and per-round vectors (module / name):
 
 - ``qnet``: nodes, links, zones, gateways, devices, key_bits, round_duration_s;
-- ``qnet.link.<link>``: distance_km, segments, pairs_per_block, qber_mean, key_rate_bps (the link's secret
+- ``qnet.link.<link>``: distance_km, segments, pairs_per_block, mu_signal and mu_decoy (the intensities
+  commissioned for the link, BB84; NaN for pair sources), qber_mean, key_rate_bps (the link's secret
   key rate: finite-key length of the blocks Algorithm 1 admitted per second of run time), pool_bits_rate_bps
   (the key bits those blocks handed to the pools per second: the same, or less when the engine reconciles
   a sub-frame of each block), blocks_accepted, blocks_discarded, attacked_blocks, flagged_blocks,
@@ -131,6 +132,8 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         scalar(module, "distance_km", link.channel.distance_km)
         scalar(module, "segments", link.segments)
         scalar(module, "pairs_per_block", link.pairs_per_block())
+        scalar(module, "mu_signal", link.channel.mu_signal if link.protocol == "bb84" else np.nan)
+        scalar(module, "mu_decoy", link.channel.mu_decoy if link.protocol == "bb84" else np.nan)
         scalar(module, "qber_mean", np.nanmean(qber) if np.isfinite(qber).any() else np.nan)
         scalar(module, "key_rate_bps", key_rate[j])
         scalar(module, "pool_bits_rate_bps", run.block_bits[j].sum() / duration)

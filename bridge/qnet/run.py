@@ -44,7 +44,9 @@ from bridge.qnet.produce import BlockProducer
 from qesif_core.entropy_keys import KeyPolicy
 from qesif_core.errors import UserInputError
 from qesif_core.network.traffic import build_topology
+from qesif_core.qkd import commissioning
 from qesif_core.qkd.channel import ChannelParams
+from qesif_core.qkd.session import DEFAULT_FRAME_BITS
 from qesif_core.qnet.links import AttackWindow, LinkModel
 from qesif_core.qnet.monitor import NetworkWatch
 from qesif_core.qnet.network import KeyNetwork
@@ -77,24 +79,37 @@ def topology_of(section: Mapping[str, Any]) -> Topology:
     return Topology(nodes, links)
 
 
-def link_models(section: Mapping[str, Any], round_duration_s: float) -> list[LinkModel]:
-    """The links of a resolved section as the engine runs them (QuISP pair states not yet attached)."""
+def link_models(
+    section: Mapping[str, Any], round_duration_s: float, qkd: Mapping[str, Any]
+) -> list[LinkModel]:
+    """The links of a resolved section as the engine runs them (QuISP pair states not yet attached).
+
+    Each link is commissioned as the orchestrator commissions a gateway link (``qesif_core.qkd.
+    commissioning``): its block is its ``pulses_per_block`` or ``qkd.source_rate_hz`` x the round, and a
+    BB84 link's intensities are chosen for its own honest channel and block (``qkd.intensities``)."""
     models = []
+    rate = qkd.get("source_rate_hz", commissioning.DEFAULT_SOURCE_RATE_HZ)
     for link in section["links"]:
         eve = link["eve"]
         repeater = link["repeater"] or {}
+        channel = ChannelParams.from_dict(link["channel"])
+        pulses = commissioning.block_pulses(round_duration_s, rate, link["pulses_per_block"])
+        if link["protocol"] == "bb84" and not repeater:
+            intensities = commissioning.commission(channel, pulses, qkd.get("intensities", "optimise"))
+            channel = commissioning.apply(channel, intensities)
         models.append(
             LinkModel(
                 name=link["name"],
-                channel=ChannelParams.from_dict(link["channel"]),
+                channel=channel,
                 protocol=link["protocol"],
-                pulses_per_block=int(link["pulses_per_block"]),
+                pulses_per_block=pulses,
                 block_duration_s=round_duration_s,
                 segments=int(repeater.get("segments", 1)),
                 memories=int(repeater.get("memories", DEFAULT_MEMORIES)),
                 attack=AttackWindow(eve["mode"], eve["fraction"], eve["start_s"], eve["end_s"])
                 if eve
                 else None,
+                frame_bits=qkd.get("frame_bits", DEFAULT_FRAME_BITS),
             )
         )
     return models
@@ -140,7 +155,7 @@ class NetworkRun:
         self.round_s = float(spec["round_duration_s"])
         streams = run_streams(spec["seed"])
         self.topology = topology_of(section)
-        self.links = link_models(section, self.round_s)
+        self.links = link_models(section, self.round_s, spec["qkd"])
         from bridge.qnet.quisp import attach_quisp_pair_states
 
         self.links, self.link_notes = attach_quisp_pair_states(
@@ -235,7 +250,10 @@ class NetworkRun:
         n_links = len(self.links)
         h_q, qber, secret = np.full(n_links, np.nan), np.full(n_links, np.nan), np.zeros(n_links)
         clock = time.perf_counter()
-        for j, block in enumerate(self.producer.produce(now)):
+        room = np.zeros(n_links, dtype=np.int64)  # key bits the pools can take: what each block should yield
+        for state in self.policies:
+            room = np.maximum(room, [(p.capacity - p.stored) * p.key_bits for p in state.network.pools])
+        for j, block in enumerate(self.producer.produce(now, room)):
             h_q[j], qber[j], secret[j] = block.h_q, block.qber, block.secret_bits
             self.accepted[j, r] = block.accepted
             if block.admitted:

@@ -224,11 +224,12 @@ def resolve_section(
                 f"{source}: field '{where}.protocol': {what} distributes entangled pairs: protocol bbm92 "
                 f"(got {protocol!r})"
             )
-        pulses = link.pulses_per_block or qkd["pulses_per_block"]
-        try:
-            check_pulses(pulses, f"field '{where}.pulses_per_block'")
-        except UserInputError as exc:
-            raise UserInputError(f"{source}: {exc}") from None
+        pulses = link.pulses_per_block or qkd.get("pulses_per_block")  # None: qkd.source_rate_hz x round
+        if pulses is not None:
+            try:
+                check_pulses(pulses, f"field '{where}.pulses_per_block'")
+            except UserInputError as exc:
+                raise UserInputError(f"{source}: {exc}") from None
         resolved_channel = _link_channel(source, where, link, channel)
         if link.eve is not None and link.eve.mode == "pns" and protocol == "bbm92":
             raise UserInputError(

@@ -19,7 +19,7 @@ from qesif_core.entropy_keys import KeyPolicy, SlotObservation, generate_key
 from qesif_core.errors import UserInputError
 from qesif_core.qkd.channel import EVE_MODES, ChannelParams, preset
 from qesif_core.qkd.entangled import BellPairModel
-from qesif_core.qkd.session import BlockResult, run_block
+from qesif_core.qkd.session import DEFAULT_FRAME_BITS, BlockResult, run_block
 from qesif_core.qnet.repeater import DEFAULT_MEMORIES, HERALDED_PAIRS, chain_pair_model, chain_pair_rate
 
 
@@ -56,7 +56,8 @@ class LinkModel:
     attacker present for the whole run; ``attack``: an attacker on a time window; ``pulses_per_block``:
     pulses (BB84) or pairs (BBM92) per block of a direct link; a repeater link's pairs per block come from
     its chain rate x ``block_duration_s``; ``pair_state``: the end-to-end pair state of a repeater link
-    from QuISP (None: the built-in chain model).
+    from QuISP (None: the built-in chain model); ``frame_bits``: raw key bits per reconciled frame
+    (``qesif_core.qkd.session``; a block reconciles one frame, more when its keys are wanted).
     """
 
     name: str
@@ -68,6 +69,7 @@ class LinkModel:
     memories: int = DEFAULT_MEMORIES
     attack: AttackWindow | None = None
     pair_state: BellPairModel | None = None
+    frame_bits: int | None = DEFAULT_FRAME_BITS
 
     @property
     def is_repeater(self) -> bool:
@@ -100,22 +102,36 @@ class LinkModel:
         return dataclasses.replace(self, channel=channel, attack=None)
 
     def reference(self) -> LinkModel:
-        """The noise-free trials of Algorithm 2's calibration: the clean preset at this link's length (and
-        the built-in chain for a repeater link)."""
-        channel = dataclasses.replace(preset("clean"), distance_km=self.channel.distance_km)
+        """The noise-free trials of Algorithm 2's calibration: the clean preset at this link's length with
+        its source intensities (and the built-in chain for a repeater link)."""
+        channel = dataclasses.replace(
+            preset("clean"),
+            distance_km=self.channel.distance_km,
+            mu_signal=self.channel.mu_signal,
+            mu_decoy=self.channel.mu_decoy,
+        )
         return dataclasses.replace(self, channel=channel, attack=None, pair_state=None)
 
 
-def run_link_block(link: LinkModel, time_s: float, rng: np.random.Generator) -> BlockResult:
-    """One block of ``link`` starting at ``time_s`` through the QKD engine (the engine adapter)."""
+def run_link_block(
+    link: LinkModel, time_s: float, rng: np.random.Generator, min_key_bits: int = 0
+) -> BlockResult:
+    """One block of ``link`` starting at ``time_s`` through the QKD engine (the engine adapter).
+
+    ``min_key_bits``: key bits wanted from the block (the room in the link's pool): the engine reconciles
+    further frames of the block until it has materialised them, or its key is used up; the block's figures
+    and ``rng`` do not depend on it (``qesif_core.qkd.session.run_block``)."""
     channel = link.channel
     if link.attack is not None and link.attack.active(time_s):
         channel = dataclasses.replace(channel, eve=link.attack.mode, eve_fraction=link.attack.fraction)
+    frames = {"frame_bits": link.frame_bits, "min_key_bits": int(min_key_bits)}
     if not link.is_repeater:
-        return run_block(channel, link.pulses_per_block, rng, link.protocol, bell_model=link.pair_state)
+        return run_block(
+            channel, link.pulses_per_block, rng, link.protocol, bell_model=link.pair_state, **frames
+        )
     heralded = dataclasses.replace(HERALDED_PAIRS, eve=channel.eve, eve_fraction=channel.eve_fraction)
     pairs = link.pair_state or chain_pair_model(link.channel, link.segments)
-    return run_block(heralded, link.pairs_per_block(), rng, "bbm92", bell_model=pairs)
+    return run_block(heralded, link.pairs_per_block(), rng, "bbm92", bell_model=pairs, **frames)
 
 
 def accept_block(link: str, block: BlockResult, policy: KeyPolicy) -> tuple[bool, bool]:
