@@ -57,6 +57,6 @@ def test_real_quisp_repeater_chain_gives_the_links_pair_state(tmp_path):
     assert "pair state from QuISP" in attached.description
     expected = chain_pair_model(link.channel, 2)  # two 1% segments: 1.98% end to end
     measured = attached.pair_state
-    pairs_per_basis = 10000 / quisp_backend.BASIS_PAIRS  # app.number_of_bellpair of qesif_repeater.ini
+    pairs_per_basis = 4000 / quisp_backend.BASIS_PAIRS  # app.number_of_bellpair of qesif_repeater.ini
     for got, want in ((measured.qber_z, expected.qber_z), (measured.qber_x, expected.qber_x)):
         assert abs(got - want) < 4 * math.sqrt(want * (1 - want) / pairs_per_basis) + 1e-3
