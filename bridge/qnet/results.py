@@ -19,7 +19,8 @@ Scalars and per-round vectors (module / name):
 - ``qnet.<policy>``: keys_requested, keys_delivered, link_keys_consumed, link_keys_dropped_full,
   link_keys_expired, e2e_keys_discarded_flagged, e2e_keys_discarded_mismatch, sessions,
   sessions_quantum, sessions_classical, sessions_pq_hybrid, sessions_fallback_no_key,
-  sessions_fallback_flagged, relays_exposed, max_keys_seen, link_key_reuse (link keys consumed twice: 0
+  sessions_fallback_flagged, relays_exposed, max_keys_seen, keys_seen_total (relay exposures summed over
+  nodes: end-to-end keys x their intermediate nodes), link_key_reuse (link keys consumed twice: 0
   unless something is broken), monitor_availability (rounds the monitored pair could get a key / rounds),
   monitor_availability_attacked (the same over rounds in an attack window of a link on the pair's
   fewest-hops route), reroute_delay_blocks (first round of that window whose route avoids every attacked
@@ -166,6 +167,7 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
             scalar(module, name, value)
         scalar(module, "relays_exposed", int((network.seen > 0).sum()))
         scalar(module, "max_keys_seen", network.seen.max(initial=0))
+        scalar(module, "keys_seen_total", network.seen.sum())
         scalar(module, "link_key_reuse", _reuse(network))
         deliverable = series["monitor_deliverable"]
         scalar(module, "monitor_availability", _fraction(deliverable > 0))

@@ -335,6 +335,7 @@ def _policy_rows(monitor: str) -> list[str]:
         "link keys erased unused (store full / expired)",
         "nodes that held end-to-end keys as relays",
         "most end-to-end keys seen by one node",
+        "relay exposures in all (keys x intermediate nodes)",
     ]
 
 
@@ -359,4 +360,5 @@ def _policy_column(s: pd.Series, policy: str) -> list[str]:
         f"{_fmt(v('link_keys_dropped_full'))} / {_fmt(v('link_keys_expired'))}",
         _fmt(v("relays_exposed")),
         _fmt(v("max_keys_seen")),
+        _fmt(v("keys_seen_total")),
     ]

@@ -63,7 +63,7 @@ def test_keys_links_relays_and_sessions_add_up(scenario):
         assert consumed == s[f"{p}/link_keys_consumed"]
         seen = sum(s[f"{p}.node.{n}/keys_seen"] for n in ("cc", "r1", "r2", "gw1", "gw2"))
         # a key relayed over h hops is seen by h - 1 relays: sum of (h - 1) = link keys - end-to-end keys
-        assert seen == consumed - s[f"{p}/keys_delivered"]
+        assert seen == consumed - s[f"{p}/keys_delivered"] == s[f"{p}/keys_seen_total"]
         assert s[f"{p}.node.cc/keys_seen"] == 0 and s[f"{p}.node.gw1/keys_seen"] == 0
         sessions = s[f"{p}/sessions"]
         assert (
