@@ -15,7 +15,9 @@ Round r (one QKD block per link, starting at r x ``round_duration_s``):
    first served, and no gateway is always first); the run's scheme plans every session (``plan_session``) with
    K_IoT = H_q of the weakest link of the gateway's route in this block (Eq. 1 with gamma = 1, eta = 0),
    ``quantum_key_available`` = the gateway holds a key, ``link_flagged`` = a link of its route is flagged;
-   a session with no key available falls back to the scheme's classical exchange and is counted;
+   a session with no key available (or a flagged route) falls back to the scheme's classical exchange and
+   is counted; keys a gateway holds that were relayed over a link flagged since are discarded.
+
 Before step 3, the monitored pair is probed without consuming anything: how many keys could be relayed
 between it now (the block's fresh keys included) and on which route.
 
@@ -27,7 +29,6 @@ own pools, scheme instance and counters, so policies differ only by their routin
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import time
@@ -56,8 +57,6 @@ from qesif_core.qnet.routing import RoutingParams
 from qesif_core.qnet.topology import Link, Node, Topology
 from qesif_core.schemes import get_scheme
 from qesif_core.schemes.base import SessionContext
-
-log = logging.getLogger(__name__)
 
 EXPERIMENT = "quantum-network"
 #: Environment variable: processes sharing a network run's QKD blocks (1 or 2; results do not change).
@@ -106,9 +105,7 @@ def link_models(
                 block_duration_s=round_duration_s,
                 segments=int(repeater.get("segments", 1)),
                 memories=int(repeater.get("memories", DEFAULT_MEMORIES)),
-                attack=AttackWindow(eve["mode"], eve["fraction"], eve["start_s"], eve["end_s"])
-                if eve
-                else None,
+                attack=AttackWindow(**eve) if eve else None,
                 frame_bits=qkd.get("frame_bits", DEFAULT_FRAME_BITS),
             )
         )
