@@ -112,7 +112,7 @@ def _parse(source: str, section: Any) -> QuantumNetworkSpec:
     try:
         return QuantumNetworkSpec.model_validate(dict(section))
     except ValidationError as exc:
-        raise UserInputError(_validation_message(source, exc, SECTION)) from None
+        raise UserInputError(_validation_message(source, exc, SECTION, QuantumNetworkSpec)) from None
 
 
 def with_defaults(source: str, section: Any) -> dict[str, Any]:

@@ -494,7 +494,7 @@ def render(
         body.write("</ul>")
     body.write(f"<p>Schemes: {esc(schemes)}. Datasets: {esc(', '.join(sorted(attrs['dataset'].unique())))}. ")
     body.write(f"Channels: {esc(', '.join(sorted(attrs['channel'].unique())))}.</p>")
-    body.write(_datasets_html(dataset_rows(table, specs)))
+    body.write(_datasets_html(dataset_rows(table, specs)) if not table.empty else "")
     for section, ablation in (
         ("Comparison with the paper (Figures 2-6)", False),
         ("Ablation (Figure 7)", True),
