@@ -68,7 +68,7 @@ from bridge.backends.omnetpp import RUN_CONFIG, run_logged, write_wrapper_ini
 from qesif_core.entropy_keys import quantum_entropy
 from qesif_core.errors import UserInputError
 from qesif_core.qkd.channel import ChannelParams
-from qesif_core.qkd.entangled import BellPairModel, phi_plus_qbers
+from qesif_core.qkd.entangled import HERALDED_PAIRS, BellPairModel, phi_plus_qbers
 from qesif_core.qkd.keyrate import SecurityParams
 from qesif_core.qkd.session import run_block
 from qesif_core.qkd.trace import TRACE_COLUMNS
@@ -415,13 +415,6 @@ def bell_pair_model(run: QuispRun) -> BellPairModel:
     qz, qx = min(max(res.qber_z, 0.0), 1.0), min(max(res.qber_x, 0.0), 1.0)
     y = min(max(res.y_error, 0.0), qz, qx)
     return BellPairModel(x_error=qz - y, y_error=y, z_error=qx - y, pair_rate_hz=link_pair_rate(run))
-
-
-#: Heralded pairs held in quantum memories and measured by ideal detectors: QuISP has already applied the
-#: fibre (its loss shows in the pair rate), so the engine must not add fibre loss or dark counts again.
-HERALDED_PAIRS = ChannelParams(
-    distance_km=0.0, detector_efficiency=1.0, dark_count_prob=0.0, intrinsic_error=0.0
-)
 
 
 def engine_trace(

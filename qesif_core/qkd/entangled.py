@@ -30,6 +30,13 @@ CHSH_BOB = (math.pi / 4, -math.pi / 4)
 #: Sign of each setting pair's correlator in S = E00 + E01 + E10 - E11.
 _CHSH_SIGNS = ((1, 1), (1, -1))
 
+#: Heralded pairs held in quantum memories and measured by ideal detectors (QuISP's links, repeater chains):
+#: the fibre is already applied (its loss shows in the pair rate), so the engine adds no fibre loss or dark
+#: counts again.
+HERALDED_PAIRS = ChannelParams(
+    distance_km=0.0, detector_efficiency=1.0, dark_count_prob=0.0, intrinsic_error=0.0
+)
+
 
 def phi_plus_qbers(x_error: float, y_error: float, z_error: float) -> tuple[float, float]:
     """(QBER_Z, QBER_X) of a Phi+ pair with Pauli error rates X, Y, Z: X and Y flip the ZZ parity, Z and

@@ -18,9 +18,9 @@ import numpy as np
 from qesif_core.entropy_keys import KeyPolicy, SlotObservation, generate_key
 from qesif_core.errors import UserInputError
 from qesif_core.qkd.channel import EVE_MODES, ChannelParams, preset
-from qesif_core.qkd.entangled import BellPairModel
+from qesif_core.qkd.entangled import HERALDED_PAIRS, BellPairModel
 from qesif_core.qkd.session import DEFAULT_FRAME_BITS, BlockResult, run_block
-from qesif_core.qnet.repeater import DEFAULT_MEMORIES, HERALDED_PAIRS, chain_pair_model, chain_pair_rate
+from qesif_core.qnet.repeater import DEFAULT_MEMORIES, chain_pair_model, chain_pair_rate
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,6 @@ from qesif_core.qkd.entangled import BellPairModel
 FIBRE_LIGHT_SPEED_KM_S = 2.0e5
 #: Memories per node and segment when a scenario does not say (the QuISP templates' ``buffers``).
 DEFAULT_MEMORIES = 10
-#: Heralded pairs in memories measured by ideal detectors: the engine adds no fibre loss or dark counts.
-HERALDED_PAIRS = ChannelParams(
-    distance_km=0.0, detector_efficiency=1.0, dark_count_prob=0.0, intrinsic_error=0.0
-)
 
 # Pauli products on (I, X, Y, Z), ignoring phases: the Klein four-group.
 _PRODUCT = np.array([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
