@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bridge.datasets import DATASETS, dataset_module, describe_file
+from bridge.commands import LazyChoices
 
 #: Official sources and what to download from them.
 SOURCES: dict[str, dict[str, str]] = {
@@ -53,12 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     describe.add_argument("--json", action="store_true", help="print one JSON object")
     describe.set_defaults(func=cmd_describe)
     fetch = sub.add_parser("fetch", help="where and how to get a dataset's files")
-    fetch.add_argument("name", help=f"one of {', '.join(DATASETS)}")
+    fetch.add_argument("name", help=f"one of {', '.join(SOURCES)}")
     fetch.set_defaults(func=cmd_fetch)
     sample = sub.add_parser(
         "sample", help="stream a full dataset file into a stratified, de-duplicated sample (bounded memory)"
     )
-    sample.add_argument("--dataset", required=True, choices=list(DATASETS))
+    sample.add_argument(
+        "--dataset",
+        required=True,
+        choices=LazyChoices("bridge.datasets", "DATASETS"),
+        metavar="NAME",
+        help="%(choices)s",
+    )
     sample.add_argument("--path", required=True, help="the full dataset file (CSV)")
     sample.add_argument("--per-class", type=int, required=True, help="distinct rows kept per attack type")
     sample.add_argument("--seed", type=int, default=0)
@@ -68,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from bridge.datasets import DATASETS
+
     rows = {
         name: {"title": m.TITLE, "citation": m.CITATION, "source": SOURCES[name]["page"], "synthetic": True}
         for name, m in DATASETS.items()
@@ -82,6 +90,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from bridge.datasets import describe_file
+
     info = describe_file(args.path)
     if args.json:
         print(json.dumps(info))
@@ -111,6 +121,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from bridge.datasets import dataset_module
+
     module = dataset_module(args.name)
     source = SOURCES[args.name]
     print(f"{args.name}: {module.TITLE}")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.results.figures import make_figures
-from bridge.store import open_store
 from qesif_core.errors import UserInputError
 
 
@@ -19,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bridge.results.figures import make_figures
+    from bridge.store import open_store
+
     store = open_store(args.dir)
     table = store.load()
     specs = {key: store.spec(key) for key in table["run"].unique()}

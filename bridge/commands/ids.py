@@ -8,15 +8,13 @@ import argparse
 import dataclasses
 import json
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from bridge.datasets import DATASETS
-from bridge.datasets.evaluate import DEFAULT_SPEC, EvaluationSetup, QuantumSetting, evaluate
+from bridge.commands import LazyChoices
 from qesif_core.errors import UserInputError
-from qesif_core.qids import anomaly
-from qesif_core.qids.flows import FLOW_CLASSIFIERS
-from qesif_core.qids.fusion import FUSION_RULES, DetectorSpec
+
+if TYPE_CHECKING:
+    from qesif_core.qids.fusion import DetectorSpec
 
 CHANNELS = ("clean", "noisy", "eavesdropped")
 
@@ -25,16 +23,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ids", help="evaluate the cross-layer Q-IDS; ROC of Algorithm 2")
     sub = parser.add_subparsers(dest="ids_command", metavar="ACTION", required=True)
     ev = sub.add_parser("evaluate", help="train on a split of a dataset file, test on the rest")
-    ev.add_argument("--dataset", required=True, choices=list(DATASETS))
+    ev.add_argument(
+        "--dataset",
+        required=True,
+        choices=LazyChoices("bridge.datasets", "DATASETS"),
+        metavar="NAME",
+        help="%(choices)s",
+    )
     ev.add_argument("--path", help="dataset file (none: the schema-compatible synthetic generator)")
     ev.add_argument("--train", dest="train_path", help="training file (with --test)")
     ev.add_argument("--test", dest="test_path", help="test file (with --train)")
     ev.add_argument("--scheme", help="take the detector of this security scheme (qesif schemes list)")
     ev.add_argument(
-        "--classifier", choices=list(FLOW_CLASSIFIERS), help="flow classifier (default random_forest)"
+        "--classifier",
+        choices=LazyChoices("qesif_core.qids.flows", "FLOW_CLASSIFIERS"),
+        metavar="NAME",
+        help="flow classifier: %(choices)s (default random_forest)",
     )
     ev.add_argument(
-        "--fusion", choices=list(FUSION_RULES), help="fusion rule (default none, or the scheme's)"
+        "--fusion",
+        choices=LazyChoices("qesif_core.qids.fusion", "FUSION_RULES"),
+        metavar="RULE",
+        help="fusion rule: %(choices)s (default none, or the scheme's)",
     )
     ev.add_argument(
         "--channel",
@@ -43,9 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--calibration",
-        choices=list(anomaly.CALIBRATION_MODES),
+        choices=LazyChoices("qesif_core.qids.anomaly", "CALIBRATION_MODES"),
+        metavar="MODE",
         default="link-baseline",
-        help="benign-noise model of Algorithm 2: each link's own baseline (default) or noise-free trials",
+        help="benign-noise model of Algorithm 2: each link's own baseline (link-baseline, the default) or "
+        "noise-free trials (%(choices)s)",
     )
     ev.add_argument("--gateways", type=int, default=10, help="gateway links (default 10)")
     ev.add_argument("--blocks", type=int, default=100, help="QKD blocks per link over the test rows")
@@ -57,7 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_evaluate)
     au = sub.add_parser("audit", help="balanced accuracy of each column alone: suspect (leaking) features")
-    au.add_argument("--dataset", required=True, choices=list(DATASETS))
+    au.add_argument(
+        "--dataset",
+        required=True,
+        choices=LazyChoices("bridge.datasets", "DATASETS"),
+        metavar="NAME",
+        help="%(choices)s",
+    )
     au.add_argument("--path", help="dataset file (none: the dataset's synthetic generator)")
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--max-rows", type=int, default=200_000, help="rows sampled from a larger file")
@@ -80,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def detector_spec(args: argparse.Namespace) -> DetectorSpec:
     """The scheme's detector when --scheme is given, with --classifier/--fusion overriding its parts."""
+    from bridge.datasets.evaluate import DEFAULT_SPEC
+    from qesif_core.qids.fusion import DetectorSpec
+
     spec = DEFAULT_SPEC
     if args.scheme:
         from qesif_core.schemes import get_scheme
@@ -101,6 +122,8 @@ def _jsonable(value: object) -> object:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bridge.datasets.evaluate import EvaluationSetup, QuantumSetting, evaluate
+
     spec = detector_spec(args)
     channel = args.channel or ("clean" if spec.uses_quantum_score else None)
     quantum = None
@@ -176,6 +199,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def channel_roc(links: int, blocks: int, pulses: int, seed: int, eve_fraction: float | None = None) -> dict:
     """ROC of Algorithm 2: benign = clean or noisy traces, attack = eavesdropped traces (built-in engine)."""
+    import numpy as np
+
+    from qesif_core.qids import anomaly
     from qesif_core.qkd.channel import preset
     from qesif_core.qkd.trace import link_trace
 

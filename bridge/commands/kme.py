@@ -11,9 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bridge.services import kme_certs
-from bridge.services.kme import KmeConfig, KmeServer, load_config, parse_pair
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("kme", help="ETSI GS QKD 014 key management entity (certificates, server)")
@@ -53,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_certs(args: argparse.Namespace) -> int:
+    from bridge.services import kme_certs
+
     paths = kme_certs.generate(args.out, list(args.sae), days=args.days)
     print(f"CA {paths.ca_cert}; server {paths.server_cert}; SAEs: " + ", ".join(
         str(paths.sae_cert(name)) for name in args.sae
@@ -71,6 +70,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "block_interval_s",
         "initial_blocks",
     )
+    from bridge.services.kme import parse_pair
+
     values: dict[str, Any] = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.pair:
         values["pairs"] = [parse_pair(text) for text in args.pair]
@@ -78,6 +79,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from bridge.services.kme import KmeConfig, KmeServer, load_config
+
     overrides = _overrides(args)
     if args.config is not None:
         config = load_config(args.config, overrides)

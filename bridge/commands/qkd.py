@@ -10,16 +10,14 @@ import argparse
 import dataclasses
 import json
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from qesif_core import entropy_keys
+from bridge.commands import LazyChoices
 from qesif_core.errors import UserInputError
-from qesif_core.qkd import cascade, commissioning
-from qesif_core.qkd.bb84 import check_pulses
-from qesif_core.qkd.channel import CHANNEL_PRESETS, EVE_MODES
-from qesif_core.qkd.commissioning import INTENSITY_MODES
-from qesif_core.qkd.session import DEFAULT_FRAME_BITS, PROTOCOLS, BlockResult, run_block
+
+if TYPE_CHECKING:
+    from qesif_core import entropy_keys
+    from qesif_core.qkd.session import BlockResult
 
 DEFAULT_PULSES = 10**8
 
@@ -30,31 +28,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulate one QKD block (BB84 with decoys or BBM92) with full post-processing",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="bb84")
     parser.add_argument(
-        "--channel", choices=tuple(CHANNEL_PRESETS), default="clean", help="preset the options below override"
+        "--protocol",
+        choices=LazyChoices("qesif_core.qkd.session", "PROTOCOLS"),
+        metavar="NAME",
+        default="bb84",
+        help="%(choices)s (default bb84)",
+    )
+    parser.add_argument(
+        "--channel",
+        choices=LazyChoices("qesif_core.qkd.channel", "CHANNEL_PRESETS"),
+        metavar="PRESET",
+        default="clean",
+        help="preset the options below override: %(choices)s (default clean)",
     )
     parser.add_argument("--distance-km", type=float, help="fibre length in km (default 10)")
     parser.add_argument("--intrinsic-error", type=float, help="misalignment error e_d in [0, 0.5]")
-    parser.add_argument("--eve", choices=EVE_MODES, help="attacker (default: the preset's)")
+    parser.add_argument(
+        "--eve",
+        choices=LazyChoices("qesif_core.qkd.channel", "EVE_MODES"),
+        metavar="MODE",
+        help="attacker: %(choices)s (default: the preset's)",
+    )
     parser.add_argument(
         "--eve-fraction", type=float, help="fraction of pulses attacked (default 1 with --eve)"
     )
     parser.add_argument(
         "--pulses", type=_count, default=DEFAULT_PULSES, help="emitted pulses (pairs), e.g. 1e8"
     )
-    parser.add_argument("--cascade", choices=cascade.VARIANTS, default="yanetal", help="Cascade variant")
+    parser.add_argument(
+        "--cascade",
+        choices=LazyChoices("qesif_core.qkd.cascade", "VARIANTS"),
+        metavar="VARIANT",
+        default="yanetal",
+        help="Cascade variant: %(choices)s (default yanetal)",
+    )
     parser.add_argument(
         "--intensities",
-        choices=INTENSITY_MODES,
+        choices=LazyChoices("qesif_core.qkd.commissioning", "INTENSITY_MODES"),
+        metavar="MODE",
         default="fixed",
         help="bb84: the preset's mu (fixed) or those maximising this block's expected key (optimise)",
     )
     parser.add_argument(
         "--frame-bits",
         type=_frame_bits,
-        default=DEFAULT_FRAME_BITS,
-        help=f"raw key bits reconciled for real (default {DEFAULT_FRAME_BITS}; 'all': the whole block)",
+        default=None,
+        help="raw key bits reconciled for real (default: the engine's, 2^14; 'all': the whole block)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -72,10 +92,10 @@ def _count(text: str) -> int:
     return int(value)
 
 
-def _frame_bits(text: str) -> int | None:
-    """A positive frame size, or ``all`` (None: Cascade on the whole raw key)."""
+def _frame_bits(text: str) -> int | str:
+    """A positive frame size, or ``all`` (Cascade on the whole raw key)."""
     if text == "all":
-        return None
+        return text
     value = _count(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive or 'all': {text!r}")
@@ -83,6 +103,8 @@ def _frame_bits(text: str) -> int | None:
 
 
 def _channel(args: argparse.Namespace):
+    from qesif_core.qkd.channel import CHANNEL_PRESETS
+
     params = CHANNEL_PRESETS[args.channel]
     changes = {}
     if args.distance_km is not None:
@@ -106,13 +128,21 @@ def _channel(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from qesif_core import entropy_keys
+    from qesif_core.qkd import commissioning
+    from qesif_core.qkd.bb84 import check_pulses
+    from qesif_core.qkd.session import DEFAULT_FRAME_BITS, run_block
+
+    frame_bits = {None: DEFAULT_FRAME_BITS, "all": None}.get(args.frame_bits, args.frame_bits)
     check_pulses(args.pulses, "--pulses")
     params = _channel(args)
     if args.protocol == "bb84":
         params = commissioning.apply(params, commissioning.commission(params, args.pulses, args.intensities))
     rng = np.random.default_rng(args.seed)
     result = run_block(
-        params, args.pulses, rng, args.protocol, cascade_variant=args.cascade, frame_bits=args.frame_bits
+        params, args.pulses, rng, args.protocol, cascade_variant=args.cascade, frame_bits=frame_bits
     )
     decision = entropy_keys.generate_key(
         "cli",

@@ -8,23 +8,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bridge.results.figures import make_figures
-from bridge.results.report import DEFAULT_REFERENCE, load_reference, render
-from bridge.store import open_store
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="HTML report: figures and our values beside the paper's")
     parser.add_argument("dir", help="results directory (from `qesif run --out`)")
     parser.add_argument("--out", default="report.html", help="HTML file to write (default: report.html)")
-    parser.add_argument("--reference", default=str(DEFAULT_REFERENCE), help="the paper's reported values")
+    parser.add_argument(
+        "--reference",
+        help="YAML of the paper's reported values (default: scenarios/paper_reference.yaml)",
+    )
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from bridge.results.figures import make_figures
+    from bridge.results.report import DEFAULT_REFERENCE, load_reference, render
+    from bridge.store import open_store
+
     store = open_store(args.dir)
     table = store.load()
-    paper, reference = load_reference(args.reference)
+    paper, reference = load_reference(args.reference or DEFAULT_REFERENCE)
     specs = {key: store.spec(key) for key in table["run"].unique()}
     with tempfile.TemporaryDirectory() as tmp:
         written, _ = make_figures(table, tmp, specs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.store import export, open_store
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("results", help="work with a results directory")
@@ -19,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bridge.store import export, open_store
+
     store = open_store(args.dir)
     out = args.out or f"{args.dir}/results.{'csv' if args.format == 'csv-r' else 'parquet'}"
     path = export(store, out, args.format)

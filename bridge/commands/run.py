@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from bridge.batch import BRIDGES, run_batch
-from bridge.cosim.external import TRANSPORTS, external_spec, parse_peer_command
-from bridge.scenario import BACKENDS, Run, load_runs, run_key
-from bridge.store import ResultStore
-from qesif_core.schemes import load_scheme_file
+from bridge.commands import LazyChoices
+
+if TYPE_CHECKING:
+    from bridge.scenario import Run
 
 
 def _positive_int(text: str) -> int:
@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a scenario's batch (skips runs already stored)")
     parser.add_argument("file", help="scenario YAML")
     parser.add_argument(
-        "--backend", choices=BACKENDS, default=None, help="network backend (default: the file's)"
+        "--backend",
+        choices=LazyChoices("bridge.scenario", "BACKENDS"),
+        metavar="NAME",
+        default=None,
+        help="network backend: %(choices)s (default: the file's)",
     )
     parser.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes (default 1)")
     parser.add_argument(
@@ -34,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="results", help="results directory (default: results)")
     parser.add_argument(
-        "--bridge", choices=BRIDGES, default="inprocess", help="orchestrator-backend coupling"
+        "--bridge",
+        choices=LazyChoices("bridge.batch", "BRIDGES"),
+        metavar="NAME",
+        default="inprocess",
+        help="orchestrator-backend coupling: %(choices)s (default: inprocess)",
     )
     parser.add_argument(
         "--scheme-file", action="append", default=[], metavar="PY", help="Python file defining extra schemes"
@@ -48,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--peer-endpoint",
-        choices=TRANSPORTS,
+        choices=LazyChoices("bridge.cosim.external", "TRANSPORTS"),
+        metavar="TRANSPORT",
         default="ipc",
         help="how --peer reaches the orchestrator: ipc:// socket (default) or tcp://127.0.0.1:<free port>",
     )
@@ -57,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def external_runs(runs: list[Run], command: str | None, transport: str) -> list[Run]:
     """The runs with an external peer as their network (their own keys: never mixed with built-in runs)."""
+    from bridge.cosim.external import external_spec, parse_peer_command
+    from bridge.scenario import Run, run_key
+
     if command is not None:
         parse_peer_command(command)
     out = []
@@ -67,6 +79,11 @@ def external_runs(runs: list[Run], command: str | None, transport: str) -> list[
 
 
 def main(args: argparse.Namespace) -> int:
+    from bridge.batch import run_batch
+    from bridge.scenario import load_runs
+    from bridge.store import ResultStore
+    from qesif_core.schemes import load_scheme_file
+
     for path in args.scheme_file:
         load_scheme_file(path)
     scenario, runs = load_runs(args.file, backend=args.backend)

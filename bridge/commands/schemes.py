@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from qesif_core.schemes import available_schemes, load_scheme_file
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("schemes", help="list the security schemes with a one-line description")
@@ -20,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from qesif_core.schemes import available_schemes, load_scheme_file
+
     from_files = {cls.name for path in args.file for cls in load_scheme_file(path)}
     schemes = available_schemes()
     width = max(len(name) for name in schemes)

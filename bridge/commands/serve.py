@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 
 from bridge.commands.run import external_runs
-from bridge.scenario import load_runs
-from bridge.store import ResultStore, encode
 from qesif_core.errors import UserInputError
-from qesif_core.schemes import load_scheme_file
 
 
 def _positive_float(text: str) -> float:
@@ -71,6 +68,9 @@ def main(args: argparse.Namespace) -> int:
     from bridge.cosim.external import serve_external
     from bridge.cosim.orchestrator import bind_router, finished_table
     from bridge.cosim.supervise import PeerFailure
+    from bridge.scenario import load_runs
+    from bridge.store import ResultStore, encode
+    from qesif_core.schemes import load_scheme_file
 
     for path in args.scheme_file:
         load_scheme_file(path)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
-
-from bridge.results.scave import write_csvr
-from bridge.services.testbed import TestbedConfig, TestbedUnavailable, run_testbed, store_run
-from bridge.services.testbed_compare import compare, format_comparison
 from qesif_core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from bridge.services.testbed import TestbedConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_scenario(path: Path) -> TestbedConfig:
     """The TestbedConfig of a scenario file (``testbed:`` mapping, or the whole file when it has none)."""
+    import yaml
+
+    from bridge.services.testbed import TestbedConfig
+
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as error:
@@ -56,6 +59,9 @@ def load_scenario(path: Path) -> TestbedConfig:
 
 
 def run_scenario(args: argparse.Namespace) -> int:
+    from bridge.results.scave import write_csvr
+    from bridge.services.testbed import TestbedUnavailable, run_testbed, store_run
+
     config = load_scenario(args.scenario)
     try:
         table = run_testbed(config)
@@ -73,6 +79,9 @@ def run_scenario(args: argparse.Namespace) -> int:
 
 
 def compare_scenario(args: argparse.Namespace) -> int:
+    from bridge.services.testbed import TestbedUnavailable
+    from bridge.services.testbed_compare import compare, format_comparison
+
     config = load_scenario(args.scenario)
     try:
         table = compare(config, runs=args.runs)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.scenario import load_runs
-from qesif_core.schemes import load_scheme_file
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("validate", help="check a scenario file (exit 2 naming the bad field)")
@@ -18,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from bridge.scenario import load_runs
+    from qesif_core.schemes import load_scheme_file
+
     for path in args.scheme_file:
         load_scheme_file(path)
     scenario, runs = load_runs(args.file)

@@ -33,12 +33,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from qesif_core import _native
 from qesif_core.errors import UserInputError
+
+if TYPE_CHECKING:  # pandas is imported where a table is built (it is slow to import)
+    import pandas as pd
 
 #: Trace columns Algorithm 2 reads (a subset of ``qesif_core.qkd.trace.link_trace``'s columns).
 TRACE_COLUMNS = ("h_q", "qber", "secret_bits")
@@ -323,6 +326,8 @@ def roc_curve(
             rates.append(float(result.flags[valid].mean()) if valid.any() else float("nan"))
         start = calibration.thresholds(point)[0]
         rows.append({"k": float(k), "alpha_start": start, "fpr": rates[0], "tpr": rates[1]})
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 

@@ -20,19 +20,15 @@ few more detections.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import GaussianNB
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.tree import DecisionTreeClassifier
 
 from qesif_core.errors import UserInputError
+
+if TYPE_CHECKING:  # scikit-learn and pandas are imported where they are used (they are slow to import)
+    import pandas as pd
+    from sklearn.base import ClassifierMixin
 
 TRAFFIC_FEATURES = ("bytes_out", "bytes_in", "pkts_out", "pkts_in", "duration")
 FEATURE_PREFIX = "feat_"
@@ -43,24 +39,64 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
 
 
-#: Registry: name -> factory(rng) of an unfitted estimator (contracts.md item 2). Naive Bayes has no
-#: randomness, so it draws nothing from the generator.
-FLOW_CLASSIFIERS: dict[str, Callable[[np.random.Generator], ClassifierMixin]] = {
-    "random_forest": lambda rng: RandomForestClassifier(
+def _random_forest(rng: np.random.Generator) -> ClassifierMixin:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(
         n_estimators=100, min_samples_leaf=1, class_weight="balanced", n_jobs=1, random_state=_seed(rng)
-    ),
-    "gradient_boosting": lambda rng: HistGradientBoostingClassifier(max_iter=200, random_state=_seed(rng)),
-    "logistic_regression": lambda rng: make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=2000, random_state=_seed(rng))
-    ),
-    "mlp": lambda rng: make_pipeline(
+    )
+
+
+def _gradient_boosting(rng: np.random.Generator) -> ClassifierMixin:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=200, random_state=_seed(rng))
+
+
+def _logistic_regression(rng: np.random.Generator) -> ClassifierMixin:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=_seed(rng)))
+
+
+def _mlp(rng: np.random.Generator) -> ClassifierMixin:
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
         StandardScaler(),
         MLPClassifier(
             hidden_layer_sizes=(64, 32), max_iter=300, early_stopping=True, random_state=_seed(rng)
         ),
-    ),
-    "decision_tree": lambda rng: DecisionTreeClassifier(random_state=_seed(rng)),
-    "naive_bayes": lambda rng: make_pipeline(StandardScaler(), GaussianNB()),
+    )
+
+
+def _decision_tree(rng: np.random.Generator) -> ClassifierMixin:
+    from sklearn.tree import DecisionTreeClassifier
+
+    return DecisionTreeClassifier(random_state=_seed(rng))
+
+
+def _naive_bayes(rng: np.random.Generator) -> ClassifierMixin:
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), GaussianNB())
+
+
+#: Registry: name -> factory(rng) of an unfitted estimator (contracts.md item 2). Naive Bayes has no
+#: randomness, so it draws nothing from the generator.
+FLOW_CLASSIFIERS: dict[str, Callable[[np.random.Generator], ClassifierMixin]] = {
+    "random_forest": _random_forest,
+    "gradient_boosting": _gradient_boosting,
+    "logistic_regression": _logistic_regression,
+    "mlp": _mlp,
+    "decision_tree": _decision_tree,
+    "naive_bayes": _naive_bayes,
 }
 
 
@@ -81,6 +117,8 @@ def feature_columns(flows: pd.DataFrame) -> list[str]:
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
+
     return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
 
 
@@ -100,6 +138,8 @@ def feature_matrix(flows: pd.DataFrame, columns: list[str]) -> np.ndarray:
     absent = [c for c in columns if c not in flows.columns]
     if absent:
         raise UserInputError(f"flow table lacks feature column(s) {', '.join(absent)} seen in training")
+    import pandas as pd
+
     out = np.empty((len(flows), len(columns)), dtype=np.float64)
     for j, column in enumerate(columns):
         if column == "protocol":

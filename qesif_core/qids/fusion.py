@@ -31,13 +31,16 @@ score (``None``), the quantum part contributes no flag.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from qesif_core.errors import UserInputError
 from qesif_core.qids.anomaly import QidsResult
 from qesif_core.qids.flows import FLOW_CLASSIFIERS, FlowDetector
+
+if TYPE_CHECKING:  # pandas is imported where it is used (it is slow to import)
+    import pandas as pd
 
 #: Fusion rule names (see the module docstring).
 FUSION_RULES = ("none", "boost", "or", "and", "quantum")
@@ -119,6 +122,8 @@ class CrossLayerDetector:
 
 def gateway_of(device_keys: pd.Series | np.ndarray, n_gateways: int) -> np.ndarray:
     """Gateway index of each device (stable hash of the device key modulo the number of gateways)."""
+    import pandas as pd
+
     if n_gateways < 1:
         raise UserInputError(f"network.gateways must be >= 1, got {n_gateways!r}")
     hashed = pd.util.hash_pandas_object(pd.Series(device_keys).astype(str), index=False).to_numpy()

@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaincinv
 
 from qesif_core.qkd.bb84 import SiftedCounts
 
@@ -59,6 +58,8 @@ def h2(p: float | np.ndarray) -> float | np.ndarray:
 
 def clopper_pearson_upper(successes: int, trials: int, eps: float) -> float:
     """Upper end of the one-sided exact binomial interval: P(true rate > bound) <= eps."""
+    from scipy.special import betaincinv  # here: SciPy is slow to import and only a QKD block needs it
+
     if trials <= 0 or successes >= trials:
         return 1.0
     return float(betaincinv(successes + 1, trials - successes, 1.0 - eps))
@@ -66,6 +67,8 @@ def clopper_pearson_upper(successes: int, trials: int, eps: float) -> float:
 
 def clopper_pearson_lower(successes: int, trials: int, eps: float) -> float:
     """Lower end of the one-sided exact binomial interval: P(true rate < bound) <= eps."""
+    from scipy.special import betaincinv
+
     if trials <= 0 or successes <= 0:
         return 0.0
     return float(betaincinv(successes, trials - successes + 1, eps))

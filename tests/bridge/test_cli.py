@@ -1,7 +1,10 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from bridge import cli
+
+SMOKE = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -16,3 +19,58 @@ def test_unknown_command_is_a_usage_error():
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+HEAVY_MODULES = ("pandas", "sklearn", "scipy", "matplotlib", "zmq", "pyarrow")
+
+
+def _imported_after(arguments: list[str]) -> set[str]:
+    """Top-level packages imported by ``qesif ARGUMENTS`` in a fresh interpreter."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from bridge import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        cli.main({arguments!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(proc.stdout.split())
+
+
+def test_help_imports_no_heavy_library():
+    imported = _imported_after(["--help"])
+    assert "bridge" in imported  # the probe works: it sees what was imported
+    assert imported.isdisjoint(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
+    assert "numpy" not in imported
+
+
+def test_validate_imports_no_heavy_library():
+    imported = _imported_after(["validate", str(SMOKE)])
+    assert "pydantic" in imported
+    assert imported.isdisjoint(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
+
+
+def test_every_command_help_lists_its_choices(capsys):
+    for arguments in (["run"], ["qkd"], ["ids", "evaluate"]):
+        try:
+            cli.main([*arguments, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "inprocess, zmq" in out  # run --bridge
+    assert "original, yanetal" in out  # qkd --cascade
+    assert "random_forest" in out and "link-baseline, noise-free" in out  # ids evaluate
+
+
+def test_a_value_outside_lazy_choices_is_a_usage_error():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "qkd", "--cascade", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "invalid choice: 'nope'" in proc.stderr and "yanetal" in proc.stderr
