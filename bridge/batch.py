@@ -5,6 +5,9 @@ the parent; only the parent writes the store, atomically, so a cluster needs no 
 batch killed at any moment loses nothing finished. Finished runs are skipped on re-run. A failing run is
 recorded with its reason and log tail and the batch goes on. Every run draws its randomness from its own
 spec's seed (inside ``run_once``), so results do not depend on ``--jobs`` or on the order of completion.
+What several runs share (a channel's QKD blocks, a dataset's flow table and trained classifier) is
+computed once and kept in a content-addressed cache beside the store (``bridge.cache``; ``cache=False``
+turns it off, with the same results).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bridge import cache as cache_module
 from bridge import store as store_module
 from bridge.scenario import Run
 from bridge.store import ResultStore
@@ -82,8 +86,11 @@ def execute_run(
     bridge: str = "inprocess",
     scheme_files: Sequence[str] = (),
     run_function: RunFunction | None = None,
+    cache_root: str | None = None,
 ) -> Outcome:
-    """Execute one run and encode its table; never raises for a failure of the run itself."""
+    """Execute one run and encode its table; never raises for a failure of the run itself.
+
+    ``cache_root``: the folder of the batch's shared-work cache (None: compute everything)."""
     from qesif_core.schemes import load_scheme_file
 
     started = time.perf_counter()
@@ -101,7 +108,12 @@ def execute_run(
     root.addHandler(handler)
     captured = io.StringIO()
     try:
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        shared = cache_module.ContentCache(cache_root) if cache_root else None
+        with (
+            contextlib.redirect_stdout(captured),
+            contextlib.redirect_stderr(captured),
+            cache_module.activated(shared),
+        ):
             for path in scheme_files:
                 load_scheme_file(path)
             table = (run_function or _default_run_once)(run.spec, bridge=bridge)
@@ -128,13 +140,20 @@ def _failure(run: Run, reason: str, log_tail: str = "", elapsed_s: float = 0.0) 
     return Outcome(run.key, run.label, False, elapsed_s, reason=reason, log_tail=log_tail)
 
 
-def _serial(runs: Sequence[Run], bridge: str, scheme_files: Sequence[str], fn: RunFunction | None):
+def _serial(
+    runs: Sequence[Run], bridge: str, scheme_files: Sequence[str], fn: RunFunction | None, cache: str | None
+):
     for run in runs:
-        yield execute_run(run, bridge, scheme_files, fn)
+        yield execute_run(run, bridge, scheme_files, fn, cache)
 
 
 def _local_pool(
-    runs: Sequence[Run], jobs: int, bridge: str, scheme_files: Sequence[str], fn: RunFunction | None
+    runs: Sequence[Run],
+    jobs: int,
+    bridge: str,
+    scheme_files: Sequence[str],
+    fn: RunFunction | None,
+    cache: str | None,
 ) -> Iterator[Outcome]:
     """Runs on a process pool; a pool broken by a dying worker is replaced (POOL_RESTARTS times)."""
     pending = list(runs)
@@ -142,7 +161,7 @@ def _local_pool(
     for attempt in range(POOL_RESTARTS + 1):
         broken: list[Run] = []
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(execute_run, run, bridge, scheme_files, fn): run for run in pending}
+            futures = {pool.submit(execute_run, run, bridge, scheme_files, fn, cache): run for run in pending}
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -162,7 +181,12 @@ def _local_pool(
 
 
 def _dask(
-    runs: Sequence[Run], address: str, bridge: str, scheme_files: Sequence[str], fn: RunFunction | None
+    runs: Sequence[Run],
+    address: str,
+    bridge: str,
+    scheme_files: Sequence[str],
+    fn: RunFunction | None,
+    cache: str | None,
 ) -> Iterator[Outcome]:
     try:
         from dask.distributed import Client, as_completed
@@ -175,7 +199,7 @@ def _dask(
     with client:
         futures = {
             client.submit(
-                execute_run, run, bridge, scheme_files, fn, key=f"qesif-run-{run.key}", pure=False
+                execute_run, run, bridge, scheme_files, fn, cache, key=f"qesif-run-{run.key}", pure=False
             ): run
             for run in runs
         }
@@ -198,26 +222,32 @@ def run_batch(
     progress: bool = True,
     description: str = "runs",
     run_function: RunFunction | None = None,
+    cache: bool = True,
 ) -> BatchSummary:
     """Execute the unfinished runs and store each as it completes.
 
     ``run_function`` replaces ``run_once`` (it must be importable by workers); tests use it to make runs
-    fail or to stand in for the orchestrator.
+    fail or to stand in for the orchestrator. ``cache``: share work between runs through the cache beside
+    the store (``bridge.cache``).
     """
     if jobs < 1:
         raise UserInputError(f"--jobs: must be >= 1 (got {jobs})")
     if bridge not in BRIDGES:
         raise UserInputError(f"--bridge: unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
     result_store.remove_stale_temporaries()
+    shared = cache_module.for_results(result_store.root) if cache else None
+    if shared is not None:
+        shared.remove_stale_temporaries()
+    cache_root = str(shared.root) if shared is not None else None
     todo = [run for run in runs if not result_store.is_finished(run.key)]
     skipped = len(runs) - len(todo)
     outcomes: Iterable[Outcome]
     if scheduler:
-        outcomes = _dask(todo, scheduler, bridge, scheme_files, run_function)
+        outcomes = _dask(todo, scheduler, bridge, scheme_files, run_function, cache_root)
     elif jobs == 1 or len(todo) <= 1:
-        outcomes = _serial(todo, bridge, scheme_files, run_function)
+        outcomes = _serial(todo, bridge, scheme_files, run_function, cache_root)
     else:
-        outcomes = _local_pool(todo, min(jobs, len(todo)), bridge, scheme_files, run_function)
+        outcomes = _local_pool(todo, min(jobs, len(todo)), bridge, scheme_files, run_function, cache_root)
     succeeded = failed = 0
     user_errors: list[str] = []
     by_key = {run.key: run for run in todo}

@@ -26,6 +26,8 @@ nonce and tag. Radio energy is V * I * airtime with airtime = 8 * bytes / bitrat
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +45,12 @@ DEFAULT_COSTS_RESOURCE = "costs.yaml"
 
 
 def _load_default_yaml() -> dict[str, dict[str, dict[str, Any]]]:
+    """A fresh copy of the packaged table (parsed once per process: every run builds a cost model)."""
+    return copy.deepcopy(_parsed_default_yaml())
+
+
+@functools.cache
+def _parsed_default_yaml() -> dict[str, dict[str, dict[str, Any]]]:
     text = resources.files("qesif_core.data").joinpath(DEFAULT_COSTS_RESOURCE).read_text(encoding="utf-8")
     return yaml.safe_load(text)
 

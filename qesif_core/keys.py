@@ -90,7 +90,31 @@ class QkdKey:
 
 def _uuid_from(rng: np.random.Generator) -> str:
     """A version-4 UUID drawn from the caller's generator (reproducible key_IDs)."""
-    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+    return _uuid4_text(rng.bytes(16))
+
+
+def _uuid4_text(raw: bytes) -> str:
+    """``str(uuid.UUID(bytes=raw, version=4))``, without building the object (a pool names many keys)."""
+    text = bytes([*raw[:6], raw[6] & 0x0F | 0x40, raw[7], raw[8] & 0x3F | 0x80, *raw[9:]]).hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+class _IdDraws:
+    """16-byte draws for key_IDs, taken from ``rng`` in one call for a block's keys: the same bytes, in
+    the same order, as one ``rng.bytes(16)`` per draw (the generator's 32-bit outputs are buffered
+    across calls), with more drawn one at a time should a collision need a redraw."""
+
+    def __init__(self, rng: np.random.Generator, expected: int) -> None:
+        self._rng = rng
+        self._buffer = rng.bytes(16 * expected) if expected > 0 else b""
+        self._next = 0
+
+    def __call__(self) -> str:
+        if self._next >= len(self._buffer):
+            return _uuid_from(self._rng)
+        raw = self._buffer[self._next : self._next + 16]
+        self._next += 16
+        return _uuid4_text(raw)
 
 
 class KeyPool:
@@ -175,17 +199,19 @@ class KeyPool:
             )  # fmt: skip
         bits = np.concatenate([self._pending_bits, bits])
         n_keys = bits.size // self.key_size
+        packed = np.packbits(bits[: n_keys * self.key_size]).tobytes()  # key_size is a multiple of 8
+        key_bytes = self.key_size // 8
+        draws = _IdDraws(self._rng, n_keys)
         for index in range(n_keys):
-            chunk = bits[index * self.key_size : (index + 1) * self.key_size]
-            self._store(np.packbits(chunk).tobytes(), provenance, now)
+            self._store(packed[index * key_bytes : (index + 1) * key_bytes], provenance, now, draws)
         self._pending_bits = bits[n_keys * self.key_size :].copy()
         self._pending_provenance = provenance if self._pending_bits.size else None
         return n_keys
 
-    def _store(self, key: bytes, provenance: KeyProvenance, now: float) -> None:
-        key_id = _uuid_from(self._rng)
+    def _store(self, key: bytes, provenance: KeyProvenance, now: float, draws: _IdDraws) -> None:
+        key_id = draws()
         while key_id in self._issued_ids:  # 2^-122 per draw, but uniqueness is a guarantee, not a hope
-            key_id = _uuid_from(self._rng)
+            key_id = draws()
         self._issued_ids.add(key_id)
         self._provenance[key_id] = provenance
         self.keys_generated += 1

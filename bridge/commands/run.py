@@ -61,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="ipc",
         help="how --peer reaches the orchestrator: ipc:// socket (default) or tcp://127.0.0.1:<free port>",
     )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compute everything in every run (default: runs share QKD blocks, flow tables and trained "
+        "classifiers through OUT/cache; same results)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -100,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
         scheme_files=args.scheme_file,
         progress=not args.no_progress,
         description=scenario.name,
+        cache=not args.no_cache,
     )
     print(
         f"{scenario.name}: {summary.total} runs: {summary.succeeded} run now, "

@@ -47,8 +47,15 @@ import numpy as np
 import pandas as pd
 import zmq
 
+from bridge.cache import dataset_inputs, shared_array
 from bridge.cosim import protocol
-from bridge.cosim.runsetup import prepare_flows, run_streams
+from bridge.cosim.links import (
+    GatewayLinks,
+    calibrate_from,
+    calibration_settings,
+    calibration_traces,
+)
+from bridge.cosim.runsetup import prepare_flows, run_streams, train_fraction
 from bridge.cosim.sessioncrypto import MAX_MESSAGE_BYTES, SessionCrypto
 from bridge.cosim.supervise import PeerFailure, PeerProcess
 from bridge.cosim.validate import FrameValidator
@@ -58,23 +65,14 @@ from qesif_core.entropy_keys import KeyPolicy, SlotObservation, decoherence_fact
 from qesif_core.errors import UserInputError
 from qesif_core.keys import KeyPool, decode_key
 from qesif_core.network.traffic import build_topology
-from qesif_core.qids.anomaly import (
-    CALIBRATION_MODES,
-    Calibration,
-    QidsParams,
-    calibrate,
-    calibrate_link,
-    key_drop_ratio,
-    run_matrices,
-)
-from qesif_core.qids.flows import feature_columns, record_keys
-from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, CrossLayerDetector
+from qesif_core.qids.anomaly import Calibration, QidsParams, key_drop_ratio, run_matrices
+from qesif_core.qids.flows import FlowDetector, feature_columns, record_keys
+from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, DetectorSpec, check_boosted_threshold, fuse
 from qesif_core.qids.metrics import distinct_record_metrics
 from qesif_core.qkd import commissioning
-from qesif_core.qkd.channel import ChannelParams, preset
+from qesif_core.qkd.channel import ChannelParams
 from qesif_core.qkd.entangled import BellPairModel
-from qesif_core.qkd.session import DEFAULT_FRAME_BITS, run_block
-from qesif_core.qkd.trace import link_trace
+from qesif_core.qkd.session import DEFAULT_FRAME_BITS
 from qesif_core.schemes import get_scheme
 from qesif_core.schemes.base import SessionContext, SessionPlan
 
@@ -82,9 +80,6 @@ log = logging.getLogger(__name__)
 
 BRIDGES = ("inprocess", "zmq")
 BACKENDS = ("builtin", "omnetpp", "external")
-DEFAULT_CALIBRATION_BLOCKS = 20
-#: ``qids.calibration`` when a spec does not set it (one of ``anomaly.CALIBRATION_MODES``).
-DEFAULT_CALIBRATION_MODE = "link-baseline"
 #: Receive timeout of the orchestrator while a peer runs (seconds): a silent peer this long has failed.
 DEFAULT_PEER_TIMEOUT_S = 60.0
 #: A run's wall-clock limit when its spec sets no ``deadline_s``: this base plus so much per round.
@@ -121,36 +116,38 @@ def qids_calibration(
     attacker, give its benign-noise model; Hbar_q and QBER_ref stay those of the noise-free trials, run with
     the link's source intensities). ``benign_pairs`` (``qkd.source: quisp``) are the links' pair states
     without the attacker."""
-    mode = section.get("calibration", DEFAULT_CALIBRATION_MODE)
-    if mode not in CALIBRATION_MODES:
-        raise UserInputError(
-            f"qids.calibration: unknown mode {mode!r}; known: {', '.join(CALIBRATION_MODES)}"
-        )
-    blocks = section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 2:
-        raise UserInputError(f"qids.calibration_blocks: must be an integer >= 2, got {blocks!r}")
-    clean = dataclasses.replace(
-        preset("clean"),
-        distance_km=channel.distance_km,
-        mu_signal=channel.mu_signal,
-        mu_decoy=channel.mu_decoy,
+    mode, blocks = calibration_settings(section)
+    traces = calibration_traces(
+        channel, mode, blocks, pulses, qkd_protocol, n_links, rng, benign_pairs, frame_bits
     )
-    reference = calibrate(
-        [link_trace(clean, blocks, pulses, rng.spawn(1)[0], qkd_protocol, frame_bits=frame_bits)],
-        params,
-    )
-    if mode == "noise-free":
-        return reference
-    benign = dataclasses.replace(channel, eve="none", eve_fraction=0.0)
-    pairs = benign_pairs or [None] * n_links
-    return [
-        calibrate_link(
-            reference,
-            [link_trace(benign, blocks, pulses, link_rng, qkd_protocol, pairs[g], frame_bits=frame_bits)],
-            params,
-        )
-        for g, link_rng in enumerate(rng.spawn(n_links))
-    ]
+    return calibrate_from(params, *traces)
+
+
+def attack_probabilities(
+    spec: Mapping[str, Any],
+    detector: DetectorSpec,
+    flows: pd.DataFrame,
+    train_index: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray | None:
+    """P(attack) of the run's flow classifier, trained on the split's training records, for every record
+    of the flow table (each round's verdict looks its records up); None under the ``quantum`` fusion rule,
+    which uses no classifier. Shared by the batch's runs with the same dataset, seed, split and classifier
+    (``bridge.cache``)."""
+    if detector.fusion == "quantum":
+        return None
+    inputs = {
+        "dataset": dataset_inputs(spec["dataset"]),
+        "seed": spec["seed"],
+        "train_fraction": train_fraction(spec),
+        "classifier": detector.classifier,
+    }
+
+    def compute() -> np.ndarray:
+        classifier = FlowDetector(detector.classifier, rng).fit(flows.iloc[train_index])
+        return np.asarray(classifier.attack_probability(flows), dtype=np.float64)
+
+    return shared_array("flow-probability", inputs, compute)
 
 
 class Orchestrator:
@@ -186,25 +183,17 @@ class Orchestrator:
         self.policy = KeyPolicy.from_mapping(keys_section)
         self.energy_budget_j = keys_section.get("energy_budget_j")
         self.qids_params = _qids_params(qids_section)
-        self._link_rngs = streams.qkd.spawn(self.n_gateways)
-        # qkd.source quisp: each link's pair state comes from QuISP runs done now (bridge.backends.quisp)
-        self._qkd_channel, self._link_pairs, benign_pairs = self.channel, [None] * self.n_gateways, None
-        if spec["qkd"].get("source", "builtin") == "quisp":
-            from bridge.backends.quisp import quisp_links
-
-            links = quisp_links(self.channel, self.n_gateways, self.qkd_protocol, streams.qkd.spawn(1)[0])
-            self._qkd_channel, self._link_pairs, benign_pairs = links.channel, links.attacked, links.benign
-        self.calibration = qids_calibration(
+        # Each link's QKD blocks and Algorithm 2's calibration (live, QuISP, or shared by the batch's runs)
+        self.links = GatewayLinks(
+            spec,
             self.channel,
             self.qids_params,
             qids_section,
-            self.pulses,
-            self.qkd_protocol,
-            self.n_gateways,
             streams.qkd,
-            benign_pairs,
-            self.frame_bits,
+            pulses=self.pulses,
+            frame_bits=self.frame_bits,
         )
+        self.calibration = self.links.calibration
         # Ground truth of the quantum layer: the channel's attacker is on every link for the whole run.
         self.channel_attacked = self.channel.eve != "none" and self.channel.eve_fraction > 0.0
         self.pools = [
@@ -224,11 +213,12 @@ class Orchestrator:
         # Spawned after the pools' streams, so the existing streams are untouched.
         self.session_crypto = SessionCrypto(streams.keys.spawn(1)[0])
         self.flows, train_index, self.test_index = prepare_flows(spec, streams)
-        self.detector = CrossLayerDetector(
-            self.scheme.detector,
-            streams.ids,
-            qids_section.get("boosted_flow_threshold", BOOSTED_FLOW_THRESHOLD),
-        ).fit(self.flows.iloc[train_index])
+        self.detector = self.scheme.detector
+        self.boosted_threshold = qids_section.get("boosted_flow_threshold", BOOSTED_FLOW_THRESHOLD)
+        check_boosted_threshold(self.boosted_threshold)
+        self._attack_probability = attack_probabilities(
+            spec, self.detector, self.flows, train_index, streams.ids
+        )
         topology = build_topology(
             self.n_devices, self.n_gateways, float(spec["network"]["mqtt_fraction"]), streams.topology
         )
@@ -333,14 +323,8 @@ class Orchestrator:
         now = r * self.round_duration_s
         for g in range(self.n_gateways):
             stock = len(self._cache[g]) + self.pools[g].stored_key_count
-            block = run_block(
-                self._qkd_channel,
-                self.pulses,
-                self._link_rngs[g],
-                self.qkd_protocol,
-                bell_model=self._link_pairs[g],
-                frame_bits=self.frame_bits,
-                min_key_bits=max(0, int(sessions[g]) - stock) * self.pools[g].key_size,
+            block = self.links.block(
+                g, r, min_key_bits=max(0, int(sessions[g]) - stock) * self.pools[g].key_size
             )
             self.qber[g, r], self.h_q[g, r], self.secret_bits[g, r] = block.qber, block.h_q, block.secret_bits
             self.key_bits[g, r] = block.key_bits
@@ -471,9 +455,9 @@ class Orchestrator:
         self._device_energy_j[session_device] = body["session_energy_j"]
         self.session_crypto.deliver_round(body["session_device"], delivered, payload_bytes)
         if records.size:
-            judged = self.flows.iloc[records]
-            score = self.margin[record_gateway, r] if self.detector.spec.uses_quantum_score else None
-            predicted = np.asarray(self.detector.predict(judged, score), dtype=bool)
+            score = self.margin[record_gateway, r] if self.detector.uses_quantum_score else None
+            probability = None if self._attack_probability is None else self._attack_probability[records]
+            predicted = fuse(self.detector, records.size, probability, score, self.boosted_threshold)
             truth = self._labels[records]
             self._ids_record.append(records)
             self._ids_pred.append(predicted)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bridge.cache import dataset_inputs, shared_frame
 from bridge.datasets import load_flows
 from qesif_core.errors import UserInputError
 from qesif_core.qids.flows import feature_columns, vector_keys
@@ -60,8 +61,12 @@ def prepare_flows(
     to training. The held-out records are the ones the network replays and the Q-IDS judges.
     """
     dataset = spec["dataset"]
-    flows = load_flows(
-        dataset["name"], dataset.get("path"), streams.dataset, max_rows=dataset.get("max_rows")
+    flows = shared_frame(  # the same table for every run with this dataset entry and seed (bridge.cache)
+        "flows",
+        {"dataset": dataset_inputs(dataset), "seed": spec["seed"]},
+        lambda: load_flows(
+            dataset["name"], dataset.get("path"), streams.dataset, max_rows=dataset.get("max_rows")
+        ),
     )
     if len(flows) < 2:
         raise UserInputError(f"dataset {dataset['name']!r}: needs at least 2 flow records, got {len(flows)}")

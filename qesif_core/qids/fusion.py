@@ -84,10 +84,7 @@ class CrossLayerDetector:
         rng: np.random.Generator,
         boosted_threshold: float = BOOSTED_FLOW_THRESHOLD,
     ) -> None:
-        if not 0.0 < boosted_threshold <= FLOW_THRESHOLD:  # NaN fails too
-            raise UserInputError(
-                f"qids.boosted_flow_threshold: must be in (0, {FLOW_THRESHOLD}], got {boosted_threshold!r}"
-            )
+        check_boosted_threshold(boosted_threshold)
         self.spec = spec
         self.boosted_threshold = boosted_threshold
         self.flow = FlowDetector(spec.classifier, rng)
@@ -100,24 +97,43 @@ class CrossLayerDetector:
 
     def predict(self, test_flows: pd.DataFrame, quantum_score: np.ndarray | None = None) -> np.ndarray:
         """Boolean attack prediction per flow; ``quantum_score`` is the per-flow Algorithm 2 margin."""
-        n = len(test_flows)
-        quantum = np.zeros(n, dtype=bool)
-        if self.spec.uses_quantum_score and quantum_score is not None:
-            quantum_score = np.asarray(quantum_score, dtype=np.float64)
-            if quantum_score.shape != (n,):
-                raise ValueError(f"quantum_score has shape {quantum_score.shape}, expected ({n},)")
-            quantum = quantum_score >= 0.0  # NaN compares False: no evidence, no flag
-        if self.spec.fusion == "quantum":
-            return quantum
-        probability = self.flow.attack_probability(test_flows)
-        if self.spec.fusion == "boost":
-            return probability >= np.where(quantum, self.boosted_threshold, FLOW_THRESHOLD)
-        flow = probability >= FLOW_THRESHOLD
-        if self.spec.fusion == "or":
-            return flow | quantum
-        if self.spec.fusion == "and":
-            return flow & quantum
-        return flow
+        uses_flow = self.spec.fusion != "quantum"
+        probability = self.flow.attack_probability(test_flows) if uses_flow else None
+        return fuse(self.spec, len(test_flows), probability, quantum_score, self.boosted_threshold)
+
+
+def check_boosted_threshold(value: float) -> None:
+    if not 0.0 < value <= FLOW_THRESHOLD:  # NaN fails too
+        raise UserInputError(f"qids.boosted_flow_threshold: must be in (0, {FLOW_THRESHOLD}], got {value!r}")
+
+
+def fuse(
+    spec: DetectorSpec,
+    n: int,
+    probability: np.ndarray | None,
+    quantum_score: np.ndarray | None,
+    boosted_threshold: float = BOOSTED_FLOW_THRESHOLD,
+) -> np.ndarray:
+    """The fusion rule ``spec.fusion`` on ``n`` flows: the flow classifier's P(attack) (None under the
+    ``quantum`` rule, which uses none) and the per-flow Algorithm 2 margin (None: no quantum flag)."""
+    quantum = np.zeros(n, dtype=bool)
+    if spec.uses_quantum_score and quantum_score is not None:
+        quantum_score = np.asarray(quantum_score, dtype=np.float64)
+        if quantum_score.shape != (n,):
+            raise ValueError(f"quantum_score has shape {quantum_score.shape}, expected ({n},)")
+        quantum = quantum_score >= 0.0  # NaN compares False: no evidence, no flag
+    if spec.fusion == "quantum":
+        return quantum
+    if probability is None:
+        raise ValueError(f"fusion rule {spec.fusion!r} needs the flow classifier's probabilities")
+    if spec.fusion == "boost":
+        return probability >= np.where(quantum, boosted_threshold, FLOW_THRESHOLD)
+    flow = probability >= FLOW_THRESHOLD
+    if spec.fusion == "or":
+        return flow | quantum
+    if spec.fusion == "and":
+        return flow & quantum
+    return flow
 
 
 def gateway_of(device_keys: pd.Series | np.ndarray, n_gateways: int) -> np.ndarray:

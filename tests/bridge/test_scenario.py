@@ -326,7 +326,7 @@ def test_scheme_file_adds_schemes_a_scenario_may_name(tmp_path, repo_root, capsy
 def test_qids_defaults_are_those_the_orchestrator_and_the_qids_use():
     import dataclasses
 
-    from bridge.cosim.orchestrator import DEFAULT_CALIBRATION_BLOCKS, DEFAULT_CALIBRATION_MODE
+    from bridge.cosim.links import DEFAULT_CALIBRATION_BLOCKS, DEFAULT_CALIBRATION_MODE
     from bridge.cosim.runsetup import DEFAULT_TRAIN_FRACTION
     from bridge.scenario import QidsSpec
     from qesif_core.qids.anomaly import QidsParams

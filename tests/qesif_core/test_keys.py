@@ -240,3 +240,29 @@ def test_key_bytes_never_reach_logs_reprs_results_or_errors(rng, caplog, capsys)
     for secret in secrets:
         for form in _forms(secret):
             assert form not in everything
+
+
+def _one_draw_per_key(rng: np.random.Generator, n: int) -> list[str]:
+    """key_IDs as drawn one ``rng.bytes(16)`` per key (how a pool named its keys before batching)."""
+    return [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
+
+
+def test_key_ids_are_the_draws_of_one_uuid_per_key():
+    pool = make_pool(np.random.default_rng(11), key_size=64)
+    bits = np.random.default_rng(3).integers(0, 2, 64 * 5 + 17, dtype=np.uint8)
+    assert pool.add_block(bits, block=0, qber=0.01, epsilon=0.0, now=0.0) == 5
+    pool.add_block(bits[:111], block=1, qber=0.01, epsilon=0.0, now=0.0)  # 17 + 111 bits: 2 keys
+    reference = np.random.default_rng(11)
+    assert list(pool._available) == _one_draw_per_key(reference, 7)
+    assert pool._rng.bytes(16) == reference.bytes(16)  # and nothing more was drawn
+
+
+def test_a_colliding_key_id_is_redrawn_from_the_same_stream():
+    expected = _one_draw_per_key(np.random.default_rng(12), 4)
+    pool = make_pool(np.random.default_rng(12), key_size=64)
+    pool._issued_ids.add(expected[0])  # the first draw collides: the next draws name the three keys
+    pool.add_block(np.ones(64 * 3, dtype=np.uint8), block=0, qber=0.0, epsilon=0.0, now=0.0)
+    assert list(pool._available) == expected[1:]
+    reference = np.random.default_rng(12)
+    reference.bytes(16 * 4)
+    assert pool._rng.bytes(16) == reference.bytes(16)
