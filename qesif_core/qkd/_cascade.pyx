@@ -3,7 +3,9 @@
 
 Same algorithm, same block numbering and queue order as the pure twin, so both give identical results
 for the same permutations; blocks are C structs in one growable array instead of Python lists, and each
-pass keeps Bob's key in its shuffled order so block parities are contiguous XOR reductions.
+pass keeps Bob's key in its shuffled order so block parities are contiguous XOR reductions. A whole pass
+(``run_pass``: its shuffle, its per-pass arrays and the service of its queues) is one call into C, with
+the per-pass arrays in buffers the core owns (no numpy array per pass).
 """
 
 import numpy as np
@@ -33,22 +35,29 @@ cdef struct Block:
 
 def shuffle_order(Py_ssize_t n, uint64_t seed):
     """Fisher-Yates permutation of ``n`` positions from SplitMix64 words; see ``cascade.shuffle_order``."""
-    order = np.arange(n, dtype=np.int32)
+    order = np.empty(n, dtype=np.int32)
     cdef int32_t[::1] o = order
-    cdef Py_ssize_t i, j
+    if n:
+        _shuffle_into(&o[0], <int32_t>n, seed)
+    return order
+
+
+cdef void _shuffle_into(int32_t* o, int32_t n, uint64_t seed) noexcept nogil:
+    """Write the permutation of ``shuffle_order(n, seed)`` into ``o``."""
+    cdef int32_t i, j, held
     cdef uint64_t z, counter = seed
-    cdef int32_t held
+    for i in range(n):
+        o[i] = i
     for i in range(n - 1, 0, -1):
         counter += SPLITMIX_GAMMA
         z = counter
         z = (z ^ (z >> 30)) * SPLITMIX_MULTIPLIER_1
         z = (z ^ (z >> 27)) * SPLITMIX_MULTIPLIER_2
         z = (z ^ (z >> 31)) >> 32
-        j = <Py_ssize_t>((z * <uint64_t>(i + 1)) >> 32)
+        j = <int32_t>((z * <uint64_t>(i + 1)) >> 32)
         held = o[i]
         o[i] = o[j]
         o[j] = held
-    return order
 
 
 cdef class CascadeCore:
@@ -59,7 +68,6 @@ cdef class CascadeCore:
     cdef object _bob_array
     cdef uint8_t* alice
     cdef uint8_t* bob
-    cdef list _keep  # owns the per-pass numpy arrays the pointers below point into
     cdef int32_t passes
     cdef int32_t pass_capacity
     cdef int32_t** orders
@@ -82,6 +90,7 @@ cdef class CascadeCore:
     cdef public long disclosed_bits
     cdef public long parity_queries
     cdef public long bits_flipped
+    cdef long errors  # positions where Bob still differs from Alice (every flip removes one)
 
     def __cinit__(self, alice, bob):
         self._alice_array = np.ascontiguousarray(alice, dtype=np.uint8)
@@ -91,7 +100,6 @@ cdef class CascadeCore:
         self.n = <int32_t>a.shape[0]
         self.alice = &a[0] if self.n else NULL
         self.bob = &b[0] if self.n else NULL
-        self._keep = []
         self.passes = 0
         self.pass_capacity = 0
         self.orders = NULL
@@ -116,8 +124,18 @@ cdef class CascadeCore:
         self.disclosed_bits = 0
         self.parity_queries = 0
         self.bits_flipped = 0
+        self.errors = 0
+        cdef int32_t i
+        for i in range(self.n):
+            self.errors += a[i] != b[i]
 
     def __dealloc__(self):
+        cdef int32_t p
+        for p in range(self.passes):
+            free(self.orders[p])
+            free(self.positions[p])
+            free(self.alice_prefix[p])
+            free(self.bob_shuffled[p])
         free(self.orders)
         free(self.positions)
         free(self.alice_prefix)
@@ -134,40 +152,79 @@ cdef class CascadeCore:
 
     def add_pass(self, order, int block_size, bint halves):
         """Start a pass: shuffle with ``order`` (None = identity) and ask for every top block's parity."""
-        cdef int32_t n = self.n
+        cdef int32_t* o = self._new_pass_buffers()
+        cdef int32_t i
+        cdef int32_t[::1] given
         if order is None:
-            order = np.arange(n, dtype=np.int32)
-        order = np.ascontiguousarray(order, dtype=np.int32)
-        position = np.empty(n, dtype=np.int32)
-        prefix = np.empty(n + 1, dtype=np.uint8)
-        shuffled = np.empty(n, dtype=np.uint8)
-        cdef int32_t[::1] o = order
-        cdef int32_t[::1] p = position
-        cdef uint8_t[::1] pre = prefix
-        cdef uint8_t[::1] sh = shuffled
-        cdef int32_t i, t, tops, size
+            for i in range(self.n):
+                o[i] = i
+        else:
+            given = np.ascontiguousarray(order, dtype=np.int32)
+            for i in range(self.n):
+                o[i] = given[i]
+        self._start_pass(block_size, halves)
+
+    def run_pass(self, seed, int block_size, bint halves, bint cascade):
+        """A whole pass: its shuffle from the public ``seed`` (None = identity, the first pass), its top
+        blocks, and the service of the queues; returns the bits it corrected (``add_pass`` + ``service``).
+        With no error left, see ``cascade.CascadeCore.run_pass``."""
+        cdef int32_t size
+        if self.errors == 0:
+            size = max(1, min(block_size, self.n))
+            self.disclosed_bits += 2 if halves else (self.n + size - 1) // size
+            self.parity_queries += 1
+            return 0
+        cdef int32_t* o = self._new_pass_buffers()
+        cdef int32_t i
+        if seed is None:
+            for i in range(self.n):
+                o[i] = i
+        else:
+            _shuffle_into(o, self.n, <uint64_t>seed)
+        self._start_pass(block_size, halves)
+        return self._service(cascade)
+
+    cdef int32_t* _new_pass_buffers(self) except NULL:
+        """Allocate the next pass's arrays (its order is filled by the caller, the rest by _start_pass)."""
+        self._grow_passes()
+        cdef int32_t index = self.passes
+        cdef size_t n = max(self.n, 1)
+        self.orders[index] = <int32_t*>malloc(n * sizeof(int32_t))
+        self.positions[index] = <int32_t*>malloc(n * sizeof(int32_t))
+        self.alice_prefix[index] = <uint8_t*>malloc((n + 1) * sizeof(uint8_t))
+        self.bob_shuffled[index] = <uint8_t*>malloc(n * sizeof(uint8_t))
+        self.passes += 1  # from here on __dealloc__ frees the four buffers
+        if (self.orders[index] == NULL or self.positions[index] == NULL
+                or self.alice_prefix[index] == NULL or self.bob_shuffled[index] == NULL):
+            raise MemoryError()
+        return self.orders[index]
+
+    cdef int _start_pass(self, int block_size, bint halves) except -1:
+        """Fill the newest pass's inverse order, Alice's prefix parities and Bob's shuffled key, and ask
+        for every top block's parity (``halves``: the two BICONF blocks)."""
+        cdef int32_t index = self.passes - 1
+        cdef int32_t n = self.n
+        cdef int32_t* o = self.orders[index]
+        cdef int32_t* p = self.positions[index]
+        cdef uint8_t* pre = self.alice_prefix[index]
+        cdef uint8_t* sh = self.bob_shuffled[index]
+        cdef int32_t i, t, tops, size, original
         cdef uint8_t acc = 0
         pre[0] = 0
         for i in range(n):
-            p[o[i]] = i
-            acc ^= self.alice[o[i]]
+            original = o[i]
+            p[original] = i
+            acc ^= self.alice[original]
             pre[i + 1] = acc
-            sh[i] = self.bob[o[i]]
-        self._grow_passes()
-        cdef int32_t index = self.passes
-        self._keep.append((order, position, prefix, shuffled))
-        self.orders[index] = &o[0] if n else NULL
-        self.positions[index] = &p[0] if n else NULL
-        self.alice_prefix[index] = &pre[0]
-        self.bob_shuffled[index] = &sh[0] if n else NULL
+            sh[i] = self.bob[original]
         size = max(1, min(block_size, n))
         tops = 2 if halves else (n + size - 1) // size
         self.block_sizes[index] = size
         self.first_top[index] = <int32_t>self.block_count
         self.top_count[index] = tops
-        self.passes += 1
         for t in range(tops):
             self._push_ask(self._new_block(t * size, n if t == tops - 1 else (t + 1) * size, index, -1), 0)
+        return 0
 
     def service(self, bint cascade):
         """Serve the work queues until empty (answering asks in batches); return bits corrected."""
@@ -312,6 +369,7 @@ cdef class CascadeCore:
         cdef int64_t block
         self.bob[original] ^= 1
         self.bits_flipped += 1
+        self.errors -= 1  # a bit is flipped only where its one-bit block's parities differ: an error
         for p in range(self.passes):
             position = self.positions[p][original]
             self.bob_shuffled[p][position] ^= 1

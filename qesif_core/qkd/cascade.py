@@ -118,9 +118,8 @@ def reconcile(
     core = twin.CascadeCore(alice_bits, bob_bits)
 
     def new_pass(pass_number: int, size: int, halves: bool, cascade: bool) -> int:
-        order = None if pass_number == 1 else twin.shuffle_order(n, _shuffle_seed(rng))
-        core.add_pass(order, size, halves)
-        return core.service(cascade)
+        seed = None if pass_number == 1 else _shuffle_seed(rng)
+        return core.run_pass(seed, size, halves, cascade)
 
     passes = _run_schedule(variant, qber, n, new_pass)
     disclosed = core.disclosed_bits
@@ -221,6 +220,7 @@ class CascadeCore:
         self.disclosed_bits = 0
         self.parity_queries = 0
         self.bits_flipped = 0
+        self._errors = int(np.count_nonzero(alice != bob))  # every flip removes one (see _flip)
 
     def corrected(self) -> np.ndarray:
         return self._bob.copy()
@@ -250,6 +250,22 @@ class CascadeCore:
         for t in range(tops):
             end = n if t == tops - 1 else (t + 1) * size
             self._ask.append((self._new_block(t * size, end, pass_index, -1), False))
+
+    def run_pass(self, seed: int | None, block_size: int, halves: bool, cascade: bool) -> int:
+        """A whole pass: its shuffle from the public ``seed`` (None = identity, the first pass), its top
+        blocks, and the service of the queues; returns the bits it corrected (``add_pass`` + ``service``).
+
+        Once Bob's key equals Alice's (the simulation holds both), a pass can only ask for its top blocks'
+        parities and find them all equal, and no later flip can reach it: it is accounted (one parity per
+        top block, one query) without building it, with the same counts and key as a built pass.
+        """
+        if self._errors == 0:
+            size = max(1, min(block_size, self._n))
+            self.disclosed_bits += 2 if halves else -(-self._n // size)
+            self.parity_queries += 1
+            return 0
+        self.add_pass(None if seed is None else shuffle_order(self._n, seed), block_size, halves)
+        return self.service(cascade)
 
     def service(self, cascade: bool) -> int:
         """Serve the work queues until empty (answering asks in batches); return bits corrected."""
@@ -340,6 +356,7 @@ class CascadeCore:
         """Correct Bob's bit, update the parity of every block holding it, and cascade into other passes."""
         self._bob[original] ^= 1
         self.bits_flipped += 1
+        self._errors -= 1  # a bit is flipped only where its one-bit block's parities differ: an error
         for p in range(len(self._block_sizes)):
             position = int(self._positions[p][original])
             self._bob_shuffled[p][position] ^= 1

@@ -213,3 +213,38 @@ def test_efficiency_matches_cascade_cpp(variant):
             alice, bob = noisy_pair(rng, 10_000, qber)
             efficiencies.append(cascade.reconcile(alice, bob, qber, rng, variant, impl="cython").efficiency)
         assert abs(np.mean(efficiencies) - reference) < 0.01, (qber, np.mean(efficiencies), reference)
+
+
+def _reconcile_building_every_pass(alice, bob, qber, rng, variant, impl):
+    """``reconcile`` as it ran before ``run_pass``: every pass shuffled and built, then served."""
+    twin = _native.load(cascade._COMPILED, cascade._PURE, impl)
+    core = twin.CascadeCore(alice, bob)
+
+    def new_pass(number, size, halves, cascading):
+        order = None if number == 1 else twin.shuffle_order(alice.size, cascade._shuffle_seed(rng))
+        core.add_pass(order, size, halves)
+        return core.service(cascading)
+
+    passes = cascade._run_schedule(variant, qber, alice.size, new_pass)
+    return core.corrected(), core.disclosed_bits, core.parity_queries, core.bits_flipped, passes
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("variant", cascade.VARIANTS)
+def test_passes_after_the_last_error_are_accounted_as_if_built(variant, impl):
+    """run_pass skips building a pass once Bob's key is Alice's: same key, counts and rng draws."""
+    skipped = 0
+    for seed in range(12):
+        rng = np.random.default_rng([seed, 7])
+        n = int(rng.integers(2, 4000))
+        qber = float(rng.uniform(0.0, 0.1))
+        alice = rng.integers(0, 2, n, dtype=np.uint8)
+        bob = alice ^ (rng.random(n) < qber).astype(np.uint8)
+        built_rng, run_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        built = _reconcile_building_every_pass(alice, bob, qber, built_rng, variant, impl)
+        result = cascade.reconcile(alice, bob, qber, run_rng, variant, impl=impl)
+        assert np.array_equal(result.corrected, built[0])
+        assert (result.disclosed_bits, result.parity_queries, result.bits_flipped, result.passes) == built[1:]
+        assert run_rng.integers(2**62) == built_rng.integers(2**62)  # the same seeds were drawn
+        skipped += np.array_equal(result.corrected, alice) and result.passes > 2
+    assert skipped >= 6  # the shortcut was taken in most frames
