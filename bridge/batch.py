@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import json
 import logging
 import multiprocessing
 import sys
@@ -136,6 +137,36 @@ def execute_run(
         root.setLevel(saved_level)
 
 
+def _sharing_keys(run: Run) -> tuple[str, str]:
+    """What a run shares with others (``bridge.cache``): its dataset's work, its channel's QKD."""
+    spec = run.spec
+    dataset = json.dumps([spec.get("dataset"), spec.get("seed")], sort_keys=True)
+    channel = json.dumps([spec.get("channel"), spec.get("qkd"), spec.get("seed")], sort_keys=True)
+    return dataset, channel
+
+
+def order_for_sharing(runs: Sequence[Run]) -> list[Run]:
+    """The runs in an order that keeps parallel workers from waiting on each other's shared work.
+
+    Pioneers first: runs that each bring a dataset and a channel no earlier pioneer had (both new when
+    possible, in the given order), so the first workers compute different shared pieces at once. Then
+    the others, those whose dataset and channel the earliest pioneers computed first (stable otherwise).
+    The order changes no result: every run draws from its own seed.
+    """
+    introduced: dict[str, int] = {}
+    pioneers: dict[int, Run] = {}  # position in ``runs`` -> run
+    for wanted in (2, 1):  # runs that bring two new pieces, then those that bring one
+        for index, run in enumerate(runs):
+            keys = _sharing_keys(run)
+            if index not in pioneers and sum(k not in introduced for k in keys) >= wanted:
+                pioneers[index] = run
+                for key in keys:
+                    introduced.setdefault(key, len(pioneers))
+    rest = [run for index, run in enumerate(runs) if index not in pioneers]
+    rest.sort(key=lambda run: max(introduced[k] for k in _sharing_keys(run)))
+    return [*pioneers.values(), *rest]
+
+
 def _failure(run: Run, reason: str, log_tail: str = "", elapsed_s: float = 0.0) -> Outcome:
     return Outcome(run.key, run.label, False, elapsed_s, reason=reason, log_tail=log_tail)
 
@@ -239,7 +270,7 @@ def run_batch(
     if shared is not None:
         shared.remove_stale_temporaries()
     cache_root = str(shared.root) if shared is not None else None
-    todo = [run for run in runs if not result_store.is_finished(run.key)]
+    todo = order_for_sharing([run for run in runs if not result_store.is_finished(run.key)])
     skipped = len(runs) - len(todo)
     outcomes: Iterable[Outcome]
     if scheduler:

@@ -41,11 +41,10 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import zmq
 
 from bridge.cache import dataset_inputs, shared_array
 from bridge.cosim import protocol
@@ -75,6 +74,9 @@ from qesif_core.qkd.entangled import BellPairModel
 from qesif_core.qkd.session import DEFAULT_FRAME_BITS
 from qesif_core.schemes import get_scheme
 from qesif_core.schemes.base import SessionContext, SessionPlan
+
+if TYPE_CHECKING:
+    import zmq
 
 log = logging.getLogger(__name__)
 
@@ -711,6 +713,8 @@ def serve(
     frame, the peer process exiting, or the run's ``deadline`` passing (however many frames arrive) raises
     :class:`PeerFailure`.
     """
+    import zmq
+
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     silent_until = time.monotonic() + timeout_s
@@ -832,6 +836,8 @@ def bind_router(endpoint: str) -> zmq.Socket:
 
     Frames up to ``MAX_FRAME_BYTES`` are parsed, larger ones up to four times that get a ``malformed``
     ERROR; ZeroMQ drops the connection of a peer sending more (its DEALER reconnects by itself)."""
+    import zmq  # here: an in-process run needs no sockets
+
     socket = zmq.Context.instance().socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, 4 * protocol.MAX_FRAME_BYTES)
@@ -856,6 +862,8 @@ def serve_with_peer(
     ``peer`` may be a factory of the bound endpoint (for ``tcp://127.0.0.1:*``). The whole run, from the
     peer's start to its exit after BYE, must end within the spec's deadline (:func:`run_deadline_s`).
     """
+    import zmq  # here: an in-process run needs no sockets
+
     socket = bind_router(endpoint)
     process = None
     try:

@@ -121,3 +121,23 @@ def test_a_user_mistake_in_every_failed_run_exits_2_with_its_message(tmp_path, f
 
     summary = run_batch(_runs(), ResultStore(tmp_path / "b"), run_function=mixed, progress=False)
     assert (summary.exit_code, summary.user_error) == (1, None)
+
+
+def test_runs_are_ordered_so_that_workers_start_on_different_shared_work():
+    from bridge.batch import order_for_sharing
+    from bridge.scenario import Run
+
+    def run(dataset: str, channel: str, scheme: str) -> Run:
+        spec = {"seed": 1, "dataset": {"name": dataset}, "channel": {"name": channel}, "scheme": scheme}
+        return Run(key=f"{dataset}-{channel}-{scheme}", spec=spec)
+
+    grid = [
+        run(d, c, s) for d in ("a", "b", "c") for c in ("clean", "noisy", "eve") for s in ("S1", "S2")
+    ]
+    ordered = order_for_sharing(grid)
+    assert sorted(r.key for r in ordered) == sorted(r.key for r in grid)
+    pioneers = [(r.spec["dataset"]["name"], r.spec["channel"]["name"]) for r in ordered[:3]]
+    assert pioneers == [("a", "clean"), ("b", "noisy"), ("c", "eve")]  # each brings new work
+    # then the runs whose pieces the first two pioneers computed: datasets a, b on channels clean, noisy
+    early = {(r.spec["dataset"]["name"], r.spec["channel"]["name"]) for r in ordered[3:9]}
+    assert early == {("a", "clean"), ("a", "noisy"), ("b", "clean"), ("b", "noisy")}
