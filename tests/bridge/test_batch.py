@@ -131,9 +131,7 @@ def test_runs_are_ordered_so_that_workers_start_on_different_shared_work():
         spec = {"seed": 1, "dataset": {"name": dataset}, "channel": {"name": channel}, "scheme": scheme}
         return Run(key=f"{dataset}-{channel}-{scheme}", spec=spec)
 
-    grid = [
-        run(d, c, s) for d in ("a", "b", "c") for c in ("clean", "noisy", "eve") for s in ("S1", "S2")
-    ]
+    grid = [run(d, c, s) for d in ("a", "b", "c") for c in ("clean", "noisy", "eve") for s in ("S1", "S2")]
     ordered = order_for_sharing(grid)
     assert sorted(r.key for r in ordered) == sorted(r.key for r in grid)
     pioneers = [(r.spec["dataset"]["name"], r.spec["channel"]["name"]) for r in ordered[:3]]

@@ -2,17 +2,20 @@
 SIGKILL, and byte-identical results whatever ``--jobs``."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from bridge import cli
 from bridge.store import ResultStore
+from qesif_core.qkd.trace import TRACE_COLUMNS
 
 QESIF = [sys.executable, "-m", "bridge.cli"]
 
@@ -120,3 +123,43 @@ def test_dask_cluster_batch_from_the_cli_matches_the_local_batch(
         )
     assert code == 0
     assert _parquet_bytes(tmp_path) == _parquet_bytes(base / "j1")
+
+
+def test_the_cache_warm_or_off_gives_the_same_bytes_and_a_warm_run_fits_and_simulates_nothing(
+    smoke_results, tmp_path, repo_root
+):
+    """The --jobs 2 batch filled its cache (cold); a batch reading it (warm) and one without it (off)
+    store the same bytes. The warm batch never imports scikit-learn or SciPy: it fits no classifier and
+    runs no QKD block."""
+    base, _ = smoke_results
+    shutil.copytree(base / "j2" / "cache", tmp_path / "warm" / "cache")
+    arguments = ["run", "scenarios/smoke.yaml", "--out", str(tmp_path / "warm"), "--no-progress"]
+    probe = (
+        "import sys\n"
+        "from bridge import cli\n"
+        f"code = cli.main({arguments!r})\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))\n"
+    )
+    warm = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True)
+    assert warm.stdout.split("\n")[0] == "0 []", warm.stdout + warm.stderr
+    off = _qesif("run", "scenarios/smoke.yaml", "--no-cache", "--out", str(tmp_path / "off"), cwd=repo_root)
+    assert off.returncode == 0, off.stderr
+    cold = _parquet_bytes(base / "j2")
+    assert _parquet_bytes(tmp_path / "warm") == cold == _parquet_bytes(tmp_path / "off")
+    assert not (tmp_path / "off" / "cache").exists()
+
+
+def test_the_cache_holds_no_key_material(smoke_results):
+    """The QKD entries hold block figures and calibration traces only (docs: bridge.cache)."""
+    base, _ = smoke_results
+    entries = list((base / "j2" / "cache" / "qkd-links").glob("*.npz"))
+    assert len(entries) == 2  # the smoke grid's two channels
+    allowed = {"qber", "h_q", "secret_bits", "loss_fraction"} | {
+        f"{prefix}.{column}" for prefix in ("reference", "benign") for column in TRACE_COLUMNS
+    }
+    for entry in entries:
+        with np.load(entry, allow_pickle=False) as archive:
+            assert set(archive.files) <= allowed, set(archive.files) - allowed
+            assert all(archive[name].dtype.kind in "fi" for name in archive.files)
+    kinds = {p.name for p in (base / "j2" / "cache").iterdir()}
+    assert kinds == {"flows", "flow-probability", "qkd-links"}
