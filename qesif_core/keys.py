@@ -90,31 +90,44 @@ class QkdKey:
 
 def _uuid_from(rng: np.random.Generator) -> str:
     """A version-4 UUID drawn from the caller's generator (reproducible key_IDs)."""
-    return _uuid4_text(rng.bytes(16))
+    return _uuid4_texts(rng.bytes(16))[0]
 
 
-def _uuid4_text(raw: bytes) -> str:
-    """``str(uuid.UUID(bytes=raw, version=4))``, without building the object (a pool names many keys)."""
-    text = bytes([*raw[:6], raw[6] & 0x0F | 0x40, raw[7], raw[8] & 0x3F | 0x80, *raw[9:]]).hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+#: Where the 32 hex digits go in the 36 characters of a UUID's text (hyphens at 8, 13, 18, 23).
+_UUID_DIGIT_COLUMNS = np.array([c for c in range(36) if c not in (8, 13, 18, 23)])
+
+
+def _uuid4_texts(raw: bytes) -> list[str]:
+    """``str(uuid.UUID(bytes=chunk, version=4))`` for each 16-byte chunk of ``raw``, in one pass (a pool
+    names tens of thousands of keys per run)."""
+    octets = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16).copy()
+    octets[:, 6] = octets[:, 6] & 0x0F | 0x40  # version 4
+    octets[:, 8] = octets[:, 8] & 0x3F | 0x80  # RFC 4122 variant
+    text = np.full((octets.shape[0], 36), ord("-"), dtype=np.uint8)
+    digits = text[:, _UUID_DIGIT_COLUMNS]
+    digits[:, 0::2] = _HEX_DIGITS[octets >> 4]
+    digits[:, 1::2] = _HEX_DIGITS[octets & 0x0F]
+    text[:, _UUID_DIGIT_COLUMNS] = digits
+    joined = text.tobytes().decode("ascii")
+    return [joined[i : i + 36] for i in range(0, len(joined), 36)]
 
 
 class _IdDraws:
-    """16-byte draws for key_IDs, taken from ``rng`` in one call for a block's keys: the same bytes, in
-    the same order, as one ``rng.bytes(16)`` per draw (the generator's 32-bit outputs are buffered
-    across calls), with more drawn one at a time should a collision need a redraw."""
+    """key_IDs for a block's keys from one draw of ``rng``: the same bytes, in the same order, as one
+    ``rng.bytes(16)`` per key (the generator's 32-bit outputs are buffered across calls), with more
+    drawn one at a time should a collision need a redraw."""
 
     def __init__(self, rng: np.random.Generator, expected: int) -> None:
         self._rng = rng
-        self._buffer = rng.bytes(16 * expected) if expected > 0 else b""
+        self._ids = _uuid4_texts(rng.bytes(16 * expected)) if expected > 0 else []
         self._next = 0
 
     def __call__(self) -> str:
-        if self._next >= len(self._buffer):
+        if self._next >= len(self._ids):
             return _uuid_from(self._rng)
-        raw = self._buffer[self._next : self._next + 16]
-        self._next += 16
-        return _uuid4_text(raw)
+        self._next += 1
+        return self._ids[self._next - 1]
 
 
 class KeyPool:
