@@ -26,7 +26,6 @@ nonce and tag. Radio energy is V * I * airtime with airtime = 8 * bytes / bitrat
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from collections.abc import Mapping
@@ -45,14 +44,15 @@ DEFAULT_COSTS_RESOURCE = "costs.yaml"
 
 
 def _load_default_yaml() -> dict[str, dict[str, dict[str, Any]]]:
-    """A fresh copy of the packaged table (parsed once per process: every run builds a cost model)."""
-    return copy.deepcopy(_parsed_default_yaml())
+    """The packaged table, parsed once per process (every run and every scenario check builds a cost
+    model), copied down to its parameters: a model replaces a parameter's entry, never edits it."""
+    return {section: dict(parameters) for section, parameters in _parsed_default_yaml().items()}
 
 
 @functools.cache
 def _parsed_default_yaml() -> dict[str, dict[str, dict[str, Any]]]:
     text = resources.files("qesif_core.data").joinpath(DEFAULT_COSTS_RESOURCE).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when built
 
 
 def flatten_overrides(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
