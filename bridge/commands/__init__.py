@@ -8,6 +8,7 @@ in a fraction of a second (``tests/bridge/test_cli.py`` checks what it imports).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from collections.abc import Iterator
 
@@ -29,3 +30,14 @@ class LazyChoices:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
+
+
+def add_dataset_option(parser: argparse.ArgumentParser) -> None:
+    """The required ``--dataset NAME`` of the dataset commands (one of ``bridge.datasets.DATASETS``)."""
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=LazyChoices("bridge.datasets", "DATASETS"),
+        metavar="NAME",
+        help="%(choices)s",
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bridge.commands import LazyChoices
+from bridge.commands import add_dataset_option
 
 #: Official sources and what to download from them.
 SOURCES: dict[str, dict[str, str]] = {
@@ -58,13 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample = sub.add_parser(
         "sample", help="stream a full dataset file into a stratified, de-duplicated sample (bounded memory)"
     )
-    sample.add_argument(
-        "--dataset",
-        required=True,
-        choices=LazyChoices("bridge.datasets", "DATASETS"),
-        metavar="NAME",
-        help="%(choices)s",
-    )
+    add_dataset_option(sample)
     sample.add_argument("--path", required=True, help="the full dataset file (CSV)")
     sample.add_argument("--per-class", type=int, required=True, help="distinct rows kept per attack type")
     sample.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,7 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-from bridge.commands import LazyChoices
+from bridge.commands import LazyChoices, add_dataset_option
 from qesif_core.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -23,13 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ids", help="evaluate the cross-layer Q-IDS; ROC of Algorithm 2")
     sub = parser.add_subparsers(dest="ids_command", metavar="ACTION", required=True)
     ev = sub.add_parser("evaluate", help="train on a split of a dataset file, test on the rest")
-    ev.add_argument(
-        "--dataset",
-        required=True,
-        choices=LazyChoices("bridge.datasets", "DATASETS"),
-        metavar="NAME",
-        help="%(choices)s",
-    )
+    add_dataset_option(ev)
     ev.add_argument("--path", help="dataset file (none: the schema-compatible synthetic generator)")
     ev.add_argument("--train", dest="train_path", help="training file (with --test)")
     ev.add_argument("--test", dest="test_path", help="test file (with --train)")
@@ -69,13 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_evaluate)
     au = sub.add_parser("audit", help="balanced accuracy of each column alone: suspect (leaking) features")
-    au.add_argument(
-        "--dataset",
-        required=True,
-        choices=LazyChoices("bridge.datasets", "DATASETS"),
-        metavar="NAME",
-        help="%(choices)s",
-    )
+    add_dataset_option(au)
     au.add_argument("--path", help="dataset file (none: the dataset's synthetic generator)")
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--max-rows", type=int, default=200_000, help="rows sampled from a larger file")
