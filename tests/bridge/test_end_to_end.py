@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bridge import cli
+from bridge.cosim import links
 from bridge.store import ResultStore
 from qesif_core.qkd.trace import TRACE_COLUMNS
 
@@ -129,19 +130,21 @@ def test_the_cache_warm_or_off_gives_the_same_bytes_and_a_warm_run_fits_and_simu
     smoke_results, tmp_path, repo_root
 ):
     """The --jobs 2 batch filled its cache (cold); a batch reading it (warm) and one without it (off)
-    store the same bytes. The warm batch never imports scikit-learn or SciPy: it fits no classifier and
-    runs no QKD block."""
+    store the same bytes. The warm batch adds no entry and never imports scikit-learn: it fits no
+    classifier and computes no channel's QKD afresh."""
     base, _ = smoke_results
     shutil.copytree(base / "j2" / "cache", tmp_path / "warm" / "cache")
+    entries = sorted(p.relative_to(tmp_path) for p in (tmp_path / "warm" / "cache").rglob("*.*"))
     arguments = ["run", "scenarios/smoke.yaml", "--out", str(tmp_path / "warm"), "--no-progress"]
     probe = (
         "import sys\n"
         "from bridge import cli\n"
         f"code = cli.main({arguments!r})\n"
-        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'sklearn'}))\n"
     )
     warm = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True)
     assert warm.stdout.split("\n")[0] == "0 []", warm.stdout + warm.stderr
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "warm" / "cache").rglob("*.*")) == entries
     off = _qesif("run", "scenarios/smoke.yaml", "--no-cache", "--out", str(tmp_path / "off"), cwd=repo_root)
     assert off.returncode == 0, off.stderr
     cold = _parquet_bytes(base / "j2")
@@ -150,16 +153,23 @@ def test_the_cache_warm_or_off_gives_the_same_bytes_and_a_warm_run_fits_and_simu
 
 
 def test_the_cache_holds_no_key_material(smoke_results):
-    """The QKD entries hold block figures and calibration traces only (docs: bridge.cache)."""
+    """The QKD entries hold block figures, calibration traces and generator states only (docs:
+    bridge.cache): no array as long as a block's key."""
     base, _ = smoke_results
     entries = list((base / "j2" / "cache" / "qkd-links").glob("*.npz"))
     assert len(entries) == 2  # the smoke grid's two channels
-    allowed = {"qber", "h_q", "secret_bits", "loss_fraction"} | {
+    generator = {"state_hi", "state_lo", "inc_hi", "inc_lo", "has_uint32", "uinteger"}
+    allowed = {*links.BLOCK_FIGURES, "frame_bits", "reconciled_bits", *generator} | {
         f"{prefix}.{column}" for prefix in ("reference", "benign") for column in TRACE_COLUMNS
     }
     for entry in entries:
         with np.load(entry, allow_pickle=False) as archive:
             assert set(archive.files) <= allowed, set(archive.files) - allowed
-            assert all(archive[name].dtype.kind in "fi" for name in archive.files)
+            assert all(archive[name].dtype.kind in "fiu" for name in archive.files)
+            rounds = archive["qber"].shape[1]
+            assert all(
+                archive[name].shape[-1] in (rounds, archive["qber"].shape[0]) or "." in name
+                for name in archive.files
+            )  # per block or per link, never a key's bits
     kinds = {p.name for p in (base / "j2" / "cache").iterdir()}
     assert kinds == {"flows", "flow-probability", "qkd-links"}
