@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from qesif_core.errors import UserInputError
+from qesif_core.keys import SecretBits, key_bits_of
 from qesif_core.qkd.keyrate import entropy_per_bit, h2
 
 #: H_q per block (defined once, in ``keyrate``, where the QuISP backend also uses it).
@@ -118,7 +119,7 @@ class SlotObservation:
     theta: float
     loss: float
     eta: float = 0.0
-    key: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8), repr=False)
+    key: SecretBits = field(default_factory=lambda: np.zeros(0, dtype=np.uint8), repr=False)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class KeyDecision:
     s_qkd: float
     k_iot: tuple[float, ...]
     appended_slots: tuple[int, ...]
-    key: np.ndarray = field(repr=False)
+    key: SecretBits = field(repr=False)
 
     @property
     def flagged(self) -> bool:
@@ -158,7 +159,10 @@ def generate_key(
     score = s_qkd([slot.h_q for slot in slots], deltas, [slot.loss for slot in slots], policy.lambda_loss)
     accepted = score >= policy.psi_secure
     parts = [slots[i].key for i in appended] if accepted else []
-    key = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
+    if len(parts) == 1:
+        key = parts[0]  # one slot's key as it is: deferred bits (qesif_core.keys.DeferredBits) stay deferred
+    else:
+        key = np.concatenate([key_bits_of(part) for part in parts]) if parts else np.zeros(0, dtype=np.uint8)
     return KeyDecision(
         device=device,
         accepted=accepted,

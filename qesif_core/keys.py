@@ -34,7 +34,7 @@ import base64
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,17 +75,20 @@ class KeyProvenance:
 
 @dataclass
 class QkdKey:
-    """One key in a pool. The key bytes are never shown in repr."""
+    """One key in a pool. The key bytes are never shown in repr; a key cut from deferred bits
+    (:class:`DeferredBits`) gets its bytes when first delivered."""
 
     key_id: str
-    key: bytes = field(repr=False)
+    material: bytes | _KeyMaterial = field(repr=False)
     provenance: KeyProvenance
     expires_at: float
     delivered_to_master: bool = False
 
     @property
-    def size_bits(self) -> int:
-        return len(self.key) * 8
+    def key(self) -> bytes:
+        if not isinstance(self.material, bytes):
+            self.material = self.material.pack()
+        return self.material
 
 
 def _uuid_from(rng: np.random.Generator) -> str:
@@ -128,6 +131,57 @@ class _IdDraws:
             return _uuid_from(self._rng)
         self._next += 1
         return self._ids[self._next - 1]
+
+
+class DeferredBits:
+    """Secret bits that exist but are derived only when a key made of them is first delivered: ``load()``
+    recomputes them exactly (a QKD block run again from its generator's saved state, ``bridge.cosim.links``),
+    so a run that reads a block's figures from a shared cache still keys its sessions with that block's own
+    reconciled and amplified bits, and pays for them only for the blocks whose keys are used."""
+
+    __slots__ = ("_bits", "_load", "size")
+
+    def __init__(self, size: int, load: Callable[[], np.ndarray]) -> None:
+        self.size = int(size)
+        self._load: Callable[[], np.ndarray] | None = load
+        self._bits: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"DeferredBits(size={self.size}, loaded={self._bits is not None})"
+
+    def bits(self) -> np.ndarray:
+        if self._bits is None:
+            assert self._load is not None
+            bits = np.asarray(self._load(), dtype=np.uint8)
+            if bits.shape != (self.size,):
+                raise RuntimeError(f"deferred secret bits came back with {bits.size} bits, not {self.size}")
+            self._bits, self._load = bits, None
+        return self._bits
+
+
+#: Secret bits as the QKD engine gives them (0/1 array) or deferred until a key of them is delivered.
+SecretBits = np.ndarray | DeferredBits
+
+
+def key_bits_of(secret_bits: SecretBits) -> np.ndarray:
+    """The 0/1 array of ``secret_bits``, deriving deferred bits now."""
+    return secret_bits.bits() if isinstance(secret_bits, DeferredBits) else np.asarray(secret_bits)
+
+
+class _KeyMaterial:
+    """The bits of one key as slices of the blocks they came from; packed into bytes on first use."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: list[tuple[SecretBits, int, int]]) -> None:
+        self._parts = parts
+
+    def __repr__(self) -> str:
+        return "_KeyMaterial(...)"
+
+    def pack(self) -> bytes:
+        bits = np.concatenate([key_bits_of(source)[start:stop] for source, start, stop in self._parts])
+        return np.packbits(bits).tobytes()
 
 
 class KeyPool:
@@ -174,7 +228,8 @@ class KeyPool:
         self._issued_ids: set[str] = set()
         self._provenance: dict[str, KeyProvenance] = {}
         self._generated_at: list[float] = []
-        self._pending_bits = np.zeros(0, dtype=np.uint8)
+        # Bits of the next key not yet complete: slices (source, start, stop) of the blocks they came from.
+        self._pending: list[tuple[SecretBits, int, int]] = []
         self._pending_provenance: KeyProvenance | None = None
         self.keys_generated = 0
         self.keys_expired = 0
@@ -193,35 +248,45 @@ class KeyPool:
 
     # ----------------------------------------------------------------- feeding from the QKD engine
     def add_block(
-        self, secret_bits: np.ndarray, *, block: int, qber: float, epsilon: float, now: float
+        self, secret_bits: SecretBits, *, block: int, qber: float, epsilon: float, now: float
     ) -> int:
         """Add the secret bits of one accepted QKD block; returns the number of whole keys added.
 
         Bits left over (fewer than ``key_size``) are kept and completed by the next block; such a key
         carries the provenance of the worse (larger epsilon, larger QBER) of the blocks it came from.
+        Deferred bits (:class:`DeferredBits`) are cut into keys by count and derived when first delivered.
         """
-        bits = np.asarray(secret_bits, dtype=np.uint8)
-        if bits.ndim != 1 or (bits.size and bits.max() > 1):
-            raise ValueError(f"KeyPool {self.link}: secret_bits must be a 1-D 0/1 array")
+        if not isinstance(secret_bits, DeferredBits):
+            secret_bits = np.asarray(secret_bits, dtype=np.uint8)
+            if secret_bits.ndim != 1 or (secret_bits.size and secret_bits.max() > 1):
+                raise ValueError(f"KeyPool {self.link}: secret_bits must be a 1-D 0/1 array")
         provenance = KeyProvenance(self.link, int(block), float(qber), float(epsilon), float(now))
-        if self._pending_bits.size and self._pending_provenance is not None:
+        if self._pending and self._pending_provenance is not None:
             old = self._pending_provenance
             provenance = KeyProvenance(
                 self.link, provenance.block, max(old.qber, provenance.qber),
                 max(old.epsilon, provenance.epsilon), provenance.created_at,
             )  # fmt: skip
-        bits = np.concatenate([self._pending_bits, bits])
-        n_keys = bits.size // self.key_size
-        packed = np.packbits(bits[: n_keys * self.key_size]).tobytes()  # key_size is a multiple of 8
-        key_bytes = self.key_size // 8
+        pending_size = sum(stop - start for _, start, stop in self._pending)
+        n_keys = (pending_size + secret_bits.size) // self.key_size
         draws = _IdDraws(self._rng, n_keys)
-        for index in range(n_keys):
-            self._store(packed[index * key_bytes : (index + 1) * key_bytes], provenance, now, draws)
-        self._pending_bits = bits[n_keys * self.key_size :].copy()
-        self._pending_provenance = provenance if self._pending_bits.size else None
+        parts, filled, start = self._pending, pending_size, 0
+        for _ in range(n_keys):
+            stop = start + self.key_size - filled
+            parts.append((secret_bits, start, stop))
+            material = _KeyMaterial(parts)
+            deferred = any(isinstance(source, DeferredBits) for source, _, _ in parts)
+            self._store(material if deferred else material.pack(), provenance, now, draws)
+            parts, filled, start = [], 0, stop
+        if start < secret_bits.size:
+            parts.append((secret_bits, start, secret_bits.size))
+        self._pending = parts
+        self._pending_provenance = provenance if parts else None
         return n_keys
 
-    def _store(self, key: bytes, provenance: KeyProvenance, now: float, draws: _IdDraws) -> None:
+    def _store(
+        self, key: bytes | _KeyMaterial, provenance: KeyProvenance, now: float, draws: _IdDraws
+    ) -> None:
         key_id = draws()
         while key_id in self._issued_ids:  # 2^-122 per draw, but uniqueness is a guarantee, not a hope
             key_id = draws()

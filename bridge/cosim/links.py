@@ -13,17 +13,17 @@ grid share a channel's QKD. A block's figures do not depend on how many further 
 (``run_block``'s contract), only its key bits do: when a run needs more key from a block than its first
 frame gave, that block is run again, exactly, from the state its link's generator had before it (kept in
 the entry), with the run's ``min_key_bits``. Key bytes are never cached: a run that takes a block's figures
-from the entry fills its key pool with fresh bytes from the operating system's CSPRNG (``secrets``), as
-many bits as the block's frame gave. No reported figure depends on key bytes (they key AES-GCM records,
-whose number is reported, never their content), so the tables are the same, bit for bit. The generator
-states are no more secret than the run's seed, which every stored result carries in its spec.
+from the entry hands its key pool the block's key as deferred bits (``qesif_core.keys.DeferredBits``),
+which run the block again from that saved state when a key cut from them is first delivered. Sessions
+are therefore keyed with the block's own reconciled and amplified bits, the very bits a live run gets,
+and only the blocks whose keys are used are run again. The generator states are no more secret than the
+run's seed, which every stored result carries in its spec.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from bridge.cache import active, shared_arrays
 from qesif_core.errors import UserInputError
+from qesif_core.keys import DeferredBits, SecretBits
 from qesif_core.qids.anomaly import CALIBRATION_MODES, Calibration, QidsParams, calibrate, calibrate_link
 from qesif_core.qkd.channel import ChannelParams, preset
 from qesif_core.qkd.session import DEFAULT_FRAME_BITS, BlockResult, run_block
@@ -115,7 +116,7 @@ class LinkBlock:
     loss_fraction: float
     epsilon: float
     key_bits: int
-    alice_key: np.ndarray = field(repr=False)
+    alice_key: SecretBits = field(repr=False)
 
     @classmethod
     def of(cls, result: BlockResult) -> LinkBlock:
@@ -210,10 +211,22 @@ class GatewayLinks:
                     min_key_bits=min_key_bits,
                 )
             )
-        bits = int(figures["key_bits"])
-        key = np.unpackbits(np.frombuffer(secrets.token_bytes((bits + 7) // 8), dtype=np.uint8))[:bits]
         values = [figures[name].item() for name in BLOCK_FIGURES]
-        return LinkBlock(*values, alice_key=key)
+        return LinkBlock(
+            *values, alice_key=DeferredBits(figures["key_bits"], self._key_loader(link, round_index))
+        )
+
+    def _key_loader(self, link: int, round_index: int) -> Callable[[], np.ndarray]:
+        """The block's first-frame key bits, recomputed exactly from its generator's saved state."""
+
+        def load() -> np.ndarray:
+            generator = self._generator_before(link, round_index)
+            result = run_block(
+                self._channel, self.pulses, generator, self.protocol, frame_bits=self.frame_bits
+            )
+            return result.alice_key
+
+        return load
 
     def _generator_before(self, link: int, round_index: int) -> np.random.Generator:
         """The link's generator in the state it had before the block of ``round_index``."""

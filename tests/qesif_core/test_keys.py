@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from qesif_core import crypto
-from qesif_core.keys import DeviceKeyService, KeyDeliveryError, KeyPool, RekeyPolicy, decode_key
+from qesif_core.keys import (
+    DeferredBits,
+    DeviceKeyService,
+    KeyDeliveryError,
+    KeyPool,
+    RekeyPolicy,
+    decode_key,
+)
 
 ETSI_STATUS_FIELDS = {
     "source_KME_ID",
@@ -245,6 +252,44 @@ def test_key_bytes_never_reach_logs_reprs_results_or_errors(rng, caplog, capsys)
 def _one_draw_per_key(rng: np.random.Generator, n: int) -> list[str]:
     """key_IDs as drawn one ``rng.bytes(16)`` per key (how a pool named its keys before batching)."""
     return [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
+
+
+def test_deferred_bits_give_the_same_keys_and_ids_and_are_derived_only_when_delivered():
+    blocks = [
+        np.random.default_rng(i).integers(0, 2, size=n, dtype=np.uint8) for i, n in enumerate((600, 300, 900))
+    ]
+    loads: list[int] = []
+
+    def deferred(index: int) -> DeferredBits:
+        return DeferredBits(blocks[index].size, lambda: loads.append(index) or blocks[index])
+
+    eager, lazy = make_pool(np.random.default_rng(3)), make_pool(np.random.default_rng(3))
+    for index in range(3):
+        eager.add_block(blocks[index], block=index, qber=0.01, epsilon=1e-10, now=float(index))
+        lazy.add_block(
+            blocks[index] if index == 1 else deferred(index),
+            block=index,
+            qber=0.01,
+            epsilon=1e-10,
+            now=float(index),
+        )
+    assert lazy.stored_key_count == eager.stored_key_count == 1800 // 256
+    assert loads == []  # nothing derived before a key is delivered
+    first = lazy.enc_keys("SAE-cc", caller="SAE-gw0", now=3.0, number=2)  # both cut from block 0 only
+    assert loads == [0]
+    rest = lazy.enc_keys("SAE-cc", caller="SAE-gw0", now=3.0, number=5)  # one straddles blocks 0-1-2
+    assert loads == [0, 2]
+    expected = eager.enc_keys("SAE-cc", caller="SAE-gw0", now=3.0, number=7)["keys"]
+    assert first["keys"] + rest["keys"] == expected
+
+
+def test_deferred_bits_that_come_back_different_are_refused():
+    pool = make_pool(np.random.default_rng(1))
+    pool.add_block(
+        DeferredBits(512, lambda: np.zeros(500, dtype=np.uint8)), block=0, qber=0.0, epsilon=0.0, now=0.0
+    )
+    with pytest.raises(RuntimeError, match="500 bits, not 512"):
+        pool.enc_keys("SAE-cc", caller="SAE-gw0", now=0.0, number=1)
 
 
 def test_key_ids_are_the_draws_of_one_uuid_per_key():
