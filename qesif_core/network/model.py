@@ -23,14 +23,17 @@ the device's queue are dropped; waiting counts in the latency. Exchanges still u
 carry over into the next round (device queue, attempt, timers), so the channel load of retransmissions is
 where their timers put it.
 
-The PANs run as one compiled event loop (``_channel.pyx``, pure twin ``_channel_py.py``): each device has at
-most one frame pending, so no Python object per packet. The path behind the PAN enters the loop as the
-service times of its light queues (the ACK's timing); the delivery time of each message is then computed
-through the queues themselves (vectorised Lindley recursion).
+The access channels run event by event (``_channel_py``, compiled as ``_channel``): every PAN's stations
+(its devices and its gateway) with IEEE 802.15.4 unslotted CSMA/CA or 802.11 DCF as the standards specify
+them (backoffs, carrier sensing against the channel's actual state, ACKs, retries; a frame overlapped by
+another is lost), and the exchanges above them; a PAN's state carries from round to round, so a round cut
+changes nothing. The path behind the PAN enters the loop as the service times of its light queues (the
+response's timing); the delivery time of each message is then computed through the queues themselves
+(vectorised Lindley recursion).
 
-Device energy: radio transmit, receive (CCA, MAC ACKs, and listening for each response until it arrives or
-the timer fires) and idle (backoff, deferral) time, MCU active time, and sleep currents for the rest of the
-round.
+Device energy: radio transmit (frames, ACKs), receive (CCAs, ACK waits, frames for the device, and
+listening for each response until it arrives or the timer fires) and idle (backoffs, turnarounds) time, MCU
+active time, and sleep currents for the rest of the round.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qesif_core import _native
+from qesif_core.network import _channel_py
 from qesif_core.network.ieee802154 import Ieee802154
 from qesif_core.network.queues import fifo_departures, last_departure_per_queue
 from qesif_core.network.wifi import Wifi80211
@@ -103,31 +107,63 @@ class NetworkParams:
     mqtt_qos: int = 1  # 1: PUBLISH/PUBACK with retransmission; 0: fire and forget
     coap_confirmable: bool = True  # CON requests with ACK and retransmission; False: NON requests
     device_queue_limit: int = 8  # messages waiting in a device's buffer behind the one under way
+    gateway_mac_queue: int = 100  # packets a gateway's MAC queues for its PAN (INET's DropTailQueue default)
 
 
 @dataclass
 class QueueState:
-    """What carries from one round to the next: when each queue is busy until, each device's exchanges
-    still under way (``backlog``) and when it finished its last one, the PANs' measured frame rates."""
+    """What carries from one round to the next: when each queue behind the PANs is busy until, the PANs'
+    MAC and exchange state (``mac``, see ``_channel_py``), each device's exchanges still under way
+    (``backlog``: job table and timeouts) and when it finished its last one."""
 
-    pan: np.ndarray
     gateway_cpu: np.ndarray
     backhaul: np.ndarray
     control_centre: np.ndarray
     broker: np.ndarray
     device_free: np.ndarray | None = None
-    backlog: tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray] | None = None
-    pan_frames_per_s: np.ndarray | None = None
+    backlog: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+    mac: dict[str, np.ndarray] | None = None
 
     @classmethod
     def idle(cls, n_gateways: int, params: NetworkParams) -> QueueState:
         return cls(
-            pan=np.full(n_gateways, -np.inf),
             gateway_cpu=np.full(n_gateways, -np.inf),
             backhaul=np.full(n_gateways, -np.inf),
             control_centre=np.full(1, -np.inf),
             broker=np.full(-(-n_gateways // params.gateways_per_broker), -np.inf),
         )
+
+    @property
+    def n_gateways(self) -> int:
+        return int(self.gateway_cpu.size)
+
+
+def idle_mac_state(
+    n_devices: int, n_pans: int, params: NetworkParams, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """The PANs' state before anything happened: stations idle, queues empty, one random stream per PAN
+    (seeded from ``rng``)."""
+    stations = n_devices + n_pans
+    kinds = {"f": np.float64, "i": np.int64}
+    state: dict[str, np.ndarray] = {}
+    for fields_, size in (
+        (_channel_py.STATION_FIELDS, stations),
+        (_channel_py.DEVICE_FIELDS, n_devices),
+        (_channel_py.PAN_FIELDS, n_pans),
+    ):
+        for name, kind in fields_.items():
+            state[name] = np.zeros(size, dtype=kinds[kind])
+    for name in ("t", "app_t", "gw_t", "med_t"):
+        state[name][:] = np.inf
+    for name in ("grant", "eifs_end", "nav", "med_change"):
+        state[name][:] = -np.inf
+    state["ack_to"][:] = -1
+    if isinstance(params.access, Wifi80211):
+        state["cw"][:] = params.access.cw_min
+    for name in _channel_py.RING_FIELDS:
+        state[name] = np.zeros(n_pans * params.gateway_mac_queue, dtype=np.int64)
+    state["rng"] = rng.integers(0, 2**63, size=n_pans, dtype=np.int64).astype(np.uint64)
+    return state
 
 
 @dataclass(frozen=True)
@@ -175,8 +211,8 @@ class RoundResult:
     retransmissions: int  # application-level retransmissions started in the round (data, CONNECT, handshake)
     session_energy_j: np.ndarray  # device energy in the round, per session of the round
     session_ready_s: np.ndarray  # when each session's handshake (and CONNECT) finished; nan: not in the round
-    frames: int  # link frames sent in the round
-    mac_drops: int  # of them, lost: channel access failure or MAC retries exhausted
+    frames: int  # data frames put on air in the round (MAC retransmissions included, ACKs not)
+    mac_drops: int  # frames a MAC gave up in the round: channel access failure or retries exhausted
 
     @property
     def messages_delivered(self) -> int:
@@ -199,10 +235,9 @@ def group_starts(sorted_keys: np.ndarray) -> np.ndarray:
 
 
 HANDSHAKE, CONNECT, MESSAGE = 0, 1, 2
-_NOT_STARTED, _DONE, _QUEUE_DROPPED = 0, 3, 4
-_JOB_FLOAT = ("ready", "attempt_start", "req_done", "arrived", "end", "listen")
-_JOB_INT = ("phase", "attempt", "frag")
-_FRAME_OUTPUTS = ("used", "cadrop", "ready", "start", "departure")
+_NOT_STARTED, _DONE, _QUEUE_DROPPED = _channel_py.NOT_STARTED, _channel_py.DONE, _channel_py.QUEUE_DROPPED
+_JOB_FLOAT = ("attempt_start", "req_done", "arrived", "end", "listen")
+_JOB_INT = ("phase", "attempt", "acked", "decided")
 
 
 def _take(table: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
@@ -226,16 +261,12 @@ def _new_jobs(
     protocol_of: np.ndarray,
     traffic: RoundTraffic,
     costs: SessionCosts,
-    round_duration_s: float,
-    frames_per_s: np.ndarray | None,
-    n_pans: int,
     fresh: np.ndarray,
     rng: np.random.Generator,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """The round's new jobs (handshakes, CONNECTs, messages), their frames (every possible attempt, MAC
-    outcomes drawn now) and their retransmission timeouts. ``frames_per_s`` (per PAN) sets the collision
-    odds; ``None`` (first round): the first attempts of these jobs over one round. Only sessions marked
-    ``fresh`` start with a handshake (and, for MQTT, a CONNECT); the others keep their device's session."""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The round's new jobs (handshakes, CONNECTs, messages) and their retransmission timeouts. Only
+    sessions marked ``fresh`` start with a handshake (and, for MQTT, a CONNECT); the others keep their
+    device's session."""
     sizes, acc, pw = params.sizes, params.access, params.power
     n_sessions = traffic.session_device.size
     sdev = traffic.session_device
@@ -318,9 +349,9 @@ def _new_jobs(
         "resp_delay": cat(costs.handshake_gateway_s[hs], np.full(n_conn, connect_rtt), ack_delay),
         "post_delay": cat(costs.handshake_device_s[hs] - hs_dev_before, zeros(n_conn), zeros(n_msgs)),
         "dev_cpu": cat(costs.handshake_device_s[hs], np.full(n_conn, stack_s), msg_dev_cpu),
-        "has_resp": cat(both, np.ones(n_conn), confirmable, np.uint8),
-        "req_up": cat(up_first, np.ones(n_conn), np.ones(n_msgs), np.uint8),
-        "droppable": cat(zeros(n_hs), zeros(n_conn), np.ones(n_msgs), np.uint8),
+        "has_resp": cat(both, np.ones(n_conn), confirmable, np.int64),
+        "req_up": cat(up_first, np.ones(n_conn), np.ones(n_msgs), np.int64),
+        "droppable": cat(zeros(n_hs), zeros(n_conn), np.ones(n_msgs), np.int64),
         "req_bytes": cat(
             np.where(up_first, costs.handshake_up_bytes[hs], costs.handshake_down_bytes[hs]) + hs_frame,
             sizes.mqtt_connect + extra[conn] + transport,
@@ -359,48 +390,12 @@ def _new_jobs(
     timeouts = first_timeout[timeout_job] * growth[timeout_job] ** timeout_attempt
     job["timeout_base"] = np.cumsum(job["n_att"]) - job["n_att"]
 
-    # Frames of every possible attempt: request fragments then response fragments, attempt after attempt.
-    req_owner, req_mpdu = acc.fragment(job["req_bytes"])
-    job["nf_req"] = np.bincount(req_owner, minlength=n_jobs).astype(np.int64)
-    with_resp = np.flatnonzero(job["has_resp"])
-    resp_owner, resp_mpdu = acc.fragment(job["resp_bytes"][with_resp])
-    job["nf_resp"] = np.zeros(n_jobs, dtype=np.int64)
-    job["nf_resp"][with_resp] = np.bincount(resp_owner, minlength=with_resp.size)
-    per_attempt = job["nf_req"] + job["nf_resp"]
-    job["n_frames"] = job["n_att"] * per_attempt
-    job["frame_base"] = np.cumsum(job["n_frames"]) - job["n_frames"]
-    frame_job = np.repeat(np.arange(n_jobs), job["n_frames"])
-    within = (np.arange(frame_job.size) - job["frame_base"][frame_job]) % per_attempt[frame_job]
-    is_req = within < job["nf_req"][frame_job]
-    req_first = np.cumsum(job["nf_req"]) - job["nf_req"]
-    resp_first = np.zeros(n_jobs, dtype=np.int64)
-    resp_first[with_resp] = np.cumsum(job["nf_resp"][with_resp]) - job["nf_resp"][with_resp]
-    req_index = np.where(is_req, req_first[frame_job] + within, 0)
-    resp_index = np.where(is_req, 0, resp_first[frame_job] + within - job["nf_req"][frame_job])
-    mpdu = np.where(is_req, req_mpdu[req_index], resp_mpdu[resp_index] if resp_mpdu.size else 0)
-    frame_pan = job["pan"][frame_job]
-    if frames_per_s is None:
-        frames_per_s = np.bincount(job["pan"], weights=per_attempt, minlength=n_pans) / round_duration_s
-    mac = acc.transmit(mpdu, acc.collision_probability(frames_per_s)[frame_pan], rng)
-    frame = {
-        "lead": mac["lead_s"],
-        "gap": mac["gap_s"],
-        "patience": mac["patience_s"],
-        "service": mac["service_s"],
-        "ok": mac["delivered"].astype(np.uint8),
-        "tx_s": mac["tx_s"],
-        "rx_s": mac["rx_s"],
-        "idle_s": mac["idle_s"],
-        "up": (is_req & (job["req_up"][frame_job] == 1)).astype(np.uint8),
-        "device": job["device"][frame_job],
-    }
     for name in _JOB_FLOAT:
         job[name] = np.full(n_jobs, np.nan) if name in ("arrived", "end") else np.zeros(n_jobs)
     for name in _JOB_INT:
         job[name] = np.zeros(n_jobs, dtype=np.int64)
-    job["acked"] = np.zeros(n_jobs, dtype=np.uint8)
-    job["decided"] = np.zeros(n_jobs, dtype=np.uint8)
-    return job, frame, timeouts
+    job["seq"] = np.full(n_jobs, -1, dtype=np.int64)
+    return job, timeouts
 
 
 def simulate_round(
@@ -422,11 +417,13 @@ def simulate_round(
     the others continue their device's session and just send traffic. ``None``: every session of a device
     not busy at the round's start (:func:`busy_devices`) is new. A busy device always keeps its session.
     """
-    acc, pw = params.access, params.power
-    n_devices, n_pans = gateway_of.size, state.pan.size
+    pw = params.power
+    n_devices, n_pans = gateway_of.size, state.n_gateways
     n_sessions = traffic.session_device.size
     if state.device_free is None:
         state.device_free = np.full(n_devices, -np.inf)
+    if state.mac is None:
+        state.mac = idle_mac_state(n_devices, n_pans, params, rng)
     horizon = round_start_s + round_duration_s
     busy_device = busy_devices(state, n_devices)
     if session_starts is None:
@@ -435,59 +432,47 @@ def simulate_round(
         fresh = np.asarray(session_starts, dtype=bool)
         if fresh.shape != traffic.session_device.shape or np.any(fresh & busy_device[traffic.session_device]):
             raise ValueError("session_starts: one flag per session, and none for a device still busy")
-    job, frame, timeouts = _new_jobs(
-        params,
-        gateway_of,
-        protocol_of,
-        traffic,
-        costs,
-        round_duration_s,
-        state.pan_frames_per_s,
-        n_pans,
-        fresh,
-        rng,
-    )
+    job, timeouts = _new_jobs(params, gateway_of, protocol_of, traffic, costs, fresh, rng)
     job["order"] = np.arange(job["device"].size, dtype=np.int64)
     job["new"] = np.ones(job["device"].size, dtype=np.int64)
     if state.backlog is not None:
-        old_job, old_frame, old_timeouts = state.backlog
-        job["frame_base"] = job["frame_base"] + old_frame["lead"].size
+        old_job, old_timeouts = state.backlog
         job["timeout_base"] = job["timeout_base"] + old_timeouts.size
         old_job = dict(old_job, new=np.zeros(old_job["device"].size, dtype=np.int64))
         job = _concat(old_job, job)
-        frame = _concat(old_frame, frame)
         timeouts = np.concatenate([old_timeouts, timeouts])
-    # Devices in PAN order, each device's jobs in order: carried first, then handshake, CONNECT, messages.
-    order = np.lexsort((job["order"], job["new"], job["device"], job["pan"]))
+    # Each device's jobs in order: carried first, then handshake, CONNECT, messages.
+    order = np.lexsort((job["order"], job["new"], job["device"]))
     job = _take(job, order)
     n_jobs = job["device"].size
-    dev_lo = group_starts(job["device"])
-    dev_hi = np.append(dev_lo[1:], n_jobs).astype(np.int64)
-    active = job["device"][dev_lo]
-    dev_cursor = dev_lo.astype(np.int64)
-    dev_free = state.device_free[active].copy()
+    devices = np.arange(n_devices)
+    dev_cursor = np.searchsorted(job["device"], devices, side="left").astype(np.int64)
+    dev_hi = np.searchsorted(job["device"], devices, side="right").astype(np.int64)
+    dev_first = dev_cursor.copy()
     before = {name: job[name].copy() for name in ("phase", "attempt", "arrived")}
     job["listen"] = np.zeros(n_jobs)
-    frame["used"] = np.zeros(frame["lead"].size, dtype=np.uint8)
-    frame["cadrop"] = np.zeros(frame["lead"].size, dtype=np.uint8)
-    for name in ("ready", "start", "departure"):
-        frame[name] = np.zeros(frame["lead"].size)
-    channel_free = state.pan.copy()
-    kernel = _native.load("qesif_core.network._channel", "qesif_core.network._channel_py").run_exchanges
+    pan_dev = np.argsort(gateway_of, kind="stable").astype(np.int64)
+    pan_lo = np.searchsorted(gateway_of[pan_dev], np.arange(n_pans + 1)).astype(np.int64)
+    acc_f, acc_i = params.access.kernel_params(params.gateway_mac_queue)
+    out = {name: np.zeros(n_devices + n_pans) for name in ("en_tx", "en_rx", "en_idle")}
+    for name in ("frames", "drops", "ring_drops"):
+        out[name] = np.zeros(n_pans, dtype=np.int64)
+    kernel = _native.load("qesif_core.network._channel", "qesif_core.network._channel_py").run_pans
     kernel(
-        job["pan"][dev_lo].astype(np.int64),
+        pan_dev,
+        pan_lo,
         dev_cursor,
         dev_hi,
-        dev_free,
+        state.device_free,
         job,
         np.ascontiguousarray(timeouts, dtype=np.float64),
-        frame,
+        state.mac,
+        out,
+        acc_f,
+        acc_i,
         int(params.device_queue_limit),
         float(horizon),
-        channel_free,
     )
-    state.pan = channel_free
-    state.device_free[active] = dev_free
 
     # Deliveries of the round: the first arrival of each message at its gateway, then the queues behind it.
     is_msg = job["kind"] == MESSAGE
@@ -516,19 +501,12 @@ def simulate_round(
     latency = delivered_at - job["arrival"][arrived_now]
 
     # Device energy in the round.
-    used = frame["used"] == 1
-    lost = used & ((frame["cadrop"] == 1) | (frame["ok"] == 0))
     v = pw.supply_v
-    up = frame["up"] == 1
-    deferred = np.maximum(frame["start"] - frame["ready"], 0.0)  # waiting for a busy channel
-    up_e = v * (
-        pw.radio_tx_a * frame["tx_s"]
-        + pw.radio_rx_a * frame["rx_s"]
-        + pw.radio_idle_a * (frame["idle_s"] + deferred)
+    energy = v * (
+        pw.radio_tx_a * out["en_tx"][:n_devices]
+        + pw.radio_rx_a * out["en_rx"][:n_devices]
+        + pw.radio_idle_a * out["en_idle"][:n_devices]
     )
-    ack_tx = v * pw.radio_tx_a * acc.ack_tx_s()  # device ACKs a downlink frame
-    frame_energy = np.where(used & up, up_e, np.where(used & ~up & ~lost, ack_tx, 0.0))
-    energy = np.bincount(frame["device"], weights=frame_energy, minlength=n_devices)
     energy += v * pw.radio_rx_a * np.bincount(job["device"], weights=job["listen"], minlength=n_devices)
     started = (
         (before["phase"] == _NOT_STARTED) & (job["phase"] != _NOT_STARTED) & (job["phase"] != _QUEUE_DROPPED)
@@ -549,22 +527,15 @@ def simulate_round(
 
     # What carries over: every device's jobs from the one under way on.
     finished = (job["phase"] == _DONE) | (job["phase"] == _QUEUE_DROPPED)
-    keep = np.flatnonzero((np.arange(n_jobs) >= np.repeat(dev_cursor, dev_hi - dev_lo)) & ~finished)
+    owner_cursor = np.repeat(dev_cursor, dev_hi - dev_first)
+    keep = np.flatnonzero((np.arange(n_jobs) >= owner_cursor) & ~finished)
     carried = _take(job, keep)
-    frame_index = _ranges(carried["frame_base"], carried["n_frames"])
     timeout_index = _ranges(carried["timeout_base"], carried["n_att"])
-    carried["frame_base"] = np.cumsum(carried["n_frames"]) - carried["n_frames"]
     carried["timeout_base"] = np.cumsum(carried["n_att"]) - carried["n_att"]
     carried["order"] = np.arange(keep.size, dtype=np.int64)
     carried["session"] = np.full(keep.size, -1, dtype=np.int64)
     del carried["new"]
-    carried_frame = {
-        name: values[frame_index] for name, values in frame.items() if name not in _FRAME_OUTPUTS
-    }
-    state.backlog = (carried, carried_frame, timeouts[timeout_index])
-    state.pan_frames_per_s = (
-        np.bincount(gateway_of[frame["device"][used]], minlength=n_pans) / round_duration_s
-    )
+    state.backlog = (carried, timeouts[timeout_index])
 
     return RoundResult(
         latency_s=latency,
@@ -579,6 +550,6 @@ def simulate_round(
         retransmissions=int(retransmitted.sum()),
         session_energy_j=energy[traffic.session_device],
         session_ready_s=session_ready,
-        frames=int(used.sum()),
-        mac_drops=int(lost.sum()),
+        frames=int(out["frames"].sum()),
+        mac_drops=int(out["drops"].sum()),
     )

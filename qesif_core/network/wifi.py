@@ -7,13 +7,9 @@ symbols with 16 SERVICE and 6 tail bits (Clause 17.3), the 6 us ERP signal exten
 Table 17-21) (10.3.2.9), dot11ShortRetryLimit = 7 transmission attempts (Annex C). A data frame carries a
 MAC header of 24 bytes, FCS 4 and LLC/SNAP 8; the ACK (14 bytes) goes at the basic rate.
 
-Mapped onto the shared-channel loop: a frame that finds the medium idle goes after DIFS without a backoff;
-one that finds it busy waits for it and then its backoff (CW = aCWmin; the earliest of the waiting
-stations wins). DCF has no channel-access failure (backoff counters freeze while the medium is busy), so
-a frame never gives up waiting. Each attempt occupies the medium for DIFS, the PPDU and SIFS + ACK (or the
-ACK timeout); a failed attempt doubles CW, and its backoff is part of the frame's channel occupancy.
-Attempts fail by collision (another station's backoff ending in the same slot, Poisson in the channel's
-frame rate) or bit errors. IPv6 packets above the 1500-byte MTU are fragmented (8-byte fragment header).
+The DCF itself (backoff counted down while the medium is idle and frozen while it is busy, NAV, EIFS, ACKs,
+contention window doubling, retry limit) runs event by event in ``qesif_core.network._channel_py``; this
+class holds its parameters. IPv6 packets above the 1500-byte MTU are fragmented (8-byte fragment header).
 """
 
 from __future__ import annotations
@@ -21,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from qesif_core.network import _channel_py
 
 #: Radio currents of a Wi-Fi IoT node, ESP32 (Espressif ESP32 Series Datasheet, RF power consumption):
 #: transmit 802.11g 54 Mbit/s at +16 dBm 190 mA, receive 95-100 mA (95 mA; also while sensing the medium and
@@ -67,66 +65,37 @@ class Wifi80211:
     def ack_airtime_s(self) -> float:
         return float(self.ppdu_s(self.ack_bytes, self.basic_rate_bps))
 
-    def ack_tx_s(self) -> float:
-        """Time a station transmits to acknowledge a frame it received (SIFS, then the ACK)."""
-        return self.sifs_s + self.ack_airtime_s()
+    @property
+    def eifs_s(self) -> float:
+        """EIFS after a corrupted reception: SIFS + an ACK at the lowest basic rate (6 Mbit/s) + DIFS."""
+        return self.sifs_s + float(self.ppdu_s(self.ack_bytes, 6e6)) + self.difs_s
 
-    def fragment(self, packet_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split IPv6 packets into MTU-sized fragments; returns ``(owner, mpdu_bytes)`` per frame."""
-        packet_bytes = np.asarray(packet_bytes, dtype=np.int64)
+    def kernel_params(self, ring_capacity: int) -> tuple[np.ndarray, np.ndarray]:
+        """The float and integer parameter vectors of the MAC kernel (``_channel_py``'s ``F_*``/``I_*``)."""
+        acc_f = np.zeros(_channel_py.N_ACC_F)
+        acc_i = np.zeros(_channel_py.N_ACC_I, dtype=np.int64)
+        acc_f[_channel_py.F_UNIT] = self.slot_s
+        acc_f[_channel_py.F_TURN] = self.sifs_s
+        acc_f[_channel_py.F_ACK_WAIT] = self.ack_timeout_s
+        acc_f[_channel_py.F_ACK_AIR] = self.ack_airtime_s()
+        acc_f[_channel_py.F_BER] = self.bit_error_rate
+        acc_f[_channel_py.F_ACK_ERR] = 1.0 - (1.0 - self.bit_error_rate) ** (8.0 * self.ack_bytes)
+        acc_f[_channel_py.F_DIFS] = self.difs_s
+        acc_f[_channel_py.F_EIFS] = self.eifs_s
+        acc_f[_channel_py.F_PREAMBLE] = self.preamble_s
+        acc_f[_channel_py.F_SYMBOL] = self.symbol_s
+        acc_f[_channel_py.F_SIG_EXT] = self.signal_extension_s
         cap = (self.mtu_bytes - self.fragment_header_bytes) // 8 * 8
-        fits = packet_bytes <= self.mtu_bytes
-        n_frames = np.where(fits, 1, -(-packet_bytes // cap))
-        owner = np.repeat(np.arange(packet_bytes.size), n_frames)
-        position = np.arange(owner.size) - (np.cumsum(n_frames) - n_frames)[owner]
-        size = packet_bytes[owner]
-        piece = np.minimum(cap, size - position * cap) + self.fragment_header_bytes
-        return owner, np.where(fits[owner], size, piece) + self.mac_overhead_bytes
-
-    def transmit(
-        self, mpdu_bytes: np.ndarray, collision_prob: np.ndarray | float, rng: np.random.Generator
-    ) -> dict[str, np.ndarray]:
-        """Sample the DCF attempts of each frame (same keys as ``Ieee802154.transmit``)."""
-        mpdu_bytes = np.asarray(mpdu_bytes, dtype=np.float64)
-        n = mpdu_bytes.size
-        tries = self.max_attempts
-        p_fail = self.attempt_failure_probability(mpdu_bytes, collision_prob)
-        fails = rng.random((n, tries)) < np.broadcast_to(p_fail, (n,))[:, None]
-        windows = np.minimum((self.cw_min + 1) * 2 ** np.arange(tries) - 1, self.cw_max)
-        slots = rng.integers(0, windows[None, :] + 1, size=(n, tries))
-        success = ~fails
-        delivered = success.any(axis=1)
-        attempts = np.where(delivered, success.argmax(axis=1) + 1, tries)
-        used = np.arange(tries)[None, :] < attempts[:, None]
-        retry_backoff = (slots[:, 1:] * used[:, 1:]).sum(axis=1) * self.slot_s
-        airtime = self.ppdu_s(mpdu_bytes, self.phy_rate_bps)
-        failed_attempts = attempts - delivered
-        ack_s = self.sifs_s + self.ack_airtime_s()
-        service = (
-            retry_backoff
-            + attempts * (self.difs_s + airtime)
-            + failed_attempts * self.ack_timeout_s
-            + delivered * ack_s
-        )
-        return {
-            "lead_s": np.zeros(n),
-            "gap_s": slots[:, 0] * self.slot_s,
-            "patience_s": np.full(n, np.inf),
-            "service_s": service,
-            "delivered": delivered,
-            "attempts": attempts,
-            "tx_s": attempts * airtime,
-            "rx_s": attempts * self.difs_s + failed_attempts * self.ack_timeout_s + delivered * ack_s,
-            "idle_s": retry_backoff,
-        }
-
-    def attempt_failure_probability(
-        self, mpdu_bytes: np.ndarray, collision_prob: np.ndarray | float
-    ) -> np.ndarray:
-        """Probability that one attempt fails: it collides, or a bit error corrupts the MPDU."""
-        frame_error = 1.0 - (1.0 - self.bit_error_rate) ** (8.0 * np.asarray(mpdu_bytes))
-        return 1.0 - (1.0 - np.asarray(collision_prob, dtype=np.float64)) * (1.0 - frame_error)
-
-    def collision_probability(self, frames_per_s: np.ndarray) -> np.ndarray:
-        """Probability that another station's backoff ends in the same slot (Poisson)."""
-        return 1.0 - np.exp(-np.asarray(frames_per_s, dtype=np.float64) * self.slot_s)
+        acc_i[_channel_py.I_KIND] = _channel_py.KIND_DCF
+        acc_i[_channel_py.I_MIN_BE] = self.cw_min
+        acc_i[_channel_py.I_MAX_BE] = self.cw_max
+        acc_i[_channel_py.I_MAX_RETRIES] = self.max_attempts
+        acc_i[_channel_py.I_ROOM] = self.mtu_bytes
+        acc_i[_channel_py.I_FIRST_CAP] = cap
+        acc_i[_channel_py.I_NEXT_CAP] = cap
+        acc_i[_channel_py.I_FIRST_HDR] = self.fragment_header_bytes
+        acc_i[_channel_py.I_NEXT_HDR] = self.fragment_header_bytes
+        acc_i[_channel_py.I_MAC_OVH] = self.mac_overhead_bytes
+        acc_i[_channel_py.I_PHY_BYTES] = round(self.phy_rate_bps * self.symbol_s)  # data bits per symbol
+        acc_i[_channel_py.I_RING] = ring_capacity
+        return acc_f, acc_i

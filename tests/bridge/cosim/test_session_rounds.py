@@ -70,7 +70,10 @@ def test_same_seed_same_bytes_and_kernels_and_bridges_agree(small_spec, monkeypa
     one = small_spec(seed=5, rounds=4, mean_interarrival_s=0.05)
     assert _scalars(first)["keys/keys_used"] <= _scalars(run_once(one))["keys/keys_used"]
     sessions = lambda t: _scalars(t)["hybrid/classical_sessions"] + _scalars(t)["hybrid/quantum_sessions"]  # noqa: E731
-    assert sessions(first) < sessions(run_once(one))
+    # Where devices are free at round boundaries (Wi-Fi carries this load; a saturated 802.15.4 PAN keeps
+    # them busy, and a busy device keeps its session anyway), 3-round sessions mean fewer sessions.
+    wifi = lambda s: {**s, "network": {**s["network"], "access": "wifi"}}  # noqa: E731
+    assert sessions(run_once(wifi(spec))) < sessions(run_once(wifi(one)))
 
 
 @pytest.mark.parametrize("bad", [0, -2, 2.0, True, "3"])

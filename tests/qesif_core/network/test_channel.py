@@ -1,13 +1,36 @@
-"""The compiled PAN event loop and its pure twin agree bit for bit, and follow the model."""
+"""The event-exact access channels (802.15.4 CSMA/CA, 802.11 DCF) and exchanges, compiled and pure twins.
+
+Each test builds one PAN by hand (devices 0..n-1, gateway station n) and runs the kernel directly, so the
+standard's timings can be checked to the microsecond; where a test needs a busy channel or a frame on air
+at the start, it sets the station's state the way the kernel would have left it at a round's end.
+"""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from qesif_core import _native
-from qesif_core.network import _channel_py
-from qesif_core.network._channel_py import DONE, QUEUE_DROPPED, REQUEST
-from qesif_core.network.model import NetworkParams, QueueState, SessionCosts, simulate_round
+from qesif_core.network import _channel_py as k
+from qesif_core.network.ieee802154 import Ieee802154
+from qesif_core.network.model import NetworkParams, QueueState, SessionCosts, idle_mac_state, simulate_round
 from qesif_core.network.traffic import build_topology, poisson_arrivals, round_traffic
+from qesif_core.network.wifi import Wifi80211
+
+ZIGBEE = Ieee802154(bit_error_rate=0.0)
+WIFI = Wifi80211(bit_error_rate=0.0)
+JOB_DEFAULTS = dict(
+    arrival=0.0,
+    pre_delay=0.0,
+    resp_delay=1e-3,
+    post_delay=0.0,
+    n_att=1,
+    has_resp=0,
+    req_up=1,
+    droppable=1,
+    req_bytes=80,
+    resp_bytes=20,
+)
 
 
 def _compiled():
@@ -19,169 +42,250 @@ def _compiled():
 
 @pytest.fixture(params=["python", "cython"])
 def kernel(request):
-    return _channel_py if request.param == "python" else _compiled()
+    return k if request.param == "python" else _compiled()
 
 
-def _tables(jobs, frames_ok, service=0.004):
-    """One device per entry of ``jobs`` (list of lists of job dicts), all on PAN 0; every frame gets no
-    backoff, a fixed service time and the MAC outcome from ``frames_ok`` (default delivered)."""
-    defaults = dict(pre_delay=0.0, resp_delay=0.001, post_delay=0.0, n_att=1, has_resp=0, droppable=1)
-    rows = [dict(defaults, **j) for device in jobs for j in device]
-    n = len(rows)
-    job = {}
-    for name in ("arrival", "pre_delay", "resp_delay", "post_delay"):
-        job[name] = np.array([r[name] for r in rows], dtype=float)
-    job["earliest"] = job["arrival"] + job["pre_delay"]
-    for name in ("n_att",):
-        job[name] = np.array([r[name] for r in rows], dtype=np.int64)
-    for name in ("has_resp", "droppable"):
-        job[name] = np.array([r[name] for r in rows], dtype=np.uint8)
-    job["nf_req"] = np.ones(n, dtype=np.int64)
-    job["nf_resp"] = job["has_resp"].astype(np.int64)
-    n_frames = job["n_att"] * (job["nf_req"] + job["nf_resp"])
-    job["frame_base"] = np.cumsum(n_frames) - n_frames
-    job["timeout_base"] = np.cumsum(job["n_att"]) - job["n_att"]
-    for name in ("phase", "attempt", "frag"):
-        job[name] = np.zeros(n, dtype=np.int64)
-    for name in ("ready", "attempt_start", "req_done", "listen"):
-        job[name] = np.zeros(n)
-    job["arrived"] = np.full(n, np.nan)
-    job["end"] = np.full(n, np.nan)
-    job["acked"] = np.zeros(n, dtype=np.uint8)
-    job["decided"] = np.zeros(n, dtype=np.uint8)
-    total = int(n_frames.sum())
-    ok = np.ones(total, dtype=np.uint8)
-    for index in frames_ok:
-        ok[index] = 0
-    frame = {
-        "lead": np.zeros(total),
-        "gap": np.zeros(total),
-        "patience": np.full(total, 1.0),
-        "service": np.full(total, service),
-        "ok": ok,
-        "used": np.zeros(total, dtype=np.uint8),
-        "cadrop": np.zeros(total, dtype=np.uint8),
-        "ready": np.zeros(total),
-        "start": np.zeros(total),
-        "departure": np.zeros(total),
-    }
-    sizes = [len(device) for device in jobs]
-    lo = np.cumsum(sizes) - sizes
-    dev = {
-        "pan": np.zeros(len(jobs), dtype=np.int64),
-        "cursor": lo.astype(np.int64),
-        "hi": (lo + sizes).astype(np.int64),
-        "free": np.full(len(jobs), -np.inf),
-        "busy": np.array([-np.inf]),
-    }
-    timeouts = np.concatenate([2.0 * 2.0 ** np.arange(a) for a in job["n_att"]])
-    return dev, job, timeouts, frame
+class Pan:
+    """One PAN: ``jobs[d]`` lists device d's jobs (``JOB_DEFAULTS`` overridden), 2 s timers doubling."""
+
+    def __init__(self, jobs, access=ZIGBEE, seed=1, queue_limit=8):
+        self.access = access
+        self.n = len(jobs)
+        rows = [(d, dict(JOB_DEFAULTS, **j)) for d, device_jobs in enumerate(jobs) for j in device_jobs]
+        self.job = {
+            name: np.array([r[name] for _, r in rows], dtype=np.float64)
+            for name in ("arrival", "pre_delay", "resp_delay", "post_delay")
+        }
+        for name in ("n_att", "has_resp", "req_up", "droppable", "req_bytes", "resp_bytes"):
+            self.job[name] = np.array([r[name] for _, r in rows], dtype=np.int64)
+        n_jobs = len(rows)
+        self.job["earliest"] = self.job["arrival"] + self.job["pre_delay"]
+        self.job["timeout_base"] = np.cumsum(self.job["n_att"]) - self.job["n_att"]
+        for name in ("attempt_start", "req_done", "listen"):
+            self.job[name] = np.zeros(n_jobs)
+        self.job["arrived"] = np.full(n_jobs, np.nan)
+        self.job["end"] = np.full(n_jobs, np.nan)
+        for name in ("phase", "attempt", "acked", "decided"):
+            self.job[name] = np.zeros(n_jobs, dtype=np.int64)
+        self.job["seq"] = np.full(n_jobs, -1, dtype=np.int64)
+        self.timeouts = np.concatenate([2.0 * 2.0 ** np.arange(a) for a in self.job["n_att"]] or [[]])
+        owner = np.array([d for d, _ in rows], dtype=np.int64)
+        self.cursor = np.searchsorted(owner, np.arange(self.n)).astype(np.int64)
+        self.hi = np.searchsorted(owner, np.arange(self.n), side="right").astype(np.int64)
+        self.free = np.full(self.n, -np.inf)
+        params = NetworkParams(access=access, device_queue_limit=queue_limit)
+        self.st = idle_mac_state(self.n, 1, params, np.random.default_rng(seed))
+        self.acc_f, self.acc_i = access.kernel_params(params.gateway_mac_queue)
+        self.queue_limit = queue_limit
+        self.out = {name: np.zeros(self.n + 1) for name in ("en_tx", "en_rx", "en_idle")}
+        self.out.update({name: np.zeros(1, dtype=np.int64) for name in ("frames", "drops", "ring_drops")})
+
+    def run(self, kernel, horizon=100.0):
+        kernel.run_pans(
+            np.arange(self.n, dtype=np.int64),
+            np.array([0, self.n], dtype=np.int64),
+            self.cursor,
+            self.hi,
+            self.free,
+            self.job,
+            self.timeouts,
+            self.st,
+            self.out,
+            self.acc_f,
+            self.acc_i,
+            self.queue_limit,
+            horizon,
+        )
+        return self
+
+    @property
+    def gateway(self):
+        return self.n
+
+    def holding(self, station, job, t_event, state, device=None):
+        """Put ``station`` in MAC ``state`` until ``t_event`` with job ``job``'s request (under way)."""
+        device = station if device is None else device
+        self.job["phase"][job] = k.REQUEST
+        self.job["seq"][job] = 0
+        self.job["decided"][job] = 1
+        self.st["seq"][device] = 1
+        st = self.st
+        st["has"][station], st["pkind"][station], st["pdev"][station] = 1, k.PK_UP, device
+        st["pseq"][station], st["pbytes"][station] = 0, self.job["req_bytes"][job]
+        st["nfrag"][station], st["pok"][station] = 1, 1
+        st["state"][station], st["t"][station], st["t0"][station] = state, t_event, 0.0
+        if state in (k.S_AIR, k.S_ACKAIR):
+            st["air"][0] += 1
+
+    def airtime(self, packet_bytes):
+        return (packet_bytes + self.access.mac_overhead_bytes + self.access.phy_overhead_bytes) * 32e-6
 
 
-def _run(kernel, dev, job, timeouts, frame, horizon=100.0, queue_limit=8):
-    kernel.run_exchanges(
-        dev["pan"],
-        dev["cursor"],
-        dev["hi"],
-        dev["free"],
-        job,
-        timeouts,
-        frame,
-        queue_limit,
-        horizon,
-        dev["busy"],
+def test_fragments_follow_rfc4944_and_the_ipv6_mtu():
+    _, acc_i = ZIGBEE.kernel_params(1)
+    sizes = [k.fragment_sizes(b, acc_i) for b in (50, 116, 117, 300)]
+    # 117 bytes: FRAG1 (4 + 112) then FRAGN (5 + 5); 300: 112, 104, 84 payload bytes (+ MAC 11).
+    assert sizes == [[61], [127], [127, 21], [127, 120, 100]]
+    _, acc_i = WIFI.kernel_params(1)
+    assert k.fragment_sizes(1500, acc_i) == [1536]
+    # 3000 bytes: 1488 + 1488 + 24, each with the 8-byte fragment header and 36 bytes of MAC
+    assert k.fragment_sizes(3000, acc_i) == [1532, 1532, 68]
+
+
+def test_a_lone_frame_takes_a_backoff_a_cca_the_turnaround_its_airtime_and_the_ack(kernel):
+    pan = Pan([[dict(arrival=0.01, req_bytes=80)]]).run(kernel)
+    air = pan.airtime(80)
+    slots = (pan.job["arrived"][0] - 0.01 - ZIGBEE.cca_s - ZIGBEE.turnaround_s - air) / ZIGBEE.unit_backoff_s
+    assert slots == pytest.approx(round(slots), abs=1e-6) and 0 <= round(slots) <= 7  # BE = macMinBE
+    ack_back = ZIGBEE.turnaround_s + ZIGBEE.ack_airtime_s()
+    assert pan.job["end"][0] == pytest.approx(pan.job["arrived"][0] + ack_back)  # NON: done when ACKed
+    assert pan.out["frames"][0] == 1 and pan.out["drops"][0] == 0
+    assert pan.out["en_tx"][0] == pytest.approx(air + 0.0) and pan.out["en_tx"][1] == pytest.approx(
+        ZIGBEE.ack_airtime_s()
     )
 
 
-def test_a_confirmable_message_holds_back_the_next_until_its_ack(kernel):
-    dev, job, timeouts, frame = _tables(
-        [[dict(arrival=0.0, has_resp=1), dict(arrival=0.001, has_resp=1)]], []
-    )
-    _run(kernel, dev, job, timeouts, frame)
-    assert job["phase"].tolist() == [DONE, DONE]
-    ack_back = 0.004 + 0.001 + 0.004  # request, gateway path, ACK
-    assert job["end"][0] == pytest.approx(ack_back)
-    assert job["arrived"][1] == pytest.approx(ack_back + 0.004)  # sent only once the first ACK is back
-    assert job["acked"].tolist() == [1, 1]
+def test_a_channel_busy_at_every_cca_is_a_channel_access_failure_after_five(kernel):
+    pan = Pan([[dict(arrival=0.01)]])
+    pan.st["state"][pan.gateway], pan.st["air"][0] = k.S_AIR, 1  # the gateway never stops transmitting
+    pan.run(kernel)
+    assert pan.out["drops"][0] == 1 and pan.out["frames"][0] == 0
+    assert np.isnan(pan.job["arrived"][0]) and pan.job["phase"][0] == k.DONE
+    assert pan.out["en_rx"][0] == pytest.approx(5 * ZIGBEE.cca_s)  # NB 0..4 busy: macMaxCSMABackoffs = 4
+    slots = (pan.job["end"][0] - 0.01 - 5 * ZIGBEE.cca_s) / ZIGBEE.unit_backoff_s
+    assert slots == pytest.approx(round(slots), abs=1e-6)
+    assert 0 <= round(slots) <= 7 + 15 + 3 * 31  # BE 3, 4, then macMaxBE = 5
 
 
-def test_a_lost_request_is_sent_again_on_the_channel_when_its_timer_fires(kernel):
-    # Device 0's first request frame is lost; device 1 sends a frame at the retransmission time.
-    dev, job, timeouts, frame = _tables(
-        [[dict(arrival=0.0, has_resp=1, n_att=3)], [dict(arrival=2.0)]], frames_ok=[0]
-    )
-    _run(kernel, dev, job, timeouts, frame)
-    assert job["attempt"][0] == 1 and job["acked"][0] == 1
-    assert job["arrived"][0] == pytest.approx(2.004)  # timer (2 s from the first attempt), then airtime
-    retry_frame = 2  # attempt 1's request: the retransmission is a real frame on the channel
-    assert frame["used"][retry_frame] == 1
-    other = job["frame_base"][1]
-    assert frame["start"][other] == pytest.approx(2.004)  # device 1 waited for the retransmission
-    # Used: the lost request, attempt 1's request and ACK, device 1's frame; no ACK for the lost request.
-    assert np.flatnonzero(frame["used"]).tolist() == [0, 2, 3, other]
+def test_dcf_never_gives_up_a_busy_medium_it_freezes(kernel):
+    pan = Pan([[dict(arrival=0.01)]], access=WIFI)
+    pan.st["state"][pan.gateway], pan.st["air"][0] = k.S_AIR, 1
+    pan.run(kernel)
+    assert pan.out["drops"][0] == 0 and pan.out["frames"][0] == 0
+    assert pan.job["phase"][0] == k.REQUEST and pan.st["state"][0] == k.S_DEFER
+
+
+def test_frames_whose_ccas_see_the_same_idle_channel_collide_and_are_sent_again(kernel):
+    pan = Pan([[dict()], [dict()]])
+    for device in (0, 1):
+        pan.holding(device, device, 0.001, k.S_TURN)  # both cleared the channel: on air at 1 ms
+    pan.run(kernel)
+    air = pan.airtime(80)
+    first_ack_due = 0.001 + air + ZIGBEE.ack_wait_s
+    assert (pan.job["arrived"] > first_ack_due).all()  # the first transmissions were both lost
+    assert pan.out["frames"][0] >= 4
+
+
+def test_a_cca_in_the_gap_before_an_ack_transmits_into_the_ack(kernel):
+    pan = Pan([[dict()], [dict()]])
+    t_end = 0.005
+    pan.holding(0, 0, t_end, k.S_AIR)  # device 0's frame ends at 5 ms, intact
+    pan.holding(1, 1, t_end + 100e-6, k.S_BACKOFF)  # device 1's CCA ends 100 us later: idle
+    pan.run(kernel)
+    assert pan.job["arrived"][0] == t_end  # the gateway has device 0's frame ...
+    # ... but its ACK (from 5.192 ms) met device 1's frame (from 5.292 ms): device 0 sent its frame again
+    assert pan.job["end"][0] > t_end + ZIGBEE.ack_wait_s
+    assert pan.job["arrived"][1] > t_end + 100e-6 + ZIGBEE.turnaround_s + pan.airtime(80)
+    assert pan.out["frames"][0] >= 3  # device 1 twice, device 0 once more
+
+
+def test_bit_errors_exhaust_macmaxframeretries_then_the_frame_is_dropped(kernel):
+    lossy = Ieee802154(bit_error_rate=0.05)
+    pan = Pan([[dict(req_bytes=80)]], access=lossy).run(kernel)
+    assert pan.out["frames"][0] == 1 + lossy.max_frame_retries
+    assert pan.out["drops"][0] == 1 and np.isnan(pan.job["arrived"][0])
+    wifi = Pan([[dict(req_bytes=80)]], access=replace(WIFI, bit_error_rate=0.05)).run(kernel)
+    assert wifi.out["frames"][0] == WIFI.max_attempts and wifi.out["drops"][0] == 1
+
+
+def test_dcf_goes_at_once_on_an_idle_medium_and_defers_through_the_nav_of_an_ack(kernel):
+    pan = Pan([[dict(arrival=0.01)], [dict(arrival=0.02)]], access=WIFI)
+    t_end = 0.0201
+    pan.holding(0, 0, t_end, k.S_AIR)  # device 0 is on air when device 1's frame arrives
+    pan.job["phase"][1] = k.NOT_STARTED
+    pan.run(kernel)
+    air = float(WIFI.ppdu_s(80 + WIFI.mac_overhead_bytes, WIFI.phy_rate_bps))
+    ack_end = t_end + WIFI.sifs_s + WIFI.ack_airtime_s()
+    # frozen until the ACK (NAV) is over, then DIFS and its backoff slots, CW = aCWmin
+    slots = (pan.job["arrived"][1] - ack_end - WIFI.difs_s - air) / WIFI.slot_s
+    assert slots == pytest.approx(round(slots), abs=1e-6) and 0 <= round(slots) <= WIFI.cw_min
+    lone = Pan([[dict(arrival=0.01)]], access=WIFI).run(kernel)
+    assert lone.job["arrived"][0] == pytest.approx(0.01 + air)  # medium idle for long: no wait
+
+
+def test_a_request_waits_for_the_response_of_the_one_before(kernel):
+    pan = Pan([[dict(arrival=0.0, has_resp=1), dict(arrival=0.001, has_resp=1)], [dict(arrival=0.05)]])
+    pan.run(kernel)
+    assert (pan.job["phase"] == k.DONE).all() and pan.job["acked"][:2].tolist() == [1, 1]
+    assert pan.job["arrived"][1] > pan.job["end"][0]  # sent only once the first response was back
+    assert pan.out["frames"][0] == 5  # three requests, two responses
 
 
 def test_a_full_device_queue_drops_arrivals_and_a_give_up_frees_the_device(kernel):
-    # The first message's ACK is always lost: two attempts, timers 2 s then 4 s, given up at 6 s.
-    first = dict(arrival=0.0, has_resp=1, n_att=2)
-    later = [dict(arrival=0.1 + 0.01 * k) for k in range(5)]
-    dev, job, timeouts, frame = _tables([[first, *later]], frames_ok=[1, 3])
-    _run(kernel, dev, job, timeouts, frame, queue_limit=3)
-    assert job["end"][0] == pytest.approx(6.0) and job["acked"][0] == 0
-    assert job["phase"].tolist() == [DONE, DONE, DONE, DONE, QUEUE_DROPPED, QUEUE_DROPPED]
-    assert job["arrived"][1] == pytest.approx(6.004)  # waited behind the given-up message
-    assert job["listen"][0] == pytest.approx(6.0 - 2 * 0.004)  # listened for both lost ACKs
+    # The first message's response never comes back in time: timers 2 s then 4 s, given up at 6 s.
+    first = dict(arrival=0.0, has_resp=1, n_att=2, resp_delay=100.0)
+    later = [dict(arrival=0.1 + 0.01 * i) for i in range(5)]
+    pan = Pan([[first, *later]], queue_limit=3).run(kernel)
+    assert pan.job["end"][0] == pytest.approx(6.0) and pan.job["acked"][0] == 0
+    assert pan.job["phase"].tolist() == [k.DONE] * 4 + [k.QUEUE_DROPPED] * 2
+    assert pan.job["arrived"][1] > 6.0  # waited behind the given-up message
+    assert pan.out["frames"][0] == 2 + 3  # both attempts of the first request, then the three kept
 
 
-def test_a_run_cut_at_a_horizon_resumes_exactly(kernel, rng):
-    def table():
+@pytest.mark.parametrize("access", [ZIGBEE, WIFI], ids=["802.15.4", "wifi"])
+def test_a_run_cut_at_horizons_resumes_exactly(kernel, access):
+    def pan():
+        rng = np.random.default_rng(4)
         jobs = [
-            [dict(arrival=t, has_resp=1, n_att=3) for t in np.sort(rng.random(12)) * 3.0] for _ in range(4)
+            [dict(arrival=t, has_resp=1, n_att=3, req_bytes=150) for t in np.sort(rng.random(15)) * 2.0]
+            for _ in range(6)
         ]
-        lost = rng.choice(4 * 12 * 6, size=25, replace=False).tolist()
-        return _tables(jobs, lost)
+        return Pan(jobs, access=replace(access, bit_error_rate=2e-4), seed=9)
 
-    state = rng.bit_generator.state
-    whole = table()
-    rng.bit_generator.state = state
-    split = table()
-    _run(kernel, *whole, horizon=1e9)
-    for horizon in (0.7, 2.1, 5.0, 1e9):
-        _run(kernel, *split, horizon=horizon)
-    for name in ("phase", "attempt", "arrived", "end", "acked"):
-        assert np.array_equal(whole[1][name], split[1][name], equal_nan=True), name
-    assert (whole[1]["phase"] != REQUEST).all()
+    whole = pan().run(kernel, horizon=1e9)
+    split = pan()
+    for horizon in (0.3, 0.30001, 1.1, 2.5, 1e9):
+        split.run(kernel, horizon=horizon)
+    for name in ("phase", "attempt", "arrived", "end", "acked", "listen"):
+        assert np.array_equal(whole.job[name], split.job[name], equal_nan=True), name
+    for name in ("frames", "drops", "en_tx", "en_rx", "en_idle"):
+        assert np.array_equal(whole.out[name], split.out[name]), name
+    assert np.isin(whole.job["phase"], [k.DONE, k.QUEUE_DROPPED]).all() and whole.out["frames"][0] > 90
 
 
-def test_twins_agree_bit_for_bit_on_a_loaded_network(monkeypatch):
-    def run(impl):
-        monkeypatch.setenv("QESIF_IMPL", impl)
-        rng = np.random.default_rng(3)
-        params = NetworkParams()
-        topology = build_topology(40, 4, 0.5, rng)
-        state = QueueState.idle(4, params)
-        out = []
-        for r in range(4):
-            device, time = poisson_arrivals(40, float(r), 1.0, 0.1, rng)
-            traffic = round_traffic(device, time, np.full(device.size, 60))
-            n = traffic.session_device.size
-            full = lambda v, n=n: np.full(n, float(v))  # noqa: E731
-            costs = SessionCosts(
-                np.full(n, 64), np.full(n, 64), full(0.01), full(1e-4), np.full(n, 28), full(3e-5),
-                full(4e-5), full(1e-6), full(1e-9),
-            )  # fmt: skip
-            result = simulate_round(
-                params, topology.gateway, topology.protocol, traffic, costs, 1.0, state, rng, float(r)
-            )
-            out.append(result)
-        return out
+def _loaded_rounds(access, impl, monkeypatch):
+    monkeypatch.setenv("QESIF_IMPL", impl)
+    rng = np.random.default_rng(3)
+    params = NetworkParams(access=access)
+    topology = build_topology(40, 4, 0.5, rng)
+    state = QueueState.idle(4, params)
+    out = []
+    for r in range(3):
+        device, time = poisson_arrivals(40, float(r), 1.0, 0.1, rng)
+        traffic = round_traffic(device, time, np.full(device.size, 90))
+        n = traffic.session_device.size
+        full = lambda v, n=n: np.full(n, float(v))  # noqa: E731
+        costs = SessionCosts(
+            np.full(n, 64), np.full(n, 64), full(0.01), full(1e-4), np.full(n, 28), full(3e-5),
+            full(4e-5), full(1e-6), full(1e-9),
+        )  # fmt: skip
+        out.append(
+            simulate_round(params, topology.gateway, topology.protocol, traffic, costs, 1.0, state, rng, r)
+        )
+    return out
 
+
+@pytest.mark.parametrize("access", [Ieee802154(), Wifi80211()], ids=["802.15.4", "wifi"])
+def test_twins_agree_bit_for_bit_on_a_loaded_network(monkeypatch, access):
     _compiled()
-    compiled, pure = run("cython"), run("python")
+    compiled = _loaded_rounds(access, "cython", monkeypatch)
+    pure = _loaded_rounds(access, "python", monkeypatch)
     for a, b in zip(compiled, pure, strict=True):
         assert np.array_equal(a.latency_s, b.latency_s)
         assert np.array_equal(a.session_energy_j, b.session_energy_j)
         assert (a.frames, a.mac_drops, a.queue_drops, a.retransmissions, a.in_flight) == (
             b.frames, b.mac_drops, b.queue_drops, b.retransmissions, b.in_flight,
         )  # fmt: skip
-    assert sum(r.retransmissions for r in pure) > 0 and sum(r.mac_drops for r in pure) > 0
+    assert sum(r.frames for r in pure) > 1000
+    if isinstance(access, Ieee802154):
+        assert sum(r.mac_drops for r in pure) > 0

@@ -1,40 +1,25 @@
-import numpy as np
+"""IEEE 802.15.4 parameters as the MAC kernel receives them (the MAC itself: test_channel.py)."""
+
 import pytest
 
+from qesif_core.network import _channel_py as k
 from qesif_core.network.ieee802154 import Ieee802154
 
 PHY = Ieee802154()
 
 
-def test_fragmentation_follows_rfc4944_sizes():
-    owner, mpdu = PHY.fragment(np.array([50, 116, 117, 300]))
-    assert owner.tolist() == [0, 1, 2, 2, 3, 3, 3]
-    # 117 bytes: FRAG1 (4 + 112) then FRAGN (5 + 5); 300: 112, 104, 84 payload bytes.
-    assert mpdu.tolist() == [61, 127, 127, 21, 127, 120, 100]
-    assert (mpdu <= PHY.max_mpdu_bytes).all()
+def test_the_kernel_gets_the_standard_csma_ca_constants():
+    acc_f, acc_i = PHY.kernel_params(ring_capacity=7)
+    assert acc_i[k.I_KIND] == k.KIND_802154 and acc_i[k.I_RING] == 7
+    # macMinBE 3, macMaxBE 5, macMaxCSMABackoffs 4, macMaxFrameRetries 3 (IEEE Std 802.15.4-2006 7.4.2)
+    assert (acc_i[k.I_MIN_BE], acc_i[k.I_MAX_BE], acc_i[k.I_MAX_CSMA], acc_i[k.I_MAX_RETRIES]) == (3, 5, 4, 3)
+    # aUnitBackoffPeriod 20 symbols, CCA 8, aTurnaroundTime 12, macAckWaitDuration 54 (16 us symbols)
+    assert acc_f[k.F_UNIT] == pytest.approx(20 * 16e-6) and acc_f[k.F_CCA] == pytest.approx(8 * 16e-6)
+    assert acc_f[k.F_TURN] == pytest.approx(12 * 16e-6) and acc_f[k.F_ACK_WAIT] == pytest.approx(54 * 16e-6)
+    assert acc_f[k.F_ACK_AIR] == pytest.approx(11 * 32e-6)  # SHR + PHR 6 bytes, ACK MPDU 5 bytes
+    assert acc_f[k.F_BYTE_S] == pytest.approx(32e-6) and acc_i[k.I_PHY_BYTES] == 6
 
 
-def test_a_clean_channel_takes_one_attempt_and_the_standard_timings(rng):
-    clean = Ieee802154(bit_error_rate=0.0)
-    out = clean.transmit(np.full(1000, 100), 0.0, rng)
-    assert out["delivered"].all() and (out["attempts"] == 1).all()
-    airtime = 106 * 32e-6
-    expected = PHY.cca_s + 2 * PHY.turnaround_s + airtime + PHY.ack_airtime_s()
-    np.testing.assert_allclose(out["service_s"], expected)
-    assert out["lead_s"].max() <= 7 * PHY.unit_backoff_s and out["gap_s"].max() <= 15 * PHY.unit_backoff_s
-    # macMaxCSMABackoffs further backoffs with BE 4, 5, 5, 5 bound the patience.
-    assert out["patience_s"].max() <= (15 + 31 * 3) * PHY.unit_backoff_s + 4 * PHY.cca_s
-
-
-def test_a_lossy_channel_retries_and_drops_after_max_retries(rng):
-    out = PHY.transmit(np.full(20000, 100), 0.5, rng)
-    q = float(PHY.attempt_failure_probability(np.array([100]), 0.5)[0])  # collision or bit error
-    assert out["attempts"].mean() == pytest.approx(1 + q + q**2 + q**3, abs=0.03)  # truncated geometric
-    dropped = 1 - out["delivered"].mean()
-    assert dropped == pytest.approx(q**4, abs=0.01)
-    assert out["attempts"].max() == PHY.max_frame_retries + 1
-
-
-def test_collision_probability_grows_with_the_frame_rate():
-    p = PHY.collision_probability(np.array([0.0, 100.0, 1000.0]))
-    assert p[0] == 0.0 and 0 < p[1] < p[2] < 1
+def test_ack_bit_errors_follow_the_bit_error_rate():
+    assert Ieee802154(bit_error_rate=0.0).ack_error_probability() == 0.0
+    assert PHY.ack_error_probability() == pytest.approx(1 - (1 - 1e-5) ** 88)

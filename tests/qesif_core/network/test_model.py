@@ -98,9 +98,9 @@ def test_more_devices_per_pan_mean_more_delay_and_access_failures():
     def per_pan(devices):
         rng = np.random.default_rng(5)
         topology = build_topology(devices, 1, 0.5, rng)
-        device, time = poisson_arrivals(devices, 0.0, 2.0, 0.1, rng)
+        device, time = poisson_arrivals(devices, 0.0, 4.0, 0.1, rng)
         traffic_sessions = np.unique(device).size
-        return _run(topology, device, time, 20, _costs(traffic_sessions), rng, duration=2.0)
+        return _run(topology, device, time, 20, _costs(traffic_sessions), rng, duration=4.0)
 
     light, heavy = per_pan(2), per_pan(14)
     assert np.median(heavy.latency_s) > np.median(light.latency_s)
@@ -139,7 +139,7 @@ def test_a_confirmable_message_waits_for_the_ack_of_the_one_before(protocol):
 
 
 def test_lost_exchanges_are_sent_again_on_the_channel_and_carried_into_the_next_round():
-    lossy = NetworkParams(access=Ieee802154(bit_error_rate=2e-3))
+    lossy = NetworkParams(access=Ieee802154(bit_error_rate=1e-3))
     results = _one_device(np.linspace(0.05, 0.95, 10), COAP, lossy, 8, rounds=4)
     assert sum(r.retransmissions for r in results) > 0
     assert sum(r.in_flight for r in results[:-1]) > 0  # timers of 2-16 s outlast a round of 1 s

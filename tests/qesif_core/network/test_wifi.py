@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from qesif_core.network import _channel_py as k
 from qesif_core.network.ieee802154 import Ieee802154
 from qesif_core.network.model import NetworkParams, QueueState, SessionCosts, simulate_round
 from qesif_core.network.traffic import build_topology, poisson_arrivals, round_traffic
@@ -11,33 +12,17 @@ from qesif_core.network.wifi import Wifi80211
 WIFI = Wifi80211(bit_error_rate=0.0)
 
 
-def test_a_clean_attempt_occupies_difs_ppdu_sifs_and_the_ack(rng):
-    # 100-byte MPDU at 54 Mbit/s: ceil((16 + 800 + 6) / 216) = 4 symbols -> 20 + 16 + 6 = 42 us;
-    # ACK (14 bytes) at 24 Mbit/s: ceil(134 / 96) = 2 symbols -> 20 + 8 + 6 = 34 us; DIFS 28, SIFS 10.
-    mac = WIFI.transmit(np.array([100.0]), 0.0, rng)
-    assert mac["delivered"][0] and mac["attempts"][0] == 1
-    assert mac["service_s"][0] == pytest.approx((28 + 42 + 10 + 34) * 1e-6)
-    assert mac["lead_s"][0] == 0.0  # idle medium: no backoff before the first attempt
-    assert np.isinf(mac["patience_s"][0])  # DCF freezes its backoff, it never gives up the medium
-    assert 0.0 <= mac["gap_s"][0] <= 15 * 9e-6  # backoff after a busy medium: CW = aCWmin
-
-
-def test_failed_attempts_double_the_contention_window_up_to_the_retry_limit(rng):
-    mac = WIFI.transmit(np.full(4000, 100.0), 1.0, rng)  # every attempt collides
-    assert not mac["delivered"].any()
-    assert (mac["attempts"] == 7).all()  # dot11ShortRetryLimit
-    per_attempt = (28 + 42) * 1e-6 + WIFI.ack_timeout_s
-    backoff = mac["service_s"] - 7 * per_attempt
-    windows = [31, 63, 127, 255, 511, 1023]  # CW after each failure, capped at aCWmax
-    assert backoff.mean() == pytest.approx(sum(w / 2 for w in windows) * 9e-6, rel=0.05)
-    assert backoff.max() <= sum(windows) * 9e-6
-
-
-def test_packets_above_the_mtu_are_fragmented():
-    owner, mpdu = WIFI.fragment(np.array([1500, 3000]))
-    assert owner.tolist() == [0, 1, 1, 1]
-    assert mpdu[0] == 1500 + WIFI.mac_overhead_bytes
-    assert (mpdu[1:] - WIFI.mac_overhead_bytes - 8).sum() == 3000  # 1488 + 1488 + 24, each + fragment header
+def test_the_kernel_gets_the_dcf_timings():
+    acc_f, acc_i = WIFI.kernel_params(ring_capacity=3)
+    assert acc_i[k.I_KIND] == k.KIND_DCF
+    assert (acc_i[k.I_MIN_BE], acc_i[k.I_MAX_BE], acc_i[k.I_MAX_RETRIES]) == (15, 1023, 7)
+    assert acc_f[k.F_UNIT] == pytest.approx(9e-6) and acc_f[k.F_TURN] == pytest.approx(10e-6)  # slot, SIFS
+    assert acc_f[k.F_DIFS] == pytest.approx(28e-6) and acc_f[k.F_ACK_WAIT] == pytest.approx(44e-6)
+    # ACK (14 bytes) at 24 Mbit/s: ceil(134 / 96) = 2 symbols -> 20 + 8 + 6 = 34 us
+    assert acc_f[k.F_ACK_AIR] == pytest.approx(34e-6)
+    # EIFS = SIFS + ACK at 6 Mbit/s (ceil(134 / 24) = 6 symbols: 20 + 24 + 6 = 50 us) + DIFS
+    assert acc_f[k.F_EIFS] == pytest.approx((10 + 50 + 28) * 1e-6)
+    assert acc_i[k.I_PHY_BYTES] == 216  # data bits per 4 us OFDM symbol at 54 Mbit/s
 
 
 def test_wifi_carries_table_2_load_faster_than_802_15_4():
