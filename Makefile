@@ -24,15 +24,17 @@ install: $(STAMP)
 build: $(STAMP) $(PYX)
 	$(PY) setup.py -q build_ext --inplace
 
-# The paper's Figures 2-7 and the comparison report into $(OUT)/ (resumable: finished runs are kept), and the
-# city QKD network beyond the paper (docs/qkd-network.md; its QKD blocks shared by two processes).
+# The paper's Figures 2-7, the regime study (Figure 8, $(OUT)/regimes) and the comparison report into $(OUT)/
+# (resumable: finished runs are kept), and the city QKD network beyond the paper (docs/qkd-network.md; its
+# QKD blocks shared by two processes).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 run: build
 	$(QESIF) run scenarios/paper.yaml --out $(OUT) --jobs $(JOBS)
 	$(QESIF) run scenarios/ablation.yaml --out $(OUT) --jobs $(JOBS)
 	QESIF_QNET_WORKERS=2 $(QESIF) run scenarios/city_network.yaml --out $(OUT)
-	$(QESIF) figures $(OUT) --out $(OUT)/figures
-	$(QESIF) report $(OUT) --out $(OUT)/report.html
+	$(QESIF) run scenarios/regimes.yaml --out $(OUT)/regimes --jobs $(JOBS)
+	$(QESIF) figures $(OUT) --out $(OUT)/figures --regimes $(OUT)/regimes
+	$(QESIF) report $(OUT) --out $(OUT)/report.html --regimes $(OUT)/regimes
 
 # pytest's exit code 5 (no tests collected) counts as success; every other failure fails.
 test: build

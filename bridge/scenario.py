@@ -101,6 +101,12 @@ class NetworkSpec(_Strict):
     mqtt_qos: int = Field(1, ge=0, le=1, description="MQTT-SN PUBLISH QoS: 1 acknowledged and retried, 0 not")
     coap_confirmable: bool = Field(True, description="CoAP CON requests (ACK, retransmission); false: NON")
     device_queue: PositiveInt = Field(8, description="messages a device buffers behind the one under way")
+    mqtt_retry_s: PositiveFloat = Field(10.0, description="MQTT-SN T_retry: a QoS 1 PUBLISH's retry timer")
+    payload_bytes: PositiveInt | None = Field(
+        None,
+        description="application payload of every message; null: each message carries its flow record's "
+        "mean bytes per packet, clipped to 16-256 B",
+    )
 
 
 class QkdSpec(_Strict):
@@ -234,7 +240,9 @@ class Scenario(_Strict):
     keys: KeysSpec = Field(default_factory=KeysSpec, description="key management / hybrid parameters")
     costs: dict[str, Any] = Field(default_factory=dict, description="overrides of the default cost model")
     sweeps: dict[str, list[Any]] = Field(
-        default_factory=dict, description="dotted path of a run-spec field -> values to sweep"
+        default_factory=dict,
+        description="dotted path of a run-spec field -> values to sweep; paths joined by '+' sweep together "
+        "(each value a list with one entry per path)",
     )
     quantum_network: dict[str, Any] | None = Field(
         None, description="a QKD network with trusted relays (bridge.qnet.spec); absent: one link per gateway"
@@ -254,6 +262,11 @@ class Scenario(_Strict):
         for path, values in value.items():
             if not values:
                 raise ValueError(f"sweep {path!r} has no values")
+            width = len(path.split("+"))
+            if width > 1 and any(not isinstance(v, list) or len(v) != width for v in values):
+                raise ValueError(
+                    f"sweep {path!r}: every value must be a list of {width} entries, one per path"
+                )
         return value
 
 
@@ -597,7 +610,10 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
             from bridge.qnet.spec import with_defaults
 
             spec["quantum_network"] = with_defaults(source, scenario.quantum_network)
-        itervars = dict(zip(sweep_paths, values, strict=True))
+        itervars: dict[str, Any] = {}
+        for joined, value in zip(sweep_paths, values, strict=True):
+            paths = joined.split("+")
+            itervars.update(zip(paths, value if len(paths) > 1 else [value], strict=True))
         for path, value in itervars.items():
             if path == "channel.name":
                 spec["channel"] = resolve_channel(source, f"sweeps.{path}", {"name": value})

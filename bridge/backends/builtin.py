@@ -67,7 +67,8 @@ Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
 def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -> NetworkParams:
     """Network parameters with the radio and device figures of the run's cost model and the reliability
     settings of the spec's ``network`` section (``access``, ``mqtt_qos``, ``coap_confirmable``,
-    ``device_queue``). Wi-Fi access uses the ESP32 radio currents instead of the cost model's CC2420 ones."""
+    ``device_queue``, ``mqtt_retry_s``). Wi-Fi access uses the ESP32 radio currents instead of the cost
+    model's CC2420 ones."""
     network = network or {}
     dev = lambda name: float(costs.value(f"device.{name}"))  # noqa: E731
     radio = lambda name: float(costs.value(f"radio.{name}"))  # noqa: E731
@@ -97,6 +98,7 @@ def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -
         mqtt_qos=int(network.get("mqtt_qos", 1)),
         coap_confirmable=bool(network.get("coap_confirmable", True)),
         device_queue_limit=int(network.get("device_queue", 8)),
+        mqtt_retry_s=float(network.get("mqtt_retry_s", 10.0)),
     )
 
 

@@ -2,9 +2,10 @@
 
 A device's messages arrive as a Poisson process (``network.mean_interarrival_s``); each carries a held-out
 flow record of the run's dataset, replayed per device in its time order (``RecordReplay``), whose mean bytes
-per packet sets the message's payload. The built-in backend draws each round's messages as it reaches the
-round (its channel draws interleave on the same stream); the OMNeT++ backend draws all rounds before the
-simulation starts and hands them to the model as a schedule file (:func:`write_schedule`).
+per packet sets the message's payload, or ``network.payload_bytes`` when given (every message the same).
+The built-in backend draws each round's messages as it reaches the round (its channel draws interleave on
+the same stream); the OMNeT++ backend draws all rounds before the simulation starts and hands them to the
+model as a schedule file (:func:`write_schedule`).
 """
 
 from __future__ import annotations
@@ -63,9 +64,13 @@ class Workload:
         flows, _, test_index = prepare_flows(spec, streams)
         held_out = flows.iloc[test_index]
         self._record_ids = test_index
-        self._payload = record_payloads(
-            held_out["bytes_out"].to_numpy(float), held_out["pkts_out"].to_numpy(float)
-        )
+        fixed = net.get("payload_bytes")
+        if fixed is None:
+            self._payload = record_payloads(
+                held_out["bytes_out"].to_numpy(float), held_out["pkts_out"].to_numpy(float)
+            )
+        else:
+            self._payload = np.full(len(held_out), int(fixed), dtype=np.int64)
         source = held_out["device_key"].astype(str).to_numpy()
         self._replay = RecordReplay(source, held_out["ts"].to_numpy(float), self.n_devices)
         #: The traffic stream; the built-in backend also draws its channel outcomes from it.

@@ -20,7 +20,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,7 +355,7 @@ def _channel_note(specs: list[Mapping[str, Any]]) -> str | None:
     return f"QBER is measured on a channel with {text}"
 
 
-def _figure_html(path: Path) -> str:
+def figure_html(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     image = f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
     return f"<figure>{image}<figcaption>{path.stem}</figcaption></figure>"
@@ -453,9 +453,11 @@ def render(
     reference: list[dict[str, Any]],
     failures: list[dict[str, Any]] = (),
     title: str = "QESIF reproduction report",
+    sections: Sequence[str] = (),
 ) -> str:
     """The HTML page as a string; ``failures`` (the store's failure records) are listed, not hidden.
-    Network runs (``quantum_network`` scenarios) get their own section (``bridge.results.qnet``)."""
+    Network runs (``quantum_network`` scenarios) get their own section (``bridge.results.qnet``);
+    ``sections`` (HTML) go before the figures."""
     table, network = qnet.split(table)
     rows = comparison_rows(table, reference, specs) if not table.empty else []
     attrs = (
@@ -534,9 +536,11 @@ def render(
         body.write("</table>")
     body.write(keyrate_section(table) if not table.empty else "")
     body.write(qnet.report_section(network, specs))
+    for section in sections:
+        body.write(section)
     body.write("<h2>Figures</h2>")
     for path in figures:
-        body.write(_figure_html(path))
+        body.write(figure_html(path))
     style = (
         "body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"

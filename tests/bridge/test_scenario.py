@@ -35,6 +35,11 @@ MALFORMED = {
     "unknown channel preset": ("name: x\nchannels: [foggy]\n", "channels[0].name", "foggy"),
     "unknown sweep path": ("name: x\nsweeps: {qkd.pulses: [1, 2]}\n", "sweeps.qkd.pulses", "unknown"),
     "bad sweep value": ("name: x\nsweeps: {rounds: [10, -1]}\n", "sweeps.rounds", "-1"),
+    "joined sweep of one value": (
+        "name: x\nsweeps: {network.mqtt_qos+network.coap_confirmable: [[0, false], 1]}\n",
+        "sweeps",
+        "list of 2 entries",
+    ),
     "unknown qids calibration": (
         "name: x\nqids: {calibration: clean-only}\n",
         "qids.calibration",
@@ -260,6 +265,29 @@ def test_sweeps_over_dotted_paths_set_values_and_itervars():
     seen = {(r.spec["qkd"]["pulses_per_block"], r.spec["channel"]["intrinsic_error"]) for r in runs}
     assert seen == {(1000, 0.02), (1000, 0.05), (2000, 0.02), (2000, 0.05)}
     assert runs[0].itervars == {"qkd.pulses_per_block": 1000, "channel.intrinsic_error": 0.02}
+
+
+def test_paths_joined_by_plus_sweep_together():
+    scenario = parse_scenario(
+        {
+            "name": "t",
+            "channels": ["clean"],
+            "datasets": ["ton_iot"],
+            "sweeps": {
+                "network.mqtt_qos+network.coap_confirmable": [[0, False], [1, True]],
+                "network.access": ["802.15.4", "wifi"],
+            },
+        }
+    )
+    runs = expand(scenario)
+    assert len(runs) == 4
+    seen = {(r.spec["network"]["mqtt_qos"], r.spec["network"]["coap_confirmable"]) for r in runs}
+    assert seen == {(0, False), (1, True)}
+    assert runs[0].itervars == {
+        "network.mqtt_qos": 0,
+        "network.coap_confirmable": False,
+        "network.access": "802.15.4",
+    }
 
 
 def test_open_sections_accept_new_keys_by_sweep():

@@ -27,6 +27,16 @@ def test_payloads_are_bytes_per_packet_clipped():
     assert payload.tolist() == [PAYLOAD_MIN_BYTES, 100, PAYLOAD_MAX_BYTES, PAYLOAD_MIN_BYTES]
 
 
+def test_a_fixed_payload_size_replaces_the_records_sizes():
+    spec = _spec()
+    spec["network"] = {**spec["network"], "payload_bytes": 100}
+    fixed = Workload(spec, run_streams(spec["seed"])).round_messages(0)
+    assert (fixed.payload == 100).all() and fixed.payload.size > 0
+    records = Workload(_spec(), run_streams(spec["seed"])).round_messages(0)
+    assert np.array_equal(records.record, fixed.record)  # the same flow records, only their sizes go
+    assert len(np.unique(records.payload)) > 1
+
+
 def test_schedule_file_holds_every_round_in_time_order_and_repeats_for_a_seed(tmp_path):
     spec = _spec()
     written = write_schedule(Workload(spec, run_streams(spec["seed"])), 3, tmp_path / "a.csv")

@@ -1,0 +1,306 @@
+"""The INET reference grid: the built-in network against OMNeT++/INET over a grid of configurations.
+
+The grid brackets Table 2's point (``GRID``): access {802.15.4, Wi-Fi} x reliability {acknowledged (MQTT-SN
+QoS 1, CoAP CON), unacknowledged (QoS 0, NON)} x devices per gateway {5, 10, 20} x mean inter-arrival
+{1 s, 0.1 s} x payload {32, 100, 256 B}: 72 configurations of two PANs for ten rounds of 1 s. Both backends
+run the same workload (``bridge.backends.workload``, same seed) and get the same grants: every session is
+QESIF's quantum session on a clean link (QKD-PSK key-ID flight of 72 B from the gateway, AES-256-GCM), so
+the rows compare networks and nothing else. A stand-in for the orchestrator (:class:`FixedGrants`) answers
+both, with no QKD or Q-IDS run behind it.
+
+``python -m bridge.backends.inet_reference --out DIR`` runs every configuration on OMNeT++/INET (the QESIF
+model built with ``make omnet``) and writes ``DIR/reference.csv`` (one row per configuration,
+:data:`FIGURES`) and ``DIR/provenance.json`` (command, seed, code fingerprint, OMNeT++ and INET versions,
+wall times). ``--backend builtin`` writes the same table from the built-in backend. The committed table
+lives in ``tests/data/inet_reference/``; ``tests/bridge/backends/test_inet_reference.py`` checks the
+built-in backend against it on every test run, without OMNeT++.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.cosim import protocol
+from bridge.scenario import resolve_channel
+
+SEED = 1
+ROUNDS = 10
+ROUND_DURATION_S = 1.0
+GATEWAYS = 2
+ACCESS = ("802.15.4", "wifi")
+RELIABILITY = ("ack", "noack")
+DEVICES_PER_GATEWAY = (5, 10, 20)
+MEAN_INTERARRIVAL_S = (1.0, 0.1)
+PAYLOAD_BYTES = (32, 100, 256)
+#: Per-configuration figures, in the table's column order after the configuration's own columns.
+FIGURES = (
+    "messages_sent",
+    "messages_delivered",
+    "delivery_ratio",
+    "latency_median_ms",
+    "latency_p95_ms",
+    "frames",
+    "mac_drops",
+    "queue_drops",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of the grid."""
+
+    access: str
+    reliability: str  # "ack": MQTT-SN QoS 1 and CoAP CON; "noack": QoS 0 and NON
+    devices_per_gateway: int
+    mean_interarrival_s: float
+    payload_bytes: int
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.access}-{self.reliability}-{self.devices_per_gateway}dev-"
+            f"{self.mean_interarrival_s:g}s-{self.payload_bytes}B"
+        )
+
+
+GRID = tuple(
+    Config(*values)
+    for values in itertools.product(
+        ACCESS, RELIABILITY, DEVICES_PER_GATEWAY, MEAN_INTERARRIVAL_S, PAYLOAD_BYTES
+    )
+)
+
+
+def config_spec(config: Config, backend: str = "builtin") -> dict[str, Any]:
+    """The resolved run spec of a configuration (what the backends and the workload read)."""
+    acknowledged = config.reliability == "ack"
+    return {
+        "seed": SEED,
+        "rounds": ROUNDS,
+        "round_duration_s": ROUND_DURATION_S,
+        "backend": backend,
+        "dataset": {"name": "ton_iot", "path": None, "max_rows": 3000},
+        "channel": resolve_channel("<inet reference>", "channel", {"name": "clean"}),
+        "scheme": "QESIF",
+        "network": {
+            "devices": GATEWAYS * config.devices_per_gateway,
+            "gateways": GATEWAYS,
+            "mean_interarrival_s": config.mean_interarrival_s,
+            "mqtt_fraction": 0.5,
+            "access": config.access,
+            "mqtt_qos": 1 if acknowledged else 0,
+            "coap_confirmable": acknowledged,
+            "device_queue": 8,
+            "payload_bytes": config.payload_bytes,
+        },
+        "qkd": {},
+        "qids": {},
+        "keys": {"session_rounds": ROUNDS},
+        "costs": {},
+    }
+
+
+def session_grant() -> dict[str, Any]:
+    """KEY_GRANT columns of QESIF's quantum session (one session)."""
+    from bridge.cosim.orchestrator import plan_costs
+    from qesif_core.costs import load_cost_model
+    from qesif_core.schemes.base import SessionPlan
+
+    plan = SessionPlan("quantum", "qkd-psk", "aes-256-gcm", consumes_qkd_key=True)
+    return {
+        "mode": "quantum",
+        "handshake": "qkd-psk",
+        "cipher": plan.cipher,
+        **plan_costs(load_cost_model(), plan),
+    }
+
+
+class FixedGrants:
+    """The orchestrator's side of a run, reduced to the network: every session gets ``session_grant()``,
+    no link is ever flagged; the TELEMETRY bodies are kept."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.grant = session_grant()
+        self.telemetry: list[dict[str, Any]] = []
+        self.finished = False
+
+    def handle(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        protocol.check_body(kind, body)
+        net = self.spec["network"]
+        if kind == protocol.HELLO:
+            return protocol.WELCOME, {
+                "version": protocol.PROTOCOL_VERSION,
+                "rounds": int(self.spec["rounds"]),
+                "round_duration_s": float(self.spec["round_duration_s"]),
+                "devices": int(net["devices"]),
+                "gateways": int(net["gateways"]),
+            }
+        if kind == protocol.KEY_REQUEST:
+            n = len(body["device"])
+            columns = {name: [value] * n for name, value in self.grant.items()}
+            return protocol.KEY_GRANT, {
+                "round": body["round"],
+                "device": body["device"],
+                "key_id": [f"ref-{body['round']}-{d}" for d in body["device"]],
+                **columns,
+            }
+        if kind == protocol.TELEMETRY:
+            self.telemetry.append(body)
+            return protocol.VERDICT, {
+                "round": body["round"],
+                "link_flagged": [False] * int(net["gateways"]),
+                "flagged_records": [],
+            }
+        if kind == protocol.BYE:
+            self.finished = len(self.telemetry) == int(self.spec["rounds"])
+            return protocol.BYE, {"reason": "done"}
+        raise protocol.ProtocolError(protocol.E_TYPE, f"unexpected {kind}")
+
+
+def figures(telemetry: list[Mapping[str, Any]]) -> dict[str, float]:
+    """A run's figures (``FIGURES``) from its TELEMETRY bodies, as the orchestrator's table computes them."""
+    sent = sum(t["messages_sent"] for t in telemetry)
+    delivered = sum(t["messages_delivered"] for t in telemetry)
+    latency = np.concatenate([np.asarray(t["latency_s"], dtype=float) for t in telemetry] or [[]])
+    return {
+        "messages_sent": sent,
+        "messages_delivered": delivered,
+        "delivery_ratio": delivered / sent if sent else float("nan"),
+        "latency_median_ms": 1e3 * float(np.median(latency)) if latency.size else float("nan"),
+        "latency_p95_ms": 1e3 * float(np.percentile(latency, 95)) if latency.size else float("nan"),
+        "frames": sum(t["frames"] for t in telemetry),
+        "mac_drops": sum(t["mac_drops"] for t in telemetry),
+        "queue_drops": sum(t["queue_drops"] for t in telemetry),
+    }
+
+
+def run_builtin(config: Config) -> dict[str, float]:
+    """A configuration's figures on the built-in backend (in this process)."""
+    from bridge.backends.builtin import BuiltinNetwork, drive
+
+    spec = config_spec(config)
+    handler = FixedGrants(spec)
+    drive(BuiltinNetwork(spec), handler.handle)
+    return figures(handler.telemetry)
+
+
+def run_inet(config: Config, timeout_s: float = 300.0) -> dict[str, float]:
+    """A configuration's figures on OMNeT++/INET (the QESIF model as the peer of :class:`FixedGrants`)."""
+    from bridge.backends.omnetpp import cosim_peer, require_model
+    from bridge.cosim.orchestrator import serve_with_peer
+
+    spec = config_spec(config, backend="omnetpp")
+    model = require_model()
+    with tempfile.TemporaryDirectory(prefix="qesif-inet-ref-") as workdir:
+        endpoint = f"ipc://{workdir}/orchestrator.sock"
+        peer, _ = cosim_peer(spec, model, Path(workdir), endpoint, timeout_s=timeout_s)
+        handler = serve_with_peer(FixedGrants(spec), endpoint, peer, timeout_s=timeout_s)
+    if not handler.finished:
+        raise RuntimeError(f"{config.name}: the model said BYE after {len(handler.telemetry)} rounds")
+    return figures(handler.telemetry)
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """Rows of a reference table: the configuration's fields typed, figures as floats."""
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            config = Config(
+                access=row["access"],
+                reliability=row["reliability"],
+                devices_per_gateway=int(row["devices_per_gateway"]),
+                mean_interarrival_s=float(row["mean_interarrival_s"]),
+                payload_bytes=int(row["payload_bytes"]),
+            )
+            rows.append({"config": config, **{name: float(row[name]) for name in FIGURES}})
+    return rows
+
+
+def _rows(backend: str) -> Iterator[tuple[Config, dict[str, float], float]]:
+    run = run_inet if backend == "omnetpp" else run_builtin
+    for config in GRID:
+        started = time.perf_counter()
+        result = run(config)
+        yield config, result, time.perf_counter() - started
+
+
+def _versions() -> dict[str, str]:
+    from bridge.backends.omnetpp import find_model
+
+    versions = {"python": platform.python_version()}
+    model = find_model()
+    if model is not None:
+        inet = model.inet_src.parent
+        for name, folder in (("inet", inet), ("omnetpp", model.omnetpp_lib.parent)):
+            try:
+                described = subprocess.run(
+                    ["git", "-C", str(folder), "describe", "--tags", "--always"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                ).stdout.strip()
+            except OSError:
+                described = ""
+            versions[name] = described or folder.name
+    return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the reference table of the grid (see the module docstring)."""
+    from bridge.provenance import code_fingerprint
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge.backends.inet_reference", description=main.__doc__
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="folder for reference.csv and provenance.json"
+    )
+    parser.add_argument("--backend", choices=("omnetpp", "builtin"), default="omnetpp")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    walls: dict[str, float] = {}
+    with (args.out / "reference.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([*asdict(GRID[0]), *FIGURES])
+        for config, result, wall in _rows(args.backend):
+            writer.writerow([*asdict(config).values(), *(_format(result[name]) for name in FIGURES)])
+            handle.flush()
+            walls[config.name] = round(wall, 2)
+            print(f"{config.name}: {result} ({wall:.1f} s)", file=sys.stderr)
+    provenance = {
+        "command": f"python -m bridge.backends.inet_reference --out {args.out} --backend {args.backend}",
+        "backend": args.backend,
+        "seed": SEED,
+        "rounds": ROUNDS,
+        "round_duration_s": ROUND_DURATION_S,
+        "gateways": GATEWAYS,
+        "code_fingerprint": code_fingerprint(),
+        "versions": _versions(),
+        "wall_s": walls,
+    }
+    (args.out / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _format(value: float) -> str:
+    return f"{value:.6g}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
