@@ -10,6 +10,11 @@
   batches of 100 (one KEY_REQUEST per round, as the built-in backend does).
 - ``bridge_ratio``: run time of the smoke scenario's first run over the ZeroMQ bridge divided by in-process
   (median of 3 each; target <= 1.3).
+- ``table2_<access>_*``: Table 2's network (100 devices, 10 gateways, 10 rounds of 1 s) on the built-in
+  backend and on OMNeT++/INET (where the QESIF model is built), both driven by the same fixed grants
+  (``bridge.backends.inet_reference``; no QKD or Q-IDS behind them): ``simulate_s`` is the network's
+  simulation (for OMNeT++ from starting the model to its exit), ``setup_s`` the shared workload
+  preparation; medians of 3; ``speedup`` = OMNeT++ / built-in simulate time (target >= 100).
 
 Run as ``python benchmarks/bench_network.py`` (all figures) or through ``make bench``.
 """
@@ -209,6 +214,31 @@ def _bridge_ratio() -> dict[str, float]:
     }
 
 
+def _table2_speed() -> dict[str, Any]:
+    from bridge.backends.inet_reference import run_network, table2_spec
+    from bridge.backends.omnetpp import find_model
+
+    figures: dict[str, Any] = {}
+    for access, tag in (("802.15.4", "802154"), ("wifi", "wifi")):
+        simulate: dict[str, float] = {}
+        for backend in ("builtin", "omnetpp"):
+            if backend == "omnetpp" and find_model() is None:
+                figures[f"table2_{tag}_omnetpp"] = (
+                    "skipped: the QESIF OMNeT++ model is not built (make omnet)"
+                )
+                continue
+            runs = [run_network(table2_spec(access, backend)) for _ in range(3)]
+            simulate[backend] = statistics.median(r["simulate_s"] for r in runs)
+            figures[f"table2_{tag}_{backend}_simulate_s"] = round(simulate[backend], 3)
+            figures[f"table2_{tag}_{backend}_setup_s"] = round(
+                statistics.median(r["setup_s"] for r in runs), 3
+            )
+            figures[f"table2_{tag}_{backend}_delivered"] = runs[0]["messages_delivered"]
+        if len(simulate) == 2:
+            figures[f"table2_{tag}_speedup"] = round(simulate["omnetpp"] / simulate["builtin"], 1)
+    return figures
+
+
 def run() -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for devices, repetitions in SCALES:
@@ -217,6 +247,7 @@ def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="qesif-bench-") as workdir:
         figures.update(_round_trips(workdir))
     figures.update(_bridge_ratio())
+    figures.update(_table2_speed())
     return figures
 
 

@@ -93,7 +93,7 @@ def config_spec(config: Config, backend: str = "builtin") -> dict[str, Any]:
         "rounds": ROUNDS,
         "round_duration_s": ROUND_DURATION_S,
         "backend": backend,
-        "dataset": {"name": "ton_iot", "path": None, "max_rows": 3000},
+        "dataset": {"name": "ton_iot", "path": None, "max_rows": 1000},
         "channel": resolve_channel("<inet reference>", "channel", {"name": "clean"}),
         "scheme": "QESIF",
         "network": {
@@ -189,30 +189,42 @@ def figures(telemetry: list[Mapping[str, Any]]) -> dict[str, float]:
     }
 
 
-def run_builtin(config: Config) -> dict[str, float]:
-    """A configuration's figures on the built-in backend (in this process)."""
-    from bridge.backends.builtin import BuiltinNetwork, drive
-
-    spec = config_spec(config)
+def run_network(spec: Mapping[str, Any]) -> dict[str, float]:
+    """A run's figures (``FIGURES``) with the network of ``spec["backend"]`` (``builtin`` in this process,
+    ``omnetpp``: the QESIF model as the peer) and :class:`FixedGrants` for the orchestrator; also
+    ``setup_s`` (the workload: topology, flow records, for OMNeT++ the schedule and ini files) and
+    ``simulate_s`` (the network's rounds, for OMNeT++ from starting the model to its exit)."""
     handler = FixedGrants(spec)
-    drive(BuiltinNetwork(spec), handler.handle)
-    return figures(handler.telemetry)
+    started = time.perf_counter()
+    if spec.get("backend", "builtin") == "omnetpp":
+        from bridge.backends.omnetpp import cosim_peer, require_model
+        from bridge.cosim.orchestrator import serve_with_peer
+
+        model = require_model()
+        timeout_s = 300.0
+        with tempfile.TemporaryDirectory(prefix="qesif-inet-ref-") as workdir:
+            endpoint = f"ipc://{workdir}/orchestrator.sock"
+            peer, _ = cosim_peer(spec, model, Path(workdir), endpoint, timeout_s=timeout_s)
+            ready = time.perf_counter()
+            serve_with_peer(handler, endpoint, peer, timeout_s=timeout_s)
+        if not handler.finished:
+            raise RuntimeError(f"the model said BYE after {len(handler.telemetry)} rounds")
+    else:
+        from bridge.backends.builtin import BuiltinNetwork, drive
+
+        network = BuiltinNetwork(spec)
+        ready = time.perf_counter()
+        drive(network, handler.handle)
+    done = time.perf_counter()
+    return {**figures(handler.telemetry), "setup_s": ready - started, "simulate_s": done - ready}
 
 
-def run_inet(config: Config, timeout_s: float = 300.0) -> dict[str, float]:
-    """A configuration's figures on OMNeT++/INET (the QESIF model as the peer of :class:`FixedGrants`)."""
-    from bridge.backends.omnetpp import cosim_peer, require_model
-    from bridge.cosim.orchestrator import serve_with_peer
-
-    spec = config_spec(config, backend="omnetpp")
-    model = require_model()
-    with tempfile.TemporaryDirectory(prefix="qesif-inet-ref-") as workdir:
-        endpoint = f"ipc://{workdir}/orchestrator.sock"
-        peer, _ = cosim_peer(spec, model, Path(workdir), endpoint, timeout_s=timeout_s)
-        handler = serve_with_peer(FixedGrants(spec), endpoint, peer, timeout_s=timeout_s)
-    if not handler.finished:
-        raise RuntimeError(f"{config.name}: the model said BYE after {len(handler.telemetry)} rounds")
-    return figures(handler.telemetry)
+def table2_spec(access: str, backend: str, rounds: int = 10) -> dict[str, Any]:
+    """Table 2's network (100 devices, 10 gateways, 100 ms, records' payloads) for ``rounds`` s."""
+    spec = config_spec(Config(access, "ack", 10, 0.1, 0), backend)
+    spec["network"].update(devices=100, gateways=10, payload_bytes=None)
+    spec["rounds"] = rounds
+    return spec
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
@@ -232,10 +244,9 @@ def read_table(path: Path) -> list[dict[str, Any]]:
 
 
 def _rows(backend: str) -> Iterator[tuple[Config, dict[str, float], float]]:
-    run = run_inet if backend == "omnetpp" else run_builtin
     for config in GRID:
         started = time.perf_counter()
-        result = run(config)
+        result = run_network(config_spec(config, backend))
         yield config, result, time.perf_counter() - started
 
 

@@ -67,22 +67,20 @@ class RecordReplay:
 
     ``source`` holds one integer per record naming its source (factorised ``device_key``); sources are dealt
     to devices in turn, so one source is replayed by one device. Devices left without a source (more devices
-    than sources) replay the whole table from an offset of their own.
+    than sources) replay the whole table from an offset of their own. Memory is O(records + devices): the
+    devices without a source share the one time-ordered table.
     """
 
     def __init__(self, source: np.ndarray, ts: np.ndarray, n_devices: int) -> None:
         order = np.lexsort((np.arange(ts.size), ts))
-        source = np.asarray(source)[order]
-        codes = np.unique(source, return_inverse=True)[1]
+        codes = np.unique(np.asarray(source)[order], return_inverse=True)[1]
         owner = codes % n_devices
-        lists: list[np.ndarray] = [order[owner == d] for d in range(n_devices)]
-        n = order.size
-        for d in range(n_devices):
-            if lists[d].size == 0:
-                lists[d] = np.roll(order, -(d * n // n_devices))
-        self._length = np.array([lst.size for lst in lists], dtype=np.int64)
-        self._offset = np.concatenate([[0], np.cumsum(self._length)[:-1]])
-        self._records = np.concatenate(lists)
+        by_owner = np.argsort(owner, kind="stable")  # each device's records, in time order
+        self._own = order[by_owner]
+        self._own_length = np.bincount(owner, minlength=n_devices).astype(np.int64)
+        self._own_offset = np.cumsum(self._own_length) - self._own_length
+        self._order = order
+        self._rotation = np.arange(n_devices, dtype=np.int64) * order.size // n_devices
         self._cursor = np.zeros(n_devices, dtype=np.int64)
 
     def take(self, device: np.ndarray) -> np.ndarray:
@@ -92,9 +90,13 @@ class RecordReplay:
         starts = group_starts(device)
         run_length = np.diff(np.append(starts, device.size))
         rank = np.arange(device.size) - np.repeat(starts, run_length)
-        position = (self._cursor[device] + rank) % self._length[device]
+        position = self._cursor[device] + rank
         np.add.at(self._cursor, device[starts], run_length)
-        return self._records[self._offset[device] + position]
+        own = self._own_length[device]
+        records = self._order[(self._rotation[device] + position) % self._order.size]
+        has = own > 0
+        records[has] = self._own[self._own_offset[device[has]] + position[has] % own[has]]
+        return records
 
 
 def round_traffic(device: np.ndarray, time: np.ndarray, payload_bytes: np.ndarray) -> RoundTraffic:
