@@ -148,11 +148,12 @@ class BuiltinNetwork:
         self.rounds = int(spec["rounds"])
         self.round_duration_s = float(spec["round_duration_s"])
         self.params = network_params(load_cost_model(spec.get("costs") or {}), net)
-        self.workload = Workload(spec, run_streams(spec["seed"]))
+        streams = run_streams(spec["seed"])
+        self.workload = Workload(spec, streams)
         self.n_devices = self.workload.n_devices
         self.n_gateways = self.workload.n_gateways
         self.topology = self.workload.topology
-        self._rng = self.workload.rng
+        self._rng = streams.channel  # not the traffic stream: the offered traffic is the OMNeT++ backend's
         self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
         self.session_rounds = session_rounds_of(spec)

@@ -2,7 +2,7 @@
 
 The grid brackets Table 2's point (``GRID``): access {802.15.4, Wi-Fi} x reliability {acknowledged (MQTT-SN
 QoS 1, CoAP CON), unacknowledged (QoS 0, NON)} x devices per gateway {5, 10, 20} x mean inter-arrival
-{1 s, 0.1 s} x payload {32, 100, 256 B}: 72 configurations of two PANs for ten rounds of 1 s. Both backends
+{1 s, 0.1 s} x payload {32, 100, 256 B}: 72 configurations of two PANs for 60 rounds of 1 s. Both backends
 run the same workload (``bridge.backends.workload``, same seed) and get the same grants: every session is
 QESIF's quantum session on a clean link (QKD-PSK key-ID flight of 72 B from the gateway, AES-256-GCM), so
 the rows compare networks and nothing else. A stand-in for the orchestrator (:class:`FixedGrants`) answers
@@ -38,7 +38,7 @@ from bridge.cosim import protocol
 from bridge.scenario import resolve_channel
 
 SEED = 1
-ROUNDS = 10
+ROUNDS = 60
 ROUND_DURATION_S = 1.0
 GATEWAYS = 2
 ACCESS = ("802.15.4", "wifi")

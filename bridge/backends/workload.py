@@ -3,9 +3,9 @@
 A device's messages arrive as a Poisson process (``network.mean_interarrival_s``); each carries a held-out
 flow record of the run's dataset, replayed per device in its time order (``RecordReplay``), whose mean bytes
 per packet sets the message's payload, or ``network.payload_bytes`` when given (every message the same).
-The built-in backend draws each round's messages as it reaches the round (its channel draws interleave on
-the same stream); the OMNeT++ backend draws all rounds before the simulation starts and hands them to the
-model as a schedule file (:func:`write_schedule`).
+The built-in backend draws each round's messages as it reaches the round (its channel draws come from a
+stream of their own); the OMNeT++ backend draws all rounds before the simulation starts and hands them to
+the model as a schedule file (:func:`write_schedule`): both carry exactly the same messages.
 """
 
 from __future__ import annotations
@@ -73,13 +73,12 @@ class Workload:
             self._payload = np.full(len(held_out), int(fixed), dtype=np.int64)
         source = held_out["device_key"].astype(str).to_numpy()
         self._replay = RecordReplay(source, held_out["ts"].to_numpy(float), self.n_devices)
-        #: The traffic stream; the built-in backend also draws its channel outcomes from it.
-        self.rng = streams.traffic
+        self._rng = streams.traffic
 
     def round_messages(self, round_index: int) -> RoundMessages:
         start = round_index * self.round_duration_s
         device, time = poisson_arrivals(
-            self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self.rng
+            self.n_devices, start, self.round_duration_s, self.mean_interarrival_s, self._rng
         )
         slot = self._replay.take(device)
         return RoundMessages(device, time, self._payload[slot], self._record_ids[slot])

@@ -22,7 +22,7 @@ from qesif_core.qids.flows import feature_columns, vector_keys
 #: Share of each class's records used to train the flow detector; the rest drive the network (held out).
 DEFAULT_TRAIN_FRACTION = 0.7
 
-_STREAMS = ("dataset", "split", "topology", "traffic", "qkd", "keys", "ids")
+_STREAMS = ("dataset", "split", "topology", "traffic", "qkd", "keys", "ids", "channel")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RunStreams:
     qkd: np.random.Generator
     keys: np.random.Generator
     ids: np.random.Generator
+    channel: np.random.Generator  # the built-in network's own draws (MAC streams, CoAP timers)
 
 
 def run_streams(seed: int) -> RunStreams:

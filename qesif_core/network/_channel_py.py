@@ -68,7 +68,6 @@ S_ACKAIR = cython.declare(cython.longlong, 7)  # ACK on air until st_t
 # Packet kinds.
 PK_UP = cython.declare(cython.longlong, 0)  # device request to the gateway
 PK_RESP = cython.declare(cython.longlong, 1)  # gateway response to a device
-PK_DOWN = cython.declare(cython.longlong, 2)  # gateway-initiated request (a down-only handshake flight)
 
 # Device application events.
 A_NONE = cython.declare(cython.longlong, 0)
@@ -233,7 +232,6 @@ class _Pans:
     post_delay: cython.double[:]
     n_att: cython.longlong[:]
     has_resp: cython.longlong[:]
-    req_up: cython.longlong[:]
     droppable: cython.longlong[:]
     req_bytes: cython.longlong[:]
     resp_bytes: cython.longlong[:]
@@ -351,7 +349,7 @@ class _Pans:
         self.arrival, self.earliest = job["arrival"], job["earliest"]
         self.pre_delay, self.resp_delay = job["pre_delay"], job["resp_delay"]
         self.post_delay, self.n_att = job["post_delay"], job["n_att"]
-        self.has_resp, self.req_up = job["has_resp"], job["req_up"]
+        self.has_resp = job["has_resp"]
         self.droppable, self.req_bytes = job["droppable"], job["req_bytes"]
         self.resp_bytes, self.timeout_base = job["resp_bytes"], job["timeout_base"]
         self.phase, self.attempt, self.jseq = job["phase"], job["attempt"], job["seq"]
@@ -996,10 +994,36 @@ class _Pans:
     @cython.cfunc
     @cython.exceptval(check=False)
     def send_request(self, d: cython.longlong, j: cython.longlong, t: cython.double) -> cython.void:
-        if self.req_up[j]:
-            self.give_device(d, PK_UP, self.jseq[j], self.req_bytes[j], t)
+        if self.req_bytes[j] == 0:  # no frame of its own (a session start answered by a gateway flight)
+            self.request_arrived(d, j, t)
+            self.request_through(d, j, t, True)
         else:
-            self.give_gateway(PK_DOWN, d, self.jseq[j], self.req_bytes[j], t)
+            self.give_device(d, PK_UP, self.jseq[j], self.req_bytes[j], t)
+
+    @cython.cfunc
+    @cython.exceptval(check=False)
+    def request_arrived(self, d: cython.longlong, j: cython.longlong, t: cython.double) -> cython.void:
+        if self.arrived[j] != self.arrived[j]:  # nan: first arrival
+            self.arrived[j] = t
+        if self.has_resp[j] and self.gw_t[d] == INF:
+            self.gw_seq[d] = self.jseq[j]
+            self.gw_bytes[d] = self.resp_bytes[j]
+            self.set_gw(d, t + self.resp_delay[j])
+
+    @cython.cfunc
+    @cython.exceptval(check=False)
+    def request_through(
+        self, d: cython.longlong, j: cython.longlong, t: cython.double, whole: cython.bint
+    ) -> cython.void:
+        """The device's MAC is through with the request (``whole``: it arrived)."""
+        if self.has_resp[j]:
+            if self.phase[j] == REQUEST:
+                self.phase[j] = RESPONSE
+                self.req_done[j] = t
+        elif whole:
+            self.finish(d, j, t + self.post_delay[j])
+        else:
+            self.finish(d, j, t)
 
     @cython.cfunc
     @cython.exceptval(check=False)
@@ -1007,17 +1031,11 @@ class _Pans:
         """Every fragment of the packet of ``s`` reached its receiver (first time, at ``t``)."""
         d: cython.longlong = self.st_pdev[s]
         j: cython.longlong = self.current(d, self.st_pseq[s])
-        pkind: cython.longlong = self.st_pkind[s]
         if j < 0:
             return
-        if pkind == PK_UP:
-            if self.arrived[j] != self.arrived[j]:  # nan: first arrival
-                self.arrived[j] = t
-            if self.has_resp[j] and self.gw_t[d] == INF:
-                self.gw_seq[d] = self.jseq[j]
-                self.gw_bytes[d] = self.resp_bytes[j]
-                self.set_gw(d, t + self.resp_delay[j])
-        elif pkind == PK_RESP:
+        if self.st_pkind[s] == PK_UP:
+            self.request_arrived(d, j, t)
+        else:  # the response
             if self.phase[j] == RESPONSE:
                 self.listen[j] += t - self.req_done[j]
             self.acked[j] = 1
@@ -1029,18 +1047,8 @@ class _Pans:
         """The MAC of ``s`` is through with its packet (``st_pok``: it arrived whole)."""
         d: cython.longlong = self.st_pdev[s]
         j: cython.longlong = self.current(d, self.st_pseq[s])
-        pkind: cython.longlong = self.st_pkind[s]
-        if j < 0 or pkind == PK_RESP:
-            return
-        if pkind == PK_UP and self.has_resp[j]:
-            if self.phase[j] == REQUEST:
-                self.phase[j] = RESPONSE
-                self.req_done[j] = t
-            return
-        if self.st_pok[s]:
-            self.finish(d, j, t + self.post_delay[j])
-        else:
-            self.finish(d, j, t)
+        if j >= 0 and self.st_pkind[s] == PK_UP:
+            self.request_through(d, j, t, self.st_pok[s] != 0)
 
     @cython.cfunc
     @cython.exceptval(check=False)

@@ -280,14 +280,14 @@ def _new_jobs(
     extra = costs.extra_bytes.astype(np.int64)
     stack_s = params.device_stack_cycles / pw.cpu_hz
 
-    # Handshakes: a device flight answered by a gateway flight, or a single flight either way.
+    # Handshakes: a device flight answered by a gateway flight, or a single flight either way. A gateway
+    # flight alone (a key-ID flight) answers the device's session start, which reaches the gateway without a
+    # frame of its own: a request of zero bytes, retransmitted like a DTLS flight when the answer is lost.
     has_up = costs.handshake_up_bytes > 0
     has_down = costs.handshake_down_bytes > 0
     hs = np.flatnonzero((has_up | has_down) & fresh)
-    both = has_up[hs] & has_down[hs]
-    up_first = has_up[hs]
-    hs_dev_before = np.where(up_first, 0.5 * costs.handshake_device_s[hs], 0.0)
-    hs_pre = np.where(up_first, hs_dev_before, costs.handshake_gateway_s[hs])
+    up, answered = has_up[hs], has_down[hs]
+    hs_dev_before = np.where(up, 0.5 * costs.handshake_device_s[hs], 0.0)
     hs_frame = sizes.handshake_record_overhead + transport
     # MQTT-SN CONNECT/CONNACK.
     conn = np.flatnonzero((sproto == MQTT) & fresh)
@@ -343,23 +343,22 @@ def _new_jobs(
         "session": cat(hs, conn, msess, np.int64),
         "arrival": cat(session_start[hs], session_start[conn], traffic.time),
         "earliest": cat(
-            session_start[hs] + hs_pre, session_start[conn] + stack_s, traffic.time + msg_dev_cpu
+            session_start[hs] + hs_dev_before, session_start[conn] + stack_s, traffic.time + msg_dev_cpu
         ),
-        "pre_delay": cat(hs_pre, np.full(n_conn, stack_s), msg_dev_cpu),
+        "pre_delay": cat(hs_dev_before, np.full(n_conn, stack_s), msg_dev_cpu),
         "resp_delay": cat(costs.handshake_gateway_s[hs], np.full(n_conn, connect_rtt), ack_delay),
         "post_delay": cat(costs.handshake_device_s[hs] - hs_dev_before, zeros(n_conn), zeros(n_msgs)),
         "dev_cpu": cat(costs.handshake_device_s[hs], np.full(n_conn, stack_s), msg_dev_cpu),
-        "has_resp": cat(both, np.ones(n_conn), confirmable, np.int64),
-        "req_up": cat(up_first, np.ones(n_conn), np.ones(n_msgs), np.int64),
+        "has_resp": cat(answered, np.ones(n_conn), confirmable, np.int64),
         "droppable": cat(zeros(n_hs), zeros(n_conn), np.ones(n_msgs), np.int64),
         "req_bytes": cat(
-            np.where(up_first, costs.handshake_up_bytes[hs], costs.handshake_down_bytes[hs]) + hs_frame,
+            np.where(up, costs.handshake_up_bytes[hs] + hs_frame, 0),
             sizes.mqtt_connect + extra[conn] + transport,
             traffic.payload_bytes + app_overhead + extra[msess] + transport,
             np.int64,
         ),
         "resp_bytes": cat(
-            np.where(both, costs.handshake_down_bytes[hs] + hs_frame, 0),
+            np.where(answered, costs.handshake_down_bytes[hs] + hs_frame, 0),
             sizes.mqtt_connack + extra[conn] + transport,
             np.where(confirmable, ack_bytes + extra[msess] + transport, 0),
             np.int64,
@@ -372,7 +371,7 @@ def _new_jobs(
     n_jobs = device.size
     retries = np.where(is_mqtt, params.mqtt_max_retries, params.coap_max_retransmit)
     job["n_att"] = 1 + cat(
-        np.where(both, params.dtls_max_retransmit, 0),
+        np.where(answered, params.dtls_max_retransmit, 0),
         np.full(n_conn, params.mqtt_max_retries),
         np.where(confirmable, retries, 0),
         np.int64,

@@ -26,7 +26,6 @@ JOB_DEFAULTS = dict(
     post_delay=0.0,
     n_att=1,
     has_resp=0,
-    req_up=1,
     droppable=1,
     req_bytes=80,
     resp_bytes=20,
@@ -56,7 +55,7 @@ class Pan:
             name: np.array([r[name] for _, r in rows], dtype=np.float64)
             for name in ("arrival", "pre_delay", "resp_delay", "post_delay")
         }
-        for name in ("n_att", "has_resp", "req_up", "droppable", "req_bytes", "resp_bytes"):
+        for name in ("n_att", "has_resp", "droppable", "req_bytes", "resp_bytes"):
             self.job[name] = np.array([r[name] for _, r in rows], dtype=np.int64)
         n_jobs = len(rows)
         self.job["earliest"] = self.job["arrival"] + self.job["pre_delay"]
@@ -219,6 +218,20 @@ def test_a_request_waits_for_the_response_of_the_one_before(kernel):
     assert (pan.job["phase"] == k.DONE).all() and pan.job["acked"][:2].tolist() == [1, 1]
     assert pan.job["arrived"][1] > pan.job["end"][0]  # sent only once the first response was back
     assert pan.out["frames"][0] == 5  # three requests, two responses
+
+
+def test_a_session_start_answered_by_a_gateway_flight_waits_for_it_and_asks_again(kernel):
+    flight = dict(arrival=0.01, req_bytes=0, has_resp=1, resp_bytes=97, n_att=2, post_delay=0.005)
+    pan = Pan([[flight]]).run(kernel)
+    assert pan.out["frames"][0] == 1  # the request costs no frame: only the gateway's flight
+    slots = (pan.job["end"][0] - 0.005 - 0.01 - 1e-3 - ZIGBEE.cca_s - ZIGBEE.turnaround_s) / 320e-6
+    slots -= pan.airtime(97) / 320e-6
+    assert 0 <= slots <= 7 + 1e-6  # response queued 1 ms after the start, one backoff, then on air
+    lost = Pan([[flight]], access=Ieee802154(bit_error_rate=0.05)).run(kernel)
+    # Every flight is lost: the gateway sends each 1 + macMaxFrameRetries times, the device asks again when
+    # its 2 s timer fires and gives up at the second (4 s later).
+    assert lost.out["frames"][0] == 2 * 4 and lost.job["acked"][0] == 0
+    assert lost.job["end"][0] == pytest.approx(0.01 + 2.0 + 4.0)
 
 
 def test_a_full_device_queue_drops_arrivals_and_a_give_up_frees_the_device(kernel):
