@@ -23,12 +23,12 @@ import csv
 import itertools
 import json
 import platform
-import subprocess
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from bridge.cosim import protocol
 from bridge.scenario import resolve_channel
+from qesif_core.network.ieee802154 import Ieee802154
 
 SEED = 1
 ROUNDS = 60
@@ -189,11 +190,18 @@ def figures(telemetry: list[Mapping[str, Any]]) -> dict[str, float]:
     }
 
 
-def run_network(spec: Mapping[str, Any]) -> dict[str, float]:
+#: How INET 4.5 frames a packet over 802.15.4 (it has no 6LoWPAN), as ``Ieee802154`` fields: uncompressed
+#: IPv4 + UDP headers, IPv4 fragments of at most 118 bytes (127 - its 9-byte MAC header), and its
+#: macAckWaitDuration of 560 us (Ieee802154NarrowbandMac.ned).
+INET_FRAMING = {"ip_udp_bytes": 28, "mac_overhead_bytes": 9, "fragmentation": "ipv4", "ack_wait_s": 560e-6}
+
+
+def run_network(spec: Mapping[str, Any], inet_framing: bool = False) -> dict[str, float]:
     """A run's figures (``FIGURES``) with the network of ``spec["backend"]`` (``builtin`` in this process,
     ``omnetpp``: the QESIF model as the peer) and :class:`FixedGrants` for the orchestrator; also
     ``setup_s`` (the workload: topology, flow records, for OMNeT++ the schedule and ini files) and
-    ``simulate_s`` (the network's rounds, for OMNeT++ from starting the model to its exit)."""
+    ``simulate_s`` (the network's rounds, for OMNeT++ from starting the model to its exit).
+    ``inet_framing``: the built-in 802.15.4 model frames packets as INET does (``INET_FRAMING``)."""
     handler = FixedGrants(spec)
     started = time.perf_counter()
     if spec.get("backend", "builtin") == "omnetpp":
@@ -213,6 +221,8 @@ def run_network(spec: Mapping[str, Any]) -> dict[str, float]:
         from bridge.backends.builtin import BuiltinNetwork, drive
 
         network = BuiltinNetwork(spec)
+        if inet_framing and isinstance(network.params.access, Ieee802154):
+            network.params = replace(network.params, access=replace(network.params.access, **INET_FRAMING))
         ready = time.perf_counter()
         drive(network, handler.handle)
     done = time.perf_counter()
@@ -251,24 +261,24 @@ def _rows(backend: str) -> Iterator[tuple[Config, dict[str, float], float]]:
 
 
 def _versions() -> dict[str, str]:
+    """Python, and the OMNeT++ and INET the built model uses (their own version files)."""
     from bridge.backends.omnetpp import find_model
 
     versions = {"python": platform.python_version()}
     model = find_model()
     if model is not None:
-        inet = model.inet_src.parent
-        for name, folder in (("inet", inet), ("omnetpp", model.omnetpp_lib.parent)):
-            try:
-                described = subprocess.run(
-                    ["git", "-C", str(folder), "describe", "--tags", "--always"],
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                    check=False,
-                ).stdout.strip()
-            except OSError:
-                described = ""
-            versions[name] = described or folder.name
+        omnetpp_version = model.omnetpp_lib.parent / "Version"
+        if omnetpp_version.is_file():
+            versions["omnetpp"] = omnetpp_version.read_text(encoding="utf-8").strip()
+        defs = model.inet_src / "inet" / "common" / "INETDefs.h"
+        if defs.is_file():
+            text = defs.read_text(encoding="utf-8")
+            found = dict(re.findall(r"#define (INET_VERSION|INET_PATCH_LEVEL)\s+0x([0-9a-fA-F]+)", text))
+            if "INET_VERSION" in found:
+                number = int(found["INET_VERSION"], 16)
+                versions["inet"] = (
+                    f"{number >> 8}.{number & 0xFF}.{int(found.get('INET_PATCH_LEVEL', '0'), 16)}"
+                )
     return versions
 
 
@@ -284,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backend", choices=("omnetpp", "builtin"), default="omnetpp")
     args = parser.parse_args(argv)
+    fingerprint = code_fingerprint()  # of the code that runs, before anything can change it
     args.out.mkdir(parents=True, exist_ok=True)
     walls: dict[str, float] = {}
     with (args.out / "reference.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -301,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": ROUNDS,
         "round_duration_s": ROUND_DURATION_S,
         "gateways": GATEWAYS,
-        "code_fingerprint": code_fingerprint(),
+        "code_fingerprint": fingerprint,
         "versions": _versions(),
         "wall_s": walls,
     }

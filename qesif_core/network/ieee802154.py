@@ -35,6 +35,10 @@ class Ieee802154:
     fragn_header_bytes: int = 5  # RFC 4944 FRAGN
     bit_error_rate: float = 1e-5
     ip_udp_bytes: int = 14  # 6LoWPAN IPHC 10 (hop limit, context-compressed addresses) + NHC UDP 4 (RFC 6282)
+    #: "rfc4944": 6LoWPAN fragments (FRAG1/FRAGN headers); "ipv4": IPv4 fragments of at most one frame, each
+    #: with its own ``ipv4_header_bytes`` (how INET 4.5, which has no 6LoWPAN, sends over 802.15.4)
+    fragmentation: str = "rfc4944"
+    ipv4_header_bytes: int = 20
 
     @property
     def byte_s(self) -> float:
@@ -69,13 +73,22 @@ class Ieee802154:
         acc_i[_channel_py.I_MAX_BE] = self.mac_max_be
         acc_i[_channel_py.I_MAX_CSMA] = self.max_csma_backoffs
         acc_i[_channel_py.I_MAX_RETRIES] = self.max_frame_retries
-        # RFC 4944: a packet that fits one frame goes whole; else FRAG1 carries the first multiple of 8
-        # bytes that fits with its header, FRAGNs the rest.
-        acc_i[_channel_py.I_ROOM] = room
-        acc_i[_channel_py.I_FIRST_CAP] = (room - self.frag1_header_bytes) // 8 * 8
-        acc_i[_channel_py.I_NEXT_CAP] = (room - self.fragn_header_bytes) // 8 * 8
-        acc_i[_channel_py.I_FIRST_HDR] = self.frag1_header_bytes
-        acc_i[_channel_py.I_NEXT_HDR] = self.fragn_header_bytes
+        acc_i[_channel_py.I_ROOM] = room  # a packet that fits one frame goes whole
+        if self.fragmentation == "rfc4944":
+            # FRAG1 carries the first multiple of 8 bytes that fits with its header, FRAGNs the rest
+            acc_i[_channel_py.I_FIRST_CAP] = (room - self.frag1_header_bytes) // 8 * 8
+            acc_i[_channel_py.I_NEXT_CAP] = (room - self.fragn_header_bytes) // 8 * 8
+            acc_i[_channel_py.I_FIRST_HDR] = self.frag1_header_bytes
+            acc_i[_channel_py.I_NEXT_HDR] = self.fragn_header_bytes
+        elif self.fragmentation == "ipv4":
+            # the first fragment is the packet's own header and 8-byte multiples of data; every later one
+            # repeats the IPv4 header (RFC 791)
+            data = (room - self.ipv4_header_bytes) // 8 * 8
+            acc_i[_channel_py.I_FIRST_CAP] = self.ipv4_header_bytes + data
+            acc_i[_channel_py.I_NEXT_CAP] = data
+            acc_i[_channel_py.I_NEXT_HDR] = self.ipv4_header_bytes
+        else:
+            raise ValueError(f"Ieee802154.fragmentation: 'rfc4944' or 'ipv4', got {self.fragmentation!r}")
         acc_i[_channel_py.I_MAC_OVH] = self.mac_overhead_bytes
         acc_i[_channel_py.I_PHY_BYTES] = self.phy_overhead_bytes
         acc_i[_channel_py.I_RING] = ring_capacity

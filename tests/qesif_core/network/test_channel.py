@@ -125,6 +125,9 @@ def test_fragments_follow_rfc4944_and_the_ipv6_mtu():
     sizes = [k.fragment_sizes(b, acc_i) for b in (50, 116, 117, 300)]
     # 117 bytes: FRAG1 (4 + 112) then FRAGN (5 + 5); 300: 112, 104, 84 payload bytes (+ MAC 11).
     assert sizes == [[61], [127], [127, 21], [127, 120, 100]]
+    # INET's framing: IPv4 fragments of at most 118 bytes (127 - a 9-byte MAC header), header 20 each
+    _, acc_i = replace(ZIGBEE, fragmentation="ipv4", mac_overhead_bytes=9).kernel_params(1)
+    assert [k.fragment_sizes(b, acc_i) for b in (118, 319)] == [[127], [125, 125, 125, 40]]
     _, acc_i = WIFI.kernel_params(1)
     assert k.fragment_sizes(1500, acc_i) == [1536]
     # 3000 bytes: 1488 + 1488 + 24, each with the 8-byte fragment header and 36 bytes of MAC
