@@ -13,8 +13,7 @@ import pytest
 from qesif_core import _native
 from qesif_core.network import _channel_py as k
 from qesif_core.network.ieee802154 import Ieee802154
-from qesif_core.network.model import NetworkParams, QueueState, SessionCosts, idle_mac_state, simulate_round
-from qesif_core.network.traffic import build_topology, poisson_arrivals, round_traffic
+from qesif_core.network.model import NetworkParams, idle_mac_state
 from qesif_core.network.wifi import Wifi80211
 
 ZIGBEE = Ieee802154(bit_error_rate=0.0)
@@ -269,33 +268,14 @@ def test_a_run_cut_at_horizons_resumes_exactly(kernel, access):
     assert np.isin(whole.job["phase"], [k.DONE, k.QUEUE_DROPPED]).all() and whole.out["frames"][0] > 90
 
 
-def _loaded_rounds(access, impl, monkeypatch):
-    monkeypatch.setenv("QESIF_IMPL", impl)
-    rng = np.random.default_rng(3)
-    params = NetworkParams(access=access)
-    topology = build_topology(40, 4, 0.5, rng)
-    state = QueueState.idle(4, params)
-    out = []
-    for r in range(3):
-        device, time = poisson_arrivals(40, float(r), 1.0, 0.1, rng)
-        traffic = round_traffic(device, time, np.full(device.size, 90))
-        n = traffic.session_device.size
-        full = lambda v, n=n: np.full(n, float(v))  # noqa: E731
-        costs = SessionCosts(
-            np.full(n, 64), np.full(n, 64), full(0.01), full(1e-4), np.full(n, 28), full(3e-5),
-            full(4e-5), full(1e-6), full(1e-9),
-        )  # fmt: skip
-        out.append(
-            simulate_round(params, topology.gateway, topology.protocol, traffic, costs, 1.0, state, rng, r)
-        )
-    return out
-
-
 @pytest.mark.parametrize("access", [Ieee802154(), Wifi80211()], ids=["802.15.4", "wifi"])
-def test_twins_agree_bit_for_bit_on_a_loaded_network(monkeypatch, access):
+def test_twins_agree_bit_for_bit_on_a_loaded_network(monkeypatch, access, loaded_rounds):
     _compiled()
-    compiled = _loaded_rounds(access, "cython", monkeypatch)
-    pure = _loaded_rounds(access, "python", monkeypatch)
+    load = dict(seed=3, devices=40, gateways=4, payload=90, handshake_bytes=64)
+    monkeypatch.setenv("QESIF_IMPL", "cython")
+    compiled = loaded_rounds(access, **load)
+    monkeypatch.setenv("QESIF_IMPL", "python")
+    pure = loaded_rounds(access, **load)
     for a, b in zip(compiled, pure, strict=True):
         assert np.array_equal(a.latency_s, b.latency_s)
         assert np.array_equal(a.session_energy_j, b.session_energy_j)

@@ -5,8 +5,6 @@ import pytest
 
 from qesif_core.network import _channel_py as k
 from qesif_core.network.ieee802154 import Ieee802154
-from qesif_core.network.model import NetworkParams, QueueState, SessionCosts, simulate_round
-from qesif_core.network.traffic import build_topology, poisson_arrivals, round_traffic
 from qesif_core.network.wifi import Wifi80211
 
 WIFI = Wifi80211(bit_error_rate=0.0)
@@ -25,28 +23,9 @@ def test_the_kernel_gets_the_dcf_timings():
     assert acc_i[k.I_PHY_BYTES] == 216  # data bits per 4 us OFDM symbol at 54 Mbit/s
 
 
-def test_wifi_carries_table_2_load_faster_than_802_15_4():
+def test_wifi_carries_table_2_load_faster_than_802_15_4(loaded_rounds):
     def run(access):
-        params = NetworkParams(access=access)
-        rng = np.random.default_rng(4)
-        topology = build_topology(30, 3, 0.5, rng)
-        state = QueueState.idle(3, params)
-        out = []
-        for r in range(3):
-            device, time = poisson_arrivals(30, float(r), 1.0, 0.1, rng)
-            traffic = round_traffic(device, time, np.full(device.size, 80))
-            n = traffic.session_device.size
-            full = lambda v, n=n: np.full(n, float(v))  # noqa: E731
-            costs = SessionCosts(
-                np.full(n, 32), np.full(n, 32), full(0.01), full(1e-4), np.full(n, 28), full(3e-5),
-                full(4e-5), full(1e-6), full(1e-9),
-            )  # fmt: skip
-            out.append(
-                simulate_round(
-                    params, topology.gateway, topology.protocol, traffic, costs, 1.0, state, rng, r
-                )
-            )
-        return out
+        return loaded_rounds(access, seed=4, devices=30, gateways=3, payload=80, handshake_bytes=32)
 
     wifi, zigbee = run(Wifi80211()), run(Ieee802154())
     latency = lambda results: np.median(np.concatenate([r.latency_s for r in results]))  # noqa: E731
