@@ -72,17 +72,16 @@ def _vector(table, module, name):
     return np.asarray(rows["vecvalue"].iloc[0], dtype=float)
 
 
-def _both_backends(access: str):
+def _both_backends(access: str, spec: dict | None = None):
     missing = omnetpp.why_no_model()
     if missing:
         pytest.skip(missing)
-    spec = _smoke_spec()
+    spec = _smoke_spec() if spec is None else spec
     spec["network"] = {**spec["network"], "access": access}
     return spec, run_once(spec), run_once({**spec, "backend": "omnetpp"})
 
 
-def _delivery_ratio(table) -> float:
-    return _scalar(table, "network", "messages_delivered") / _scalar(table, "network", "messages_sent")
+SMOKE_SEEDS = range(7, 13)
 
 
 @pytest.mark.omnetpp
@@ -113,9 +112,20 @@ def test_smoke_run_on_omnetpp_agrees_with_the_builtin_backend(access):
 def test_smoke_delivery_ratio_agrees_with_the_builtin_backend(access):
     """Stated before the first run: both backends carry the same messages with the same MAC rules (802.15.4
     with the standard's channel access failure in both, docs/simulators.md), so the delivery ratios agree
-    within 0.05."""
-    _, builtin, omnet = _both_backends(access)
-    assert abs(_delivery_ratio(omnet) - _delivery_ratio(builtin)) <= 0.05
+    within 0.05. A smoke run offers about 250 messages at Table 2's rate and its 802.15.4 delivery is
+    decided by a handful of exchanges lost to MAC drops (each blocks its device for its timer): one seed
+    swings the ratio by up to 0.1 in either model, so the ratio is taken over seeds 7-12 pooled."""
+    totals = {"builtin": np.zeros(2), "omnetpp": np.zeros(2)}
+    for seed in SMOKE_SEEDS:
+        spec = {**_smoke_spec(), "seed": seed}
+        spec, builtin, omnet = _both_backends(access, spec)
+        for backend, table in (("builtin", builtin), ("omnetpp", omnet)):
+            totals[backend] += [
+                _scalar(table, "network", "messages_delivered"),
+                _scalar(table, "network", "messages_sent"),
+            ]
+    ratio = {backend: delivered / sent for backend, (delivered, sent) in totals.items()}
+    assert abs(ratio["omnetpp"] - ratio["builtin"]) <= 0.05, ratio
 
 
 @pytest.mark.omnetpp

@@ -13,10 +13,12 @@ def _scalars(table: pd.DataFrame) -> dict[str, float]:
 
 
 def _tiny(small_spec, session_rounds: int, channel: str = "clean") -> dict:
-    """4 devices on one Wi-Fi gateway, traffic every round, no ACK waits: no device is ever busy at a round
-    boundary, so sessions start exactly on the schedule; 1e6 pulses per block give QKD keys every round."""
+    """4 devices on one Wi-Fi gateway, traffic every round, no ACK waits; seed 9's traffic leaves every
+    device free at every round boundary (with seeds 7 and 8 one device is still sending a message at one
+    boundary and keeps its session: 23 sessions), so sessions start exactly on the schedule; 1e6 pulses per
+    block give QKD keys every round."""
     spec = small_spec(
-        seed=7, rounds=6, channel=channel, devices=4, gateways=1, mean_interarrival_s=0.05, access="wifi",
+        seed=9, rounds=6, channel=channel, devices=4, gateways=1, mean_interarrival_s=0.05, access="wifi",
         mqtt_qos=0, coap_confirmable=False,
     )  # fmt: skip
     spec["qkd"]["pulses_per_block"] = 1_000_000
