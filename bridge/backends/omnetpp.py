@@ -251,6 +251,8 @@ MODEL_INI = MODEL_DIR / "omnetpp.ini"
 #: Written by ``make omnet``: the model executable, and the INET and OMNeT++ library folders it links.
 MODEL_EXECUTABLE = MODEL_DIR / "qesif"
 MODEL_PATHS = MODEL_DIR / "out" / "paths.env"
+#: The C++ bridge client library the model links (``make cpp-client``).
+CLIENT_DIR = MODEL_DIR.parent / "client"
 #: Placement: PAN g's gateway at (g * PAN_SPACING_M, 0), its devices on a ring around it; PAN g on
 #: 802.15.4 channel 11 + g (2405 + 5 g MHz).
 PAN_SPACING_M = 2000.0
@@ -276,6 +278,17 @@ class OmnetModel:
         return env
 
 
+def _newer_source(built_at: float) -> Path | None:
+    """A C++ source of the model or of its bridge client changed after the model was built, or None."""
+    patterns = ((MODEL_DIR, ("*.cc", "*.h", "*.msg")), (CLIENT_DIR, ("*.cpp", "*.hpp")))
+    for folder, globs in patterns:
+        for pattern in globs:
+            for source in sorted(folder.rglob(pattern) if folder == CLIENT_DIR else folder.glob(pattern)):
+                if source.stat().st_mtime > built_at:
+                    return source
+    return None
+
+
 def _load_model() -> tuple[OmnetModel | None, str]:
     """(the model built by ``make omnet``, "") or (None, the missing piece)."""
     for path in (MODEL_EXECUTABLE, MODEL_PATHS):
@@ -287,6 +300,9 @@ def _load_model() -> tuple[OmnetModel | None, str]:
     missing = [key for key in ("INET_SRC", "OMNETPP_LIB") if key not in paths]
     if missing:
         return None, f"{MODEL_PATHS} lacks {', '.join(missing)}"
+    stale = _newer_source(MODEL_EXECUTABLE.stat().st_mtime)
+    if stale is not None:
+        return None, f"{MODEL_EXECUTABLE} is older than its source {stale} (rebuild it)"
     model = OmnetModel(MODEL_EXECUTABLE, Path(paths["INET_SRC"]), Path(paths["OMNETPP_LIB"]))
     folders = (("INET's library folder", model.inet_src), ("OMNeT++'s lib folder", model.omnetpp_lib))
     for what, folder in folders:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 import time
@@ -197,6 +198,23 @@ def test_missing_model_pieces_are_named(tmp_path, monkeypatch):
         omnetpp.require_model()
     (tmp_path / "inet").mkdir()
     assert omnetpp.why_no_model() is None and omnetpp.find_model().inet_src == tmp_path / "inet"
+
+
+def test_a_model_older_than_its_sources_is_named_stale(tmp_path, monkeypatch):
+    exe, paths = tmp_path / "qesif", tmp_path / "out" / "paths.env"
+    for name, value in (("MODEL_DIR", tmp_path), ("MODEL_EXECUTABLE", exe), ("MODEL_PATHS", paths)):
+        monkeypatch.setattr(omnetpp, name, value)
+    monkeypatch.setattr(omnetpp, "CLIENT_DIR", tmp_path / "client")
+    source = tmp_path / "QesifDeviceApp.cc"
+    source.write_text("// model source", encoding="utf-8")
+    exe.write_text("", encoding="utf-8")
+    paths.parent.mkdir()
+    paths.write_text(f"INET_SRC={tmp_path}\nOMNETPP_LIB={tmp_path}\n", encoding="utf-8")
+    os.utime(source, (exe.stat().st_mtime - 10,) * 2)
+    assert omnetpp.why_no_model() is None
+    os.utime(source, (exe.stat().st_mtime + 10,) * 2)
+    assert f"{exe} is older than its source {source}" in omnetpp.why_no_model()
+    assert omnetpp.find_model() is None
 
 
 @pytest.mark.omnetpp
