@@ -37,10 +37,6 @@ def data_path():
     return _data_path
 
 
-#: The same fixture under the name it had while the data lived outside the repository (tests written then).
-shared_path = data_path
-
-
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20250116)
