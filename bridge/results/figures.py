@@ -1,10 +1,11 @@
-"""The paper's Figures 2-7 drawn from a results table (mean and standard deviation over rounds), and
+"""The paper's Figures 2-7 drawn from a results table (mean and spread over rounds), and
 Figure 9 (key rate against QBER, computed by the QKD engine for the runs' link: ``bridge.results.keyrate``).
 
 Figures 2-6 compare QESIF with the baselines (every scheme in the results except QESIF's ablated
 variants, whose names start with ``QESIF-``); Figure 7 compares QESIF with its ablated variants. Each
 figure is written as PNG and PDF. Bars show the mean over all rounds of all runs of a group (scheme,
-dataset, channel; seeds pooled); error bars show one standard deviation over those rounds.
+dataset, channel; seeds pooled); whiskers run from the 10th to the 90th percentile of those rounds with a
+dot at the median (latency is skewed: mean - s.d. would go below zero), and the caption gives n.
 
 Figure 3 shows detection per distinct held-out record (the runs' ``ids/*`` scalars): bars are the mean
 over a group's runs (channel conditions, seeds), error bars the 95 % Wilson interval, the widest over
@@ -109,42 +110,47 @@ def _grouped_bars(
     schemes: Sequence[str],
     colors: dict[str, str],
     scale: float = 1.0,
-    bounds: tuple[float, float] | None = None,
 ) -> None:
-    """Bars of mean +- s.d.; with ``bounds`` the error bars stop at the quantity's range (e.g. 0-100 %)."""
+    """Bars of the mean; whiskers from the 10th to the 90th percentile with a dot at the median (they stay
+    inside the quantity's range however skewed it is, and show the skew)."""
     positions = np.arange(len(x_values))
     width = 0.8 / max(len(schemes), 1)
     for i, scheme in enumerate(schemes):
         rows = summary[summary["scheme"] == scheme].set_index(x_key)
-        means = [rows["mean"].get(x, np.nan) * scale for x in x_values]
-        stds = np.nan_to_num([rows["std"].get(x, np.nan) * scale for x in x_values])
-        errors = np.vstack([stds, stds])
-        if bounds is not None:
-            errors = np.vstack(
-                [
-                    np.minimum(stds, np.asarray(means) - bounds[0]),
-                    np.minimum(stds, bounds[1] - np.asarray(means)),
-                ]
-            )
-        ax.bar(
-            positions + (i - (len(schemes) - 1) / 2) * width,
-            means,
-            width,
-            yerr=np.nan_to_num(np.clip(errors, 0, None)),
+
+        def column(name: str, rows: pd.DataFrame = rows) -> np.ndarray:
+            return np.array([rows[name].get(x, np.nan) * scale for x in x_values], dtype=float)
+
+        x = positions + (i - (len(schemes) - 1) / 2) * width
+        ax.bar(x, column("mean"), width, label=scheme, color=colors[scheme])
+        median, low, high = column("median"), column("p10"), column("p90")
+        shown = np.isfinite(median)
+        ax.errorbar(
+            x[shown],
+            median[shown],
+            yerr=np.vstack([median[shown] - low[shown], high[shown] - median[shown]]),
+            fmt=".",
+            ms=3,
+            color="k",
             capsize=2,
-            label=scheme,
-            color=colors[scheme],
-            error_kw={"elinewidth": 0.8},
+            elinewidth=0.8,
         )
     ax.set_xticks(positions, [x_labels.get(x, x) for x in x_values])
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
 
 
+def _spread_caption(summary: pd.DataFrame, unit: str) -> str:
+    """What the bars and whiskers are, with the number of samples behind each bar."""
+    n = summary["n"].astype(int)
+    count = f"n = {n.min():,}" if n.min() == n.max() else f"n = {n.min():,}-{n.max():,}"
+    return f"bars: mean; whiskers: 10th-90th percentile; dot: median; {count} {unit} per bar"
+
+
 def _per_dataset_panels(
     table: pd.DataFrame, metric: str, ylabel: str, title: str, scale: float = 1.0
 ) -> plt.Figure | None:
-    """One panel per dataset; channel conditions on x; one bar per scheme (mean +- s.d. over rounds)."""
+    """One panel per dataset; channel conditions on x; one bar per scheme (``_grouped_bars``)."""
     summary = tidy.summarise(table, metric)
     if summary.empty:
         return None
@@ -171,9 +177,28 @@ def _per_dataset_panels(
     axes[0][-1].legend(
         title="Scheme", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    fig.suptitle(f"{title}\n(bars: mean over rounds; error bars: ±1 s.d. over rounds)", fontsize=10)
+    fig.suptitle(f"{title}\n({_spread_caption(summary, 'rounds')}, all seeds pooled)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def figure_latency(table: pd.DataFrame) -> plt.Figure | None:
+    """Figure 4: end-to-end latency per round."""
+    return _per_dataset_panels(table, "network/latency_ms", "End-to-end latency (ms)", "Figure 4: Latency")
+
+
+def figure_throughput(table: pd.DataFrame) -> plt.Figure | None:
+    """Figure 5: goodput to the control centre per round."""
+    return _per_dataset_panels(
+        table, "network/goodput_kbps", "Goodput to the control centre (kbit/s)", "Figure 5: Throughput"
+    )
+
+
+def figure_energy(table: pd.DataFrame) -> plt.Figure | None:
+    """Figure 6: energy per device per round."""
+    return _per_dataset_panels(
+        table, "network/energy_mJ", "Energy per device per round (mJ)", "Figure 6: Energy consumption"
+    )
 
 
 def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
@@ -213,13 +238,17 @@ def figure_qber(table: pd.DataFrame) -> plt.Figure | None:
             ax, summary[summary["dataset"] == dataset], "channel", channels, CHANNEL_LABELS, schemes, colors
         )
         ax.axhline(QBER_REJECTION_THRESHOLD, ls="--", color="k", lw=0.8)
-        ax.set_title(f"{dataset_title(dataset, synthetic_datasets(table))}: mean ± s.d. over sessions")
+        ax.set_title(f"{dataset_title(dataset, synthetic_datasets(table))}: per scheme")
         ax.set_xlabel("Quantum channel condition")
     axes[1][0].set_ylabel("QBER (fraction of sifted bits)")
     axes[1][-1].legend(
         title="Scheme", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    fig.suptitle("Figure 2: QBER across datasets and channel conditions", fontsize=11)
+    fig.suptitle(
+        "Figure 2: QBER across datasets and channel conditions\n"
+        f"(lower row: {_spread_caption(summary, 'sessions')})",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -404,21 +433,9 @@ def make_figures(
     builders = {
         "fig2_qber": lambda: figure_qber(comparison),
         "fig3_adr": lambda: figure_adr(comparison),
-        "fig4_latency": lambda: _per_dataset_panels(
-            comparison, "network/latency_ms", "End-to-end latency (ms)", "Figure 4: Latency"
-        ),
-        "fig5_throughput": lambda: _per_dataset_panels(
-            comparison,
-            "network/goodput_kbps",
-            "Goodput to the control centre (kbit/s)",
-            "Figure 5: Throughput",
-        ),
-        "fig6_energy": lambda: _per_dataset_panels(
-            comparison,
-            "network/energy_mJ",
-            "Energy per device per round (mJ)",
-            "Figure 6: Energy consumption",
-        ),
+        "fig4_latency": lambda: figure_latency(comparison),
+        "fig5_throughput": lambda: figure_throughput(comparison),
+        "fig6_energy": lambda: figure_energy(comparison),
         "fig7_ablation": lambda: figure_ablation(table),
     }
     if specs is not None:

@@ -58,10 +58,19 @@ def with_attributes(long: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(table: pd.DataFrame, metric: str, by: Sequence[str] = GROUP) -> pd.DataFrame:
-    """Mean, standard deviation (ddof=1) and sample count over rounds of a vector, per group."""
+    """Mean, standard deviation (ddof=1), median, 10th and 90th percentiles and sample count over rounds of
+    a vector, per group (the percentiles show a skewed quantity's spread, where mean - s.d. can leave its
+    range)."""
     long = with_attributes(vector_rounds(table, metric), table)
     long = long[np.isfinite(long["value"])]
     if long.empty:
-        return pd.DataFrame(columns=[*by, "mean", "std", "n"])
+        return pd.DataFrame(columns=[*by, "mean", "std", "p10", "median", "p90", "n"])
     grouped = long.groupby(list(by), sort=False)["value"]
-    return grouped.agg(mean="mean", std="std", n="count").reset_index()
+    return grouped.agg(
+        mean="mean",
+        std="std",
+        p10=lambda v: np.percentile(v, 10),
+        median="median",
+        p90=lambda v: np.percentile(v, 90),
+        n="count",
+    ).reset_index()

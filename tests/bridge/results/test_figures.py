@@ -1,6 +1,11 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+
 from bridge import cli
 from bridge.batch import run_batch
-from bridge.results.figures import FIGURE_NAMES, SYNTHETIC_HATCH, figure_adr, make_figures
+from bridge.results.figures import FIGURE_NAMES, SYNTHETIC_HATCH, figure_adr, figure_latency, make_figures
 from bridge.scenario import expand, parse_scenario
 from bridge.store import ResultStore
 
@@ -62,3 +67,35 @@ def test_figure_3_shows_intervals_n_and_hatches_synthetic_rows(tmp_path, fake_ru
     ticks = [t.get_text() for t in ax_adr.get_xticklabels()]
     assert ticks == ["TON_IoT\nSYNTHETIC rows\nn = 400 / 100", "Bot-IoT\nreal rows\nn = 400 / 100"]
     assert len(ax_adr.containers) >= 4  # error bars drawn for every bar
+
+
+def test_figure_4_whiskers_span_the_rounds_10th_to_90th_percentile_and_never_go_below_zero(
+    tmp_path, fake_run_once
+):
+    """A skewed latency (most rounds fast, one round of retries) must not get a whisker below 0 ms, as
+    mean - s.d. would give: the whiskers are the rounds' percentiles, the caption says so and gives n."""
+    skewed = np.array([10.0] * 9 + [5000.0])
+
+    def run_once(spec, *, bridge="inprocess"):
+        table = fake_run_once(spec)
+        latency = (table["type"] == "vector") & (table["name"] == "latency_ms")
+        table.loc[latency, "vecvalue"] = pd.Series([skewed] * int(latency.sum()), index=table.index[latency])
+        return table
+
+    runs = expand(parse_scenario({"name": "t", "schemes": ["QESIF"], "rounds": 10, "datasets": ["ton_iot"]}))
+    store = ResultStore(tmp_path / "res")
+    run_batch(runs, store, run_function=run_once, progress=False)
+    fig = figure_latency(store.load())
+    ax = fig.axes[0]
+    whiskers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert whiskers
+    lows, highs = [], []
+    for container in whiskers:
+        for segment in container.lines[2][0].get_segments():
+            lows.append(segment[:, 1].min())
+            highs.append(segment[:, 1].max())
+    assert min(lows) == pytest.approx(np.percentile(skewed, 10))
+    assert max(highs) == pytest.approx(np.percentile(skewed, 90))
+    assert [round(p.get_height(), 6) for p in ax.patches] == [round(skewed.mean(), 6)] * len(ax.patches)
+    caption = fig._suptitle.get_text()
+    assert "10th-90th percentile" in caption and "n = 10 rounds" in caption
