@@ -55,6 +55,7 @@ from qesif_core.errors import UserInputError
 from qesif_core.hybrid import HysteresisParams
 from qesif_core.qids.anomaly import QidsParams
 from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, FLOW_THRESHOLD
+from qesif_core.qkd.channel import CHANNEL_PRESETS, ChannelParams
 
 DATASETS = ("ton_iot", "edge_iiotset", "bot_iot")
 CHANNELS = ("clean", "noisy", "eavesdropped")
@@ -270,23 +271,73 @@ class Scenario(_Strict):
         return value
 
 
+ChannelSection = _dataclass_fields_model("ChannelSection", ChannelParams)
+
+
+class RunChannel(ChannelSection):
+    """A run's channel: the preset's name and every ``ChannelParams`` field, resolved."""
+
+    name: str
+
+    @property
+    def params(self) -> ChannelParams:
+        return ChannelParams(**self.model_dump(exclude={"name"}))
+
+
+class PeerSpec(_Strict):
+    """The program that runs the network of an ``external`` run (``qesif run --peer``, ``qesif serve``)."""
+
+    command: str | None
+    transport: Literal["ipc", "tcp"]
+
+
 class RunSpec(_Strict):
-    """The resolved spec of one run, exactly the keys ``run_once`` accepts (checked after sweeps)."""
+    """The typed, frozen spec of one run: resolved once from the scenario (:func:`expand`) or from its JSON
+    form (:func:`run_spec`), and handed out section by section (``docs/design.md``, "Run specification").
+    Its JSON form (:meth:`to_dict`) is what the run key, the results store, the caches and an external
+    peer's ``{spec}`` file hold."""
 
     seed: NonNegativeInt
     rounds: PositiveInt
     round_duration_s: PositiveFloat
-    backend: Literal["builtin", "omnetpp"]
+    backend: Literal["builtin", "omnetpp", "external"]
     deadline_s: PositiveFloat | None = None
     dataset: DatasetSpec
-    channel: dict[str, Any]
+    channel: RunChannel
     scheme: str
     network: NetworkSpec
     qkd: QkdSpec
     qids: QidsSpec
-    keys: dict[str, Any]
+    keys: KeysSpec
     costs: dict[str, Any]
     quantum_network: dict[str, Any] | None = None
+    peer: PeerSpec | None = None
+
+    @model_validator(mode="after")
+    def _external_has_a_peer(self) -> RunSpec:
+        if (self.backend == "external") != (self.peer is not None):
+            raise ValueError("backend 'external' and a peer program go together")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the sections' fields in full, ``keys`` as set (each part applies its own
+        defaults), ``quantum_network`` and ``peer`` only when present."""
+        spec = self.model_dump(exclude={"keys"})
+        spec["keys"] = self.keys.model_dump(exclude_unset=True)
+        for optional in ("quantum_network", "peer"):
+            if spec[optional] is None:
+                del spec[optional]
+        return {name: spec[name] for name in RunSpec.model_fields if name in spec}
+
+
+def run_spec(spec: RunSpec | Mapping[str, Any]) -> RunSpec:
+    """The typed spec of a run spec's JSON form (a run's stored spec, or the spec a peer was sent)."""
+    if isinstance(spec, RunSpec):
+        return spec
+    try:
+        return RunSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise UserInputError(_validation_message("run spec", exc, model=RunSpec)) from None
 
 
 @dataclass(frozen=True)
@@ -396,8 +447,6 @@ def _validation_message(
 
 def _channel_defaults() -> tuple[dict[str, dict[str, Any]], Any]:
     """The channel presets as plain dicts, and the ChannelParams class that validates them."""
-    from qesif_core.qkd.channel import CHANNEL_PRESETS, ChannelParams
-
     return {name: dataclasses.asdict(params) for name, params in CHANNEL_PRESETS.items()}, ChannelParams
 
 
@@ -621,7 +670,7 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
                 spec["channel"] = resolve_channel(source, "sweeps", {**spec["channel"], path[8:]: value})
             else:
                 _set_dotted(spec, path, value, source)
-        spec = _revalidate(spec, source, itervars)
+        spec = _revalidate(spec, source, itervars).to_dict()
         key = run_key(spec)
         if key not in seen:
             seen.add(key)
@@ -629,35 +678,34 @@ def expand(scenario: Scenario, source: str = "<scenario>", backend: str | None =
     return runs
 
 
-def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a spec after sweeps were applied, and normalise it through the schema (JSON types only)."""
+def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) -> RunSpec:
+    """Check a spec after sweeps were applied and resolve it into the typed spec."""
     try:
-        checked = RunSpec.model_validate(spec).model_dump()
+        typed = RunSpec.model_validate(spec)
     except ValidationError as exc:
         prefix = "sweeps" if itervars else ""
         raise UserInputError(_validation_message(source, exc, prefix, RunSpec)) from None
     if itervars.get("scheme") is not None:
-        _check_schemes(source, [checked["scheme"]])
-    checked["keys"] = check_keys(source, checked["keys"], "sweeps.keys" if itervars else "keys")
-    check_costs(source, checked["costs"], "sweeps.costs" if itervars else "costs")
-    if checked["quantum_network"] is None:
-        del checked["quantum_network"]  # absent: the spec (and its run key) is what it was without networks
-    else:
+        _check_schemes(source, [typed.scheme])
+    check_keys(source, typed.keys.model_dump(exclude_unset=True), "sweeps.keys" if itervars else "keys")
+    check_costs(source, typed.costs, "sweeps.costs" if itervars else "costs")
+    if typed.quantum_network is not None:
         from bridge.qnet.spec import resolve_section
 
-        checked["quantum_network"] = resolve_section(
+        section = resolve_section(
             source,
-            checked["quantum_network"],
-            channel=checked["channel"],
-            qkd=checked["qkd"],
-            network=checked["network"],
-            backend=checked["backend"],
+            typed.quantum_network,
+            channel=typed.channel.model_dump(),
+            qkd=typed.qkd.model_dump(),
+            network=typed.network.model_dump(),
+            backend=typed.backend,
         )
+        typed = typed.model_copy(update={"quantum_network": section})
     try:
-        json.dumps(checked, allow_nan=False)
+        json.dumps(typed.to_dict(), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise UserInputError(f"{source}: a run spec is not JSON-serialisable: {exc}") from None
-    return checked
+    return typed
 
 
 def load_runs(path: str | Path, backend: str | None = None) -> tuple[Scenario, list[Run]]:
