@@ -38,9 +38,9 @@ ROUND_TRIPS = 2_000
 
 def simulate_minute(devices: int) -> dict[str, float]:
     """One simulated minute of the built-in network in this process (called in a fresh subprocess)."""
-    from bridge.backends.builtin import BuiltinNetwork
+    from bridge.backends.builtin import builtin_network
     from bridge.cosim.orchestrator import plan_costs
-    from bridge.scenario import resolve_channel
+    from bridge.scenario import resolve_channel, run_spec
     from qesif_core.costs import load_cost_model
     from qesif_core.schemes.base import SessionPlan
 
@@ -48,8 +48,10 @@ def simulate_minute(devices: int) -> dict[str, float]:
         "seed": 1,
         "rounds": 60,
         "round_duration_s": 1.0,
+        "backend": "builtin",
         "dataset": {"name": "ton_iot", "path": None, "max_rows": 20_000},
         "channel": resolve_channel("<bench>", "channel", {"name": "clean"}),
+        "scheme": "QESIF",
         "network": {
             "devices": devices,
             "gateways": max(1, devices // 10),
@@ -57,11 +59,13 @@ def simulate_minute(devices: int) -> dict[str, float]:
             "mqtt_fraction": 0.5,
             "access": "802.15.4",
         },
+        "qkd": {},
         "qids": {},
+        "keys": {},
         "costs": {},
     }
     started = time.perf_counter()
-    network = BuiltinNetwork(spec)
+    network = builtin_network(run_spec(spec))
     costs = plan_costs(load_cost_model(), SessionPlan("classical", "x25519", "aes-128-gcm", False))
     setup_s = time.perf_counter() - started
     started = time.perf_counter()

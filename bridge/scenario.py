@@ -199,6 +199,10 @@ class KeysSpec(_KeyPolicySpec):
     session_rounds: PositiveInt = Field(1, description="rounds a device keeps its security session")
     energy_budget_j: PositiveFloat | None = Field(None, description="device energy budget: eta of Eq. 1")
 
+    def settings(self) -> dict[str, Any]:
+        """The keys the scenario set, as a mapping (each part that reads one applies its own default)."""
+        return self.model_dump(exclude_unset=True)
+
     @model_validator(mode="after")
     def _values_fit_their_models(self) -> KeysSpec:
         """The values are checked by the code that reads them (Algorithm 1's policy, the hybrid switch)."""
@@ -206,7 +210,7 @@ class KeysSpec(_KeyPolicySpec):
 
         try:
             KeyPolicy(**{f: getattr(self, f) for f in _KeyPolicySpec.model_fields})
-            hysteresis_from_params(self.model_dump(exclude_unset=True))
+            hysteresis_from_params(self.settings())
         except (UserInputError, ValueError) as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -275,9 +279,16 @@ ChannelSection = _dataclass_fields_model("ChannelSection", ChannelParams)
 
 
 class RunChannel(ChannelSection):
-    """A run's channel: the preset's name and every ``ChannelParams`` field, resolved."""
+    """A run's channel: its preset's name and every ``ChannelParams`` field (unset ones: the preset's)."""
 
     name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_fills_the_rest(cls, values: Any) -> Any:
+        if isinstance(values, Mapping) and values.get("name") in CHANNEL_PRESETS:
+            return {**dataclasses.asdict(CHANNEL_PRESETS[values["name"]]), **values}
+        return values
 
     @property
     def params(self) -> ChannelParams:
@@ -323,7 +334,7 @@ class RunSpec(_Strict):
         """The JSON form: the sections' fields in full, ``keys`` as set (each part applies its own
         defaults), ``quantum_network`` and ``peer`` only when present."""
         spec = self.model_dump(exclude={"keys"})
-        spec["keys"] = self.keys.model_dump(exclude_unset=True)
+        spec["keys"] = self.keys.settings()
         for optional in ("quantum_network", "peer"):
             if spec[optional] is None:
                 del spec[optional]
@@ -687,7 +698,7 @@ def _revalidate(spec: dict[str, Any], source: str, itervars: Mapping[str, Any]) 
         raise UserInputError(_validation_message(source, exc, prefix, RunSpec)) from None
     if itervars.get("scheme") is not None:
         _check_schemes(source, [typed.scheme])
-    check_keys(source, typed.keys.model_dump(exclude_unset=True), "sweeps.keys" if itervars else "keys")
+    check_keys(source, typed.keys.settings(), "sweeps.keys" if itervars else "keys")
     check_costs(source, typed.costs, "sweeps.costs" if itervars else "costs")
     if typed.quantum_network is not None:
         from bridge.qnet.spec import resolve_section

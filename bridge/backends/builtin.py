@@ -30,11 +30,11 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bridge.backends.workload import RoundMessages, Workload
+from bridge.backends.workload import RoundMessages, Workload, run_workload
 from bridge.cosim import protocol
 from bridge.cosim.runsetup import run_streams
 from qesif_core.costs import CostModel, load_cost_model
@@ -51,6 +51,9 @@ from qesif_core.network.model import (
 from qesif_core.network.traffic import round_traffic
 from qesif_core.network.wifi import ESP32_RADIO_A, Wifi80211
 
+if TYPE_CHECKING:
+    from bridge.scenario import NetworkSpec, RunSpec
+
 log = logging.getLogger(__name__)
 
 #: ``network.access`` values the built-in backend models.
@@ -64,12 +67,15 @@ INT_COST_COLUMNS = ("handshake_up_bytes", "handshake_down_bytes", "extra_bytes")
 Call = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
 
 
-def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -> NetworkParams:
+def network_params(costs: CostModel, network: NetworkSpec | None = None) -> NetworkParams:
     """Network parameters with the radio and device figures of the run's cost model and the reliability
     settings of the spec's ``network`` section (``access``, ``mqtt_qos``, ``coap_confirmable``,
     ``device_queue``, ``mqtt_retry_s``). Wi-Fi access uses the ESP32 radio currents instead of the cost
     model's CC2420 ones."""
-    network = network or {}
+    if network is None:
+        from bridge.scenario import NetworkSpec
+
+        network = NetworkSpec()
     dev = lambda name: float(costs.value(f"device.{name}"))  # noqa: E731
     radio = lambda name: float(costs.value(f"radio.{name}"))  # noqa: E731
     access = Ieee802154(
@@ -88,26 +94,18 @@ def network_params(costs: CostModel, network: Mapping[str, Any] | None = None) -
         mcu_sleep_a=dev("cpu_sleep_ua") * 1e-6,
         cpu_hz=dev("cpu_hz"),
     )
-    if network.get("access", "802.15.4") == "wifi":
+    if network.access == "wifi":
         access = Wifi80211()
         power = replace(power, **ESP32_RADIO_A)
     return NetworkParams(
         access=access,
         power=power,
         gateway_hz=float(costs.value("gateway.cpu_hz")),
-        mqtt_qos=int(network.get("mqtt_qos", 1)),
-        coap_confirmable=bool(network.get("coap_confirmable", True)),
-        device_queue_limit=int(network.get("device_queue", 8)),
-        mqtt_retry_s=float(network.get("mqtt_retry_s", 10.0)),
+        mqtt_qos=network.mqtt_qos,
+        coap_confirmable=network.coap_confirmable,
+        device_queue_limit=network.device_queue,
+        mqtt_retry_s=network.mqtt_retry_s,
     )
-
-
-def session_rounds_of(spec: Mapping[str, Any]) -> int:
-    """``keys.session_rounds``: rounds a device's security session lasts (default 1: renewed every round)."""
-    value = (spec.get("keys") or {}).get("session_rounds", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserInputError(f"keys.session_rounds: must be an integer >= 1 (got {value!r})")
-    return value
 
 
 def read_schedule(path: str, rounds: int, round_duration_s: float) -> list[RoundMessages]:
@@ -134,29 +132,54 @@ def read_schedule(path: str, rounds: int, round_duration_s: float) -> list[Round
     return out
 
 
-class BuiltinNetwork:
-    """The network side of one run (see the module docstring). ``schedule`` (each round's messages, e.g. from
-    :func:`read_schedule`) replaces the traffic the backend would draw itself."""
+def builtin_network(spec: RunSpec, schedule: list[RoundMessages] | None = None) -> BuiltinNetwork:
+    """The built-in backend of a run: only its network section and what the network needs besides."""
+    streams = run_streams(spec.seed)
+    return BuiltinNetwork(
+        spec.network,
+        run_workload(spec, streams),
+        streams.channel,
+        rounds=spec.rounds,
+        costs=load_cost_model(spec.costs),
+        session_rounds=spec.keys.session_rounds,
+        schedule=schedule,
+    )
 
-    def __init__(self, spec: Mapping[str, Any], schedule: list[RoundMessages] | None = None) -> None:
-        net = spec["network"]
-        if net.get("access", "802.15.4") not in ACCESS_MODELS:
+
+class BuiltinNetwork:
+    """The network side of one run (see the module docstring): the run's ``network`` section, its offered
+    traffic (``workload``), its cost model, ``keys.session_rounds`` and the network's own random stream
+    (``rng``: the run's ``channel`` stream, not the traffic one, which is the OMNeT++ backend's too).
+    ``schedule`` (each round's messages, e.g. from :func:`read_schedule`) replaces the traffic the backend
+    would draw itself. :func:`builtin_network` builds it from a run spec."""
+
+    def __init__(
+        self,
+        network: NetworkSpec,
+        workload: Workload,
+        rng: np.random.Generator,
+        *,
+        rounds: int,
+        costs: CostModel,
+        session_rounds: int = 1,
+        schedule: list[RoundMessages] | None = None,
+    ) -> None:
+        if network.access not in ACCESS_MODELS:
             raise UserInputError(
                 f"network.access: the built-in backend models {', '.join(ACCESS_MODELS)}; "
-                f"got {net['access']!r}"
+                f"got {network.access!r}"
             )
-        self.rounds = int(spec["rounds"])
-        self.round_duration_s = float(spec["round_duration_s"])
-        self.params = network_params(load_cost_model(spec.get("costs") or {}), net)
-        streams = run_streams(spec["seed"])
-        self.workload = Workload(spec, streams)
+        self.rounds = rounds
+        self.round_duration_s = workload.round_duration_s
+        self.params = network_params(costs, network)
+        self.workload = workload
         self.n_devices = self.workload.n_devices
         self.n_gateways = self.workload.n_gateways
         self.topology = self.workload.topology
-        self._rng = streams.channel  # not the traffic stream: the offered traffic is the OMNeT++ backend's
+        self._rng = rng
         self._state = QueueState.idle(self.n_gateways, self.params)
         self._pending: dict[str, Any] | None = None
-        self.session_rounds = session_rounds_of(spec)
+        self.session_rounds = session_rounds
         self._session_offset = np.arange(self.n_devices) % self.session_rounds
         self._session_due = np.ones(self.n_devices, dtype=bool)  # no session yet
         self._link_flagged = np.zeros(self.topology.gateway.max(initial=-1) + 1, dtype=bool)
@@ -283,12 +306,12 @@ def _expect(kind: str, wanted: str, body: Mapping[str, Any]) -> None:
 
 
 def serve_peer(
-    spec: Mapping[str, Any], endpoint: str, timeout_s: float, schedule: list[RoundMessages] | None = None
+    spec: RunSpec, endpoint: str, timeout_s: float, schedule: list[RoundMessages] | None = None
 ) -> int:
     """The built-in backend as the orchestrator's peer: connect to ``endpoint`` and drive the run."""
     from bridge.cosim.client import ZmqClient
 
-    network = BuiltinNetwork(spec, schedule)
+    network = builtin_network(spec, schedule)
     with ZmqClient(endpoint, timeout_s=timeout_s) as client:
         drive(network, client.call)
     log.info("built-in backend finished %d rounds", network.rounds)
@@ -308,11 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bridge.scenario import run_spec
+
     with open(args.spec, encoding="utf-8") as handle:
-        spec = json.load(handle)
+        spec = run_spec(json.load(handle))
     schedule = None
     if args.schedule:
-        schedule = read_schedule(args.schedule, int(spec["rounds"]), float(spec["round_duration_s"]))
+        schedule = read_schedule(args.schedule, spec.rounds, spec.round_duration_s)
     return serve_peer(spec, args.endpoint, args.timeout, schedule)
 
 

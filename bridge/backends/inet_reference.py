@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bridge.cosim import protocol
-from bridge.scenario import resolve_channel
+from bridge.scenario import RunSpec, resolve_channel, run_spec
 from qesif_core.network.ieee802154 import Ieee802154
 
 SEED = 1
@@ -134,7 +134,7 @@ class FixedGrants:
     """The orchestrator's side of a run, reduced to the network: every session gets ``session_grant()``,
     no link is ever flagged; the TELEMETRY bodies are kept."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         self.grant = session_grant()
         self.telemetry: list[dict[str, Any]] = []
@@ -142,14 +142,14 @@ class FixedGrants:
 
     def handle(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         protocol.check_body(kind, body)
-        net = self.spec["network"]
+        net = self.spec.network
         if kind == protocol.HELLO:
             return protocol.WELCOME, {
                 "version": protocol.PROTOCOL_VERSION,
-                "rounds": int(self.spec["rounds"]),
-                "round_duration_s": float(self.spec["round_duration_s"]),
-                "devices": int(net["devices"]),
-                "gateways": int(net["gateways"]),
+                "rounds": self.spec.rounds,
+                "round_duration_s": self.spec.round_duration_s,
+                "devices": net.devices,
+                "gateways": net.gateways,
             }
         if kind == protocol.KEY_REQUEST:
             n = len(body["device"])
@@ -164,11 +164,11 @@ class FixedGrants:
             self.telemetry.append(body)
             return protocol.VERDICT, {
                 "round": body["round"],
-                "link_flagged": [False] * int(net["gateways"]),
+                "link_flagged": [False] * net.gateways,
                 "flagged_records": [],
             }
         if kind == protocol.BYE:
-            self.finished = len(self.telemetry) == int(self.spec["rounds"])
+            self.finished = len(self.telemetry) == self.spec.rounds
             return protocol.BYE, {"reason": "done"}
         raise protocol.ProtocolError(protocol.E_TYPE, f"unexpected {kind}")
 
@@ -196,15 +196,16 @@ def figures(telemetry: list[Mapping[str, Any]]) -> dict[str, float]:
 INET_FRAMING = {"ip_udp_bytes": 28, "mac_overhead_bytes": 9, "fragmentation": "ipv4", "ack_wait_s": 560e-6}
 
 
-def run_network(spec: Mapping[str, Any], inet_framing: bool = False) -> dict[str, float]:
-    """A run's figures (``FIGURES``) with the network of ``spec["backend"]`` (``builtin`` in this process,
+def run_network(spec: RunSpec | Mapping[str, Any], inet_framing: bool = False) -> dict[str, float]:
+    """A run's figures (``FIGURES``) with the network of ``spec.backend`` (``builtin`` in this process,
     ``omnetpp``: the QESIF model as the peer) and :class:`FixedGrants` for the orchestrator; also
     ``setup_s`` (the workload: topology, flow records, for OMNeT++ the schedule and ini files) and
     ``simulate_s`` (the network's rounds, for OMNeT++ from starting the model to its exit).
     ``inet_framing``: the built-in 802.15.4 model frames packets as INET does (``INET_FRAMING``)."""
+    spec = run_spec(spec)
     handler = FixedGrants(spec)
     started = time.perf_counter()
-    if spec.get("backend", "builtin") == "omnetpp":
+    if spec.backend == "omnetpp":
         from bridge.backends.omnetpp import cosim_peer, require_model
         from bridge.cosim.orchestrator import serve_with_peer
 
@@ -218,9 +219,9 @@ def run_network(spec: Mapping[str, Any], inet_framing: bool = False) -> dict[str
         if not handler.finished:
             raise RuntimeError(f"the model said BYE after {len(handler.telemetry)} rounds")
     else:
-        from bridge.backends.builtin import BuiltinNetwork, drive
+        from bridge.backends.builtin import builtin_network, drive
 
-        network = BuiltinNetwork(spec)
+        network = builtin_network(spec)
         if inet_framing and isinstance(network.params.access, Ieee802154):
             network.params = replace(network.params, access=replace(network.params.access, **INET_FRAMING))
         ready = time.perf_counter()

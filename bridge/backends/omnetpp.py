@@ -31,18 +31,21 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from bridge.backends.workload import Workload, write_schedule
+from bridge.backends.workload import Workload, run_workload, write_schedule
 from bridge.cosim.runsetup import run_streams
 from bridge.cosim.supervise import PeerProcess
 from bridge.results import scave
-from qesif_core.costs import load_cost_model
+from qesif_core.costs import CostModel, load_cost_model
 from qesif_core.errors import UserInputError
 from qesif_core.network.wifi import ESP32_RADIO_A
+
+if TYPE_CHECKING:
+    from bridge.scenario import NetworkSpec, RunSpec
 
 RUN_CONFIG = "qesif_run"
 
@@ -339,16 +342,24 @@ def _quantity(value: float, unit: str) -> str:
 
 
 def cosim_ini_lines(
-    spec: Mapping[str, Any], workload: Workload, endpoint: str, schedule: Path, timeout_s: float
+    network: NetworkSpec,
+    workload: Workload,
+    endpoint: str,
+    schedule: Path,
+    timeout_s: float,
+    *,
+    rounds: int,
+    costs: CostModel,
+    session_rounds: int,
 ) -> dict[str, str]:
-    """The run's settings as ini lines (key -> value) for the model's [General] config."""
-    from bridge.backends.builtin import network_params, session_rounds_of
+    """The run's settings as ini lines (key -> value) for the model's [General] config: its ``network``
+    section, offered traffic, rounds, cost model and ``keys.session_rounds``."""
+    from bridge.backends.builtin import network_params
 
-    net = spec["network"]
-    access = net.get("access", "802.15.4")
+    access = network.access
     if access not in ("802.15.4", "wifi"):
         raise UserInputError(f"network.access: the OMNeT++ backend models 802.15.4 and wifi; got {access!r}")
-    params = network_params(load_cost_model(spec.get("costs") or {}), net)
+    params = network_params(costs, network)
     power, sizes = params.power, params.sizes
     topology = workload.topology
     n_dev, n_gw = workload.n_devices, workload.n_gateways
@@ -358,9 +369,9 @@ def cosim_ini_lines(
         "*.bridge.endpoint": f'"{endpoint}"',
         "*.bridge.timeout": _quantity(timeout_s, "s"),
         "*.bridge.trafficFile": f'"{schedule}"',
-        "*.bridge.rounds": str(int(spec["rounds"])),
+        "*.bridge.rounds": str(rounds),
         "*.bridge.roundDuration": _quantity(workload.round_duration_s, "s"),
-        "*.bridge.sessionRounds": str(session_rounds_of(spec)),
+        "*.bridge.sessionRounds": str(session_rounds),
         "*.device[*].app[0].queueLimit": str(params.device_queue_limit),
         "*.device[*].app[0].mqttQos": str(params.mqtt_qos),
         "*.device[*].app[0].coapConfirmable": str(params.coap_confirmable).lower(),
@@ -442,12 +453,12 @@ def _pan_frequency(gateway: int) -> str:
 
 
 def cosim_peer(
-    spec: Mapping[str, Any], model: OmnetModel, workdir: Path, endpoint: str, *, timeout_s: float
+    spec: RunSpec, model: OmnetModel, workdir: Path, endpoint: str, *, timeout_s: float
 ) -> tuple[PeerProcess, Path]:
     """The OMNeT++ model as the orchestrator's peer for ``spec``: writes the schedule and the wrapper ini
     into ``workdir``; returns the (not yet started) peer and the folder its result files go to."""
-    workload = Workload(spec, run_streams(spec["seed"]))
-    rounds = int(spec["rounds"])
+    workload = run_workload(spec, run_streams(spec.seed))
+    rounds = spec.rounds
     schedule = workdir / "traffic.csv"
     write_schedule(workload, rounds, schedule)
     launch = OmnetLaunch(
@@ -455,12 +466,21 @@ def cosim_peer(
         ini=MODEL_INI,
         config="General",
         run_dir=workdir,
-        seed=int(spec["seed"]),
+        seed=spec.seed,
         sim_time_limit_s=(rounds + 1) * workload.round_duration_s,
         # every round must answer within timeout_s anyway (the orchestrator fails a silent peer)
         cpu_time_limit_s=(rounds + 1) * timeout_s,
         ned_paths=model.ned_paths(),
-        overrides=cosim_ini_lines(spec, workload, endpoint, schedule, timeout_s),
+        overrides=cosim_ini_lines(
+            spec.network,
+            workload,
+            endpoint,
+            schedule,
+            timeout_s,
+            rounds=rounds,
+            costs=load_cost_model(spec.costs),
+            session_rounds=spec.keys.session_rounds,
+        ),
     )
     run_ini = write_wrapper_ini(launch.ini, launch.config, workdir, launch.ini_lines())
     peer = PeerProcess(opp_run_argv(launch, run_ini), cwd=workdir, env=model.env())

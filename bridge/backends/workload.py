@@ -10,17 +10,19 @@ the model as a schedule file (:func:`write_schedule`): both carry exactly the sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from bridge.cosim.runsetup import RunStreams, prepare_flows
+from bridge.cosim.runsetup import RunStreams, run_flows
 from qesif_core.errors import UserInputError
 from qesif_core.network.traffic import RecordReplay, Topology, build_topology, poisson_arrivals
+
+if TYPE_CHECKING:
+    from bridge.scenario import NetworkSpec, RunSpec
 
 #: Bounds of one message's application payload: a record's mean bytes per packet, clipped to a sensor
 #: reading at least and one application message at most (larger flows are bulk transfers).
@@ -46,25 +48,31 @@ class RoundMessages:
 
 
 class Workload:
-    """Topology and per-round messages of one run (see the module docstring)."""
+    """Topology and per-round messages of one run (see the module docstring): the network section, the
+    round length, the run's flow table and its held-out records (``test_index``)."""
 
-    def __init__(self, spec: Mapping[str, Any], streams: RunStreams) -> None:
-        net = spec["network"]
-        self.n_devices = int(net["devices"])
-        self.n_gateways = int(net["gateways"])
+    def __init__(
+        self,
+        network: NetworkSpec,
+        round_duration_s: float,
+        flows: pd.DataFrame,
+        test_index: np.ndarray,
+        streams: RunStreams,
+    ) -> None:
+        self.n_devices = network.devices
+        self.n_gateways = network.gateways
         if self.n_gateways > self.n_devices:
             raise UserInputError(
                 f"network.gateways ({self.n_gateways}) exceeds network.devices ({self.n_devices})"
             )
-        self.round_duration_s = float(spec["round_duration_s"])
-        self.mean_interarrival_s = float(net["mean_interarrival_s"])
+        self.round_duration_s = float(round_duration_s)
+        self.mean_interarrival_s = network.mean_interarrival_s
         self.topology: Topology = build_topology(
-            self.n_devices, self.n_gateways, float(net["mqtt_fraction"]), streams.topology
+            self.n_devices, self.n_gateways, network.mqtt_fraction, streams.topology
         )
-        flows, _, test_index = prepare_flows(spec, streams)
         held_out = flows.iloc[test_index]
         self._record_ids = test_index
-        fixed = net.get("payload_bytes")
+        fixed = network.payload_bytes
         if fixed is None:
             self._payload = record_payloads(
                 held_out["bytes_out"].to_numpy(float), held_out["pkts_out"].to_numpy(float)
@@ -82,6 +90,12 @@ class Workload:
         )
         slot = self._replay.take(device)
         return RoundMessages(device, time, self._payload[slot], self._record_ids[slot])
+
+
+def run_workload(spec: RunSpec, streams: RunStreams) -> Workload:
+    """The workload of a run: its network section, round length and held-out flow records."""
+    flows, _, test_index = run_flows(spec, streams)
+    return Workload(spec.network, spec.round_duration_s, flows, test_index, streams)
 
 
 def write_schedule(workload: Workload, rounds: int, path: Path) -> pd.DataFrame:

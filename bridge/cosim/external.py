@@ -23,10 +23,13 @@ import shlex
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.cosim.supervise import PeerProcess
 from qesif_core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from bridge.scenario import RunSpec
 
 BACKEND = "external"
 #: File placeholders of a peer command, besides ``{endpoint}``.
@@ -60,23 +63,22 @@ def external_spec(spec: Mapping[str, Any], command: str | None, transport: str) 
     return {**spec, "backend": BACKEND, "peer": {"command": command, "transport": transport}}
 
 
-def write_peer_files(
-    spec: Mapping[str, Any], folder: Path, wanted: tuple[str, ...] = FILES
-) -> dict[str, str]:
-    """Write the files named in ``wanted`` (of :data:`FILES`) into ``folder``; placeholder -> path."""
+def write_peer_files(spec: RunSpec, folder: Path, wanted: tuple[str, ...] = FILES) -> dict[str, str]:
+    """Write the files named in ``wanted`` (of :data:`FILES`) into ``folder``; placeholder -> path. The
+    ``{spec}`` file is the spec's JSON form (:meth:`bridge.scenario.RunSpec.to_dict`)."""
     import pandas as pd
 
-    from bridge.backends.workload import Workload, write_schedule
+    from bridge.backends.workload import run_workload, write_schedule
     from bridge.cosim.runsetup import run_streams
     from qesif_core.network.model import MQTT
 
     paths = {name: folder / f"{name}.{'json' if name == 'spec' else 'csv'}" for name in wanted}
     if "spec" in paths:
-        paths["spec"].write_text(json.dumps(spec, indent=1, allow_nan=False), encoding="utf-8")
+        paths["spec"].write_text(json.dumps(spec.to_dict(), indent=1, allow_nan=False), encoding="utf-8")
     if "schedule" in paths or "topology" in paths:
-        workload = Workload(spec, run_streams(spec["seed"]))
+        workload = run_workload(spec, run_streams(spec.seed))
         if "schedule" in paths:
-            write_schedule(workload, int(spec["rounds"]), paths["schedule"])
+            write_schedule(workload, spec.rounds, paths["schedule"])
         if "topology" in paths:
             topology = workload.topology
             pd.DataFrame(
@@ -99,16 +101,16 @@ def peer_argv(template: list[str], values: Mapping[str, str]) -> list[str]:
     return argv
 
 
-def run_external(spec: Mapping[str, Any], *, timeout_s: float):
+def run_external(spec: RunSpec, *, timeout_s: float):
     """One run with the ``--peer`` program as the network; returns the served orchestrator."""
     from bridge.cosim.orchestrator import Orchestrator, serve_with_peer
 
-    template = parse_peer_command(spec["peer"]["command"])
+    template = parse_peer_command(spec.peer.command)
     with tempfile.TemporaryDirectory(prefix="qesif-peer-") as workdir:
         folder = Path(workdir)
         wanted = tuple(name for name in FILES if any(f"{{{name}}}" in word for word in template))
         files = write_peer_files(spec, folder, wanted)
-        tcp = spec["peer"]["transport"] == "tcp"
+        tcp = spec.peer.transport == "tcp"
         endpoint = "tcp://127.0.0.1:*" if tcp else f"ipc://{folder}/orchestrator.sock"
 
         def peer(bound: str) -> PeerProcess:
@@ -134,7 +136,7 @@ def wait_for_first_frame(socket: Any, wait_s: float | None) -> None:
 
 
 def serve_external(
-    spec: Mapping[str, Any],
+    spec: RunSpec | Mapping[str, Any],
     socket: Any,
     folder: Path,
     *,
@@ -150,6 +152,7 @@ def serve_external(
     from bridge.cosim.orchestrator import Deadline, Orchestrator, run_deadline_s, serve
 
     orchestrator = Orchestrator(spec)
+    spec = orchestrator.spec
     files = write_peer_files(spec, folder)
     endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
     announce(endpoint, files)

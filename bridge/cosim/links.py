@@ -39,6 +39,7 @@ from qesif_core.qkd.session import DEFAULT_FRAME_BITS, BlockResult, run_block
 if TYPE_CHECKING:
     import pandas as pd
 
+    from bridge.scenario import QidsSpec, QkdSpec
     from qesif_core.qkd.entangled import BellPairModel
 
 DEFAULT_CALIBRATION_BLOCKS = 20
@@ -126,33 +127,36 @@ class LinkBlock:
 class GatewayLinks:
     """The QKD blocks and the Q-IDS calibration of a run's gateway links (module docstring).
 
-    ``channel`` is the run's channel with its commissioned intensities; ``rng`` is the run's ``qkd`` stream:
-    each link's blocks come from its own child stream, spawned first; the calibration traces (and QuISP's
-    runs) from children spawned after them.
+    The run's ``qkd`` section and ``channel`` (with its commissioned intensities), blocks of ``pulses``
+    pulses; Algorithm 2's ``params`` and the ``qids`` section's calibration settings. ``rng`` is the run's
+    ``qkd`` stream: each link's blocks come from its own child stream, spawned first; the calibration traces
+    (and QuISP's runs) from children spawned after them. ``seed`` only names the shared entry.
     """
 
     def __init__(
         self,
-        spec: Mapping[str, Any],
+        qkd: QkdSpec,
         channel: ChannelParams,
         params: QidsParams,
-        section: Mapping[str, Any],
+        qids: QidsSpec,
         rng: np.random.Generator,
         *,
+        n_links: int,
+        rounds: int,
+        seed: int,
         pulses: int,
-        frame_bits: int | None,
     ) -> None:
-        self.n_links = int(spec["network"]["gateways"])
-        self.rounds = int(spec["rounds"])
-        self.protocol = spec["qkd"]["protocol"]
+        self.n_links = n_links
+        self.rounds = rounds
+        self.protocol = qkd.protocol
         self.pulses = pulses
-        self.frame_bits = frame_bits
+        self.frame_bits = frame_bits = qkd.frame_bits
         #: Blocks this run ran again from their generator state for further key frames (shared mode).
         self.blocks_rerun = 0
-        mode, blocks = calibration_settings(section)
+        mode, blocks = qids.calibration, qids.calibration_blocks
         self._rngs = rng.spawn(self.n_links)
         self._channel, self._pairs, benign_pairs = channel, [None] * self.n_links, None
-        source = spec["qkd"].get("source", "builtin")
+        source = qkd.source
         if source == "quisp":  # each link's pair state comes from QuISP runs done now
             from bridge.backends.quisp import quisp_links
 
@@ -165,7 +169,7 @@ class GatewayLinks:
             )
         else:
             inputs = {
-                "seed": spec["seed"],
+                "seed": seed,
                 "channel": channel.to_dict(),
                 "protocol": self.protocol,
                 "pulses": pulses,

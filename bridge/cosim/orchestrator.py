@@ -54,7 +54,7 @@ from bridge.cosim.links import (
     calibration_settings,
     calibration_traces,
 )
-from bridge.cosim.runsetup import prepare_flows, run_streams, train_fraction
+from bridge.cosim.runsetup import run_flows, run_streams
 from bridge.cosim.sessioncrypto import MAX_MESSAGE_BYTES, SessionCrypto
 from bridge.cosim.supervise import PeerFailure, PeerProcess
 from bridge.cosim.validate import FrameValidator
@@ -66,7 +66,7 @@ from qesif_core.keys import KeyPool, decode_key
 from qesif_core.network.traffic import build_topology
 from qesif_core.qids.anomaly import Calibration, QidsParams, key_drop_ratio, run_matrices
 from qesif_core.qids.flows import FlowDetector, feature_columns, record_keys
-from qesif_core.qids.fusion import BOOSTED_FLOW_THRESHOLD, DetectorSpec, check_boosted_threshold, fuse
+from qesif_core.qids.fusion import DetectorSpec, check_boosted_threshold, fuse
 from qesif_core.qids.metrics import distinct_record_metrics
 from qesif_core.qkd import commissioning
 from qesif_core.qkd.channel import ChannelParams
@@ -78,10 +78,11 @@ from qesif_core.schemes.base import SessionContext, SessionPlan
 if TYPE_CHECKING:
     import zmq
 
+    from bridge.scenario import RunSpec
+
 log = logging.getLogger(__name__)
 
 BRIDGES = ("inprocess", "zmq")
-BACKENDS = ("builtin", "omnetpp", "external")
 #: Receive timeout of the orchestrator while a peer runs (seconds): a silent peer this long has failed.
 DEFAULT_PEER_TIMEOUT_S = 60.0
 #: A run's wall-clock limit when its spec sets no ``deadline_s``: this base plus so much per round.
@@ -126,7 +127,7 @@ def qids_calibration(
 
 
 def attack_probabilities(
-    spec: Mapping[str, Any],
+    spec: RunSpec,
     detector: DetectorSpec,
     flows: pd.DataFrame,
     train_index: np.ndarray,
@@ -139,9 +140,9 @@ def attack_probabilities(
     if detector.fusion == "quantum":
         return None
     inputs = {
-        "dataset": dataset_inputs(spec["dataset"]),
-        "seed": spec["seed"],
-        "train_fraction": train_fraction(spec),
+        "dataset": dataset_inputs(spec.dataset.model_dump()),
+        "seed": spec.seed,
+        "train_fraction": spec.qids.train_fraction,
         "classifier": detector.classifier,
     }
 
@@ -153,47 +154,47 @@ def attack_probabilities(
 
 
 class Orchestrator:
-    """The orchestrator's state for one run; :meth:`handle` answers one protocol message."""
+    """The orchestrator's state for one run; :meth:`handle` answers one protocol message. ``spec``: the
+    typed run spec or its JSON form (:func:`bridge.scenario.run_spec`); each part gets its section."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.spec = spec
-        self.rounds = int(spec["rounds"])
-        self.round_duration_s = float(spec["round_duration_s"])
-        self.n_devices = int(spec["network"]["devices"])
-        self.n_gateways = int(spec["network"]["gateways"])
-        streams = run_streams(spec["seed"])
-        keys_section = dict(spec.get("keys") or {})
-        qids_section = dict(spec.get("qids") or {})
-        self.channel = ChannelParams.from_dict(dict(spec["channel"]))
-        qkd = spec["qkd"]
-        self.qkd_protocol = qkd["protocol"]
+    def __init__(self, spec: RunSpec | Mapping[str, Any]) -> None:
+        from bridge.scenario import run_spec
+
+        self.spec = spec = run_spec(spec)
+        self.rounds = spec.rounds
+        self.round_duration_s = spec.round_duration_s
+        self.n_devices = spec.network.devices
+        self.n_gateways = spec.network.gateways
+        streams = run_streams(spec.seed)
+        keys_section = spec.keys.settings()
+        self.channel = spec.channel.params
+        qkd = spec.qkd
+        self.qkd_protocol = qkd.protocol
         self.pulses = commissioning.block_pulses(
-            self.round_duration_s,
-            qkd.get("source_rate_hz", commissioning.DEFAULT_SOURCE_RATE_HZ),
-            qkd.get("pulses_per_block"),
+            self.round_duration_s, qkd.source_rate_hz, qkd.pulses_per_block
         )
-        self.frame_bits = qkd.get("frame_bits", DEFAULT_FRAME_BITS)
+        self.frame_bits = qkd.frame_bits
         # Commissioning: the weak-coherent source's intensities, chosen for the honest link (bb84 only).
         self.intensities = None
         if self.qkd_protocol == "bb84":
-            self.intensities = commissioning.commission(
-                self.channel, self.pulses, qkd.get("intensities", "optimise")
-            )
+            self.intensities = commissioning.commission(self.channel, self.pulses, qkd.intensities)
             self.channel = commissioning.apply(self.channel, self.intensities)
-        self.costs = load_cost_model(spec.get("costs") or {})
-        self.scheme = get_scheme(spec["scheme"])(keys_section)
+        self.costs = load_cost_model(spec.costs)
+        self.scheme = get_scheme(spec.scheme)(keys_section)
         self.policy = KeyPolicy.from_mapping(keys_section)
-        self.energy_budget_j = keys_section.get("energy_budget_j")
-        self.qids_params = _qids_params(qids_section)
+        self.energy_budget_j = spec.keys.energy_budget_j
+        self.qids_params = _qids_params(spec.qids.model_dump())
         # Each link's QKD blocks and Algorithm 2's calibration (live, QuISP, or shared by the batch's runs)
         self.links = GatewayLinks(
-            spec,
+            qkd,
             self.channel,
             self.qids_params,
-            qids_section,
+            spec.qids,
             streams.qkd,
+            n_links=self.n_gateways,
+            rounds=self.rounds,
+            seed=spec.seed,
             pulses=self.pulses,
-            frame_bits=self.frame_bits,
         )
         self.calibration = self.links.calibration
         # Ground truth of the quantum layer: the channel's attacker is on every link for the whole run.
@@ -214,15 +215,15 @@ class Orchestrator:
         self._cache: list[list[tuple[str, bytes, float]]] = [[] for _ in range(self.n_gateways)]
         # Spawned after the pools' streams, so the existing streams are untouched.
         self.session_crypto = SessionCrypto(streams.keys.spawn(1)[0])
-        self.flows, train_index, self.test_index = prepare_flows(spec, streams)
+        self.flows, train_index, self.test_index = run_flows(spec, streams)
         self.detector = self.scheme.detector
-        self.boosted_threshold = qids_section.get("boosted_flow_threshold", BOOSTED_FLOW_THRESHOLD)
+        self.boosted_threshold = spec.qids.boosted_flow_threshold
         check_boosted_threshold(self.boosted_threshold)
         self._attack_probability = attack_probabilities(
             spec, self.detector, self.flows, train_index, streams.ids
         )
         topology = build_topology(
-            self.n_devices, self.n_gateways, float(spec["network"]["mqtt_fraction"]), streams.topology
+            self.n_devices, self.n_gateways, spec.network.mqtt_fraction, streams.topology
         )
         self.validator = FrameValidator(
             gateway_of=topology.gateway,
@@ -486,10 +487,10 @@ class Orchestrator:
         spec = self.spec
         rows: list[dict[str, Any]] = []
         attrs = {
-            "dataset": spec["dataset"]["name"],
-            "channel": spec["channel"]["name"],
-            "scheme": spec["scheme"],
-            "seed": str(spec["seed"]),
+            "dataset": spec.dataset.name,
+            "channel": spec.channel.name,
+            "scheme": spec.scheme,
+            "seed": str(spec.seed),
             "backend": backend,
             "synthetic": str(bool(self.flows.attrs.get("synthetic", False))).lower(),
         }
@@ -652,8 +653,8 @@ def plan_costs(costs: CostModel, plan: SessionPlan) -> dict[str, float | int]:
     }
 
 
-def run_label(spec: Mapping[str, Any]) -> str:
-    return f"{spec['scheme']}-{spec['dataset']['name']}-{spec['channel']['name']}-{spec['seed']}"
+def run_label(spec: RunSpec) -> str:
+    return f"{spec.scheme}-{spec.dataset.name}-{spec.channel.name}-{spec.seed}"
 
 
 # ---------------------------------------------------------------------- serving over ZeroMQ
@@ -667,12 +668,11 @@ def check_endpoint(endpoint: str) -> str:
     raise UserInputError(f"endpoint {endpoint!r}: only ipc:// or loopback tcp://127.0.0.1:PORT are allowed")
 
 
-def run_deadline_s(spec: Mapping[str, Any]) -> float:
+def run_deadline_s(spec: RunSpec) -> float:
     """The wall-clock limit of one run with a peer: ``deadline_s``, or 600 s + 60 s per round."""
-    value = spec.get("deadline_s")
-    if value is None:
-        return DEFAULT_DEADLINE_BASE_S + DEFAULT_DEADLINE_PER_ROUND_S * int(spec["rounds"])
-    return float(value)
+    if spec.deadline_s is None:
+        return DEFAULT_DEADLINE_BASE_S + DEFAULT_DEADLINE_PER_ROUND_S * spec.rounds
+    return spec.deadline_s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -766,9 +766,10 @@ def _inprocess_call(orchestrator: Orchestrator):
 
 
 def run_once(
-    spec: Mapping[str, Any], *, bridge: str = "inprocess", timeout_s: float = DEFAULT_PEER_TIMEOUT_S
+    spec: RunSpec | Mapping[str, Any], *, bridge: str = "inprocess", timeout_s: float = DEFAULT_PEER_TIMEOUT_S
 ) -> pd.DataFrame:
-    """Run one resolved spec and return its CSV-R table.
+    """Run one resolved spec (typed, or its JSON form: :func:`bridge.scenario.run_spec`) and return its
+    CSV-R table.
 
     ``bridge="inprocess"``: the built-in backend calls the orchestrator directly. ``bridge="zmq"``: the
     backend runs in a supervised child process over ipc://; a peer that dies, hangs or misbehaves fails the
@@ -776,13 +777,14 @@ def run_once(
     """
     if bridge not in BRIDGES:
         raise UserInputError(f"--bridge: unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
-    if spec.get("quantum_network"):  # a QKD network with trusted relays: bridge.qnet (docs/qkd-network.md)
+    from bridge.scenario import run_spec
+
+    spec = run_spec(spec)
+    if spec.quantum_network:  # a QKD network with trusted relays: bridge.qnet (docs/qkd-network.md)
         from bridge.qnet.run import run_network
 
         return run_network(spec)
-    backend = spec.get("backend", "builtin")
-    if backend not in BACKENDS:
-        raise UserInputError(f"backend {backend!r}: unknown; known: {', '.join(BACKENDS)}")
+    backend = spec.backend
     model_rows = pd.DataFrame()
     if backend == "omnetpp":
         orchestrator, model_rows = _run_omnetpp(spec, timeout_s)
@@ -791,10 +793,10 @@ def run_once(
 
         orchestrator = run_external(spec, timeout_s=timeout_s)
     elif bridge == "inprocess":
-        from bridge.backends.builtin import BuiltinNetwork, drive
+        from bridge.backends.builtin import builtin_network, drive
 
         orchestrator = Orchestrator(spec)
-        drive(BuiltinNetwork(spec), _inprocess_call(orchestrator))
+        drive(builtin_network(spec), _inprocess_call(orchestrator))
     else:
         from bridge.backends.builtin import serve_peer
 
@@ -818,7 +820,7 @@ def finished_table(orchestrator: Orchestrator, backend: str) -> pd.DataFrame:
     return orchestrator.table(backend)
 
 
-def _run_omnetpp(spec: Mapping[str, Any], timeout_s: float) -> tuple[Orchestrator, pd.DataFrame]:
+def _run_omnetpp(spec: RunSpec, timeout_s: float) -> tuple[Orchestrator, pd.DataFrame]:
     """One run with the OMNeT++/INET model as the peer (always over ZeroMQ); the orchestrator and the
     model's own scalars (bridge, 802.15.4 MACs) as CSV-R rows of ``omnetpp.*`` modules."""
     from bridge.backends.omnetpp import cosim_peer, model_scalars, require_model

@@ -7,9 +7,8 @@ bridged runs draw the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,8 @@ from bridge.datasets import load_flows
 from qesif_core.errors import UserInputError
 from qesif_core.qids.flows import feature_columns, vector_keys
 
-#: Share of each class's records used to train the flow detector; the rest drive the network (held out).
-DEFAULT_TRAIN_FRACTION = 0.7
+if TYPE_CHECKING:
+    from bridge.scenario import DatasetSpec, RunSpec
 
 _STREAMS = ("dataset", "split", "topology", "traffic", "qkd", "keys", "ids", "channel")
 
@@ -44,34 +43,23 @@ def run_streams(seed: int) -> RunStreams:
     return RunStreams(*(np.random.default_rng(child) for child in children))
 
 
-def train_fraction(spec: Mapping[str, Any]) -> float:
-    value = spec.get("qids", {}).get("train_fraction", DEFAULT_TRAIN_FRACTION)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
-        raise UserInputError(f"qids.train_fraction must be a number in (0, 1), got {value!r}")
-    return float(value)
-
-
 def prepare_flows(
-    spec: Mapping[str, Any], streams: RunStreams
+    dataset: DatasetSpec, seed: int, fraction: float, streams: RunStreams
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The run's flow table and its grouped, stratified split: ``(flows, train_index, test_index)``.
 
     Rows with identical feature vectors form one group, and a group lies wholly in training or in test,
     so no test record has its exact copy in training. A group belongs to the attack class when any of its
-    rows is an attack; each class's groups are shuffled and a share ``qids.train_fraction`` of them goes
-    to training. The held-out records are the ones the network replays and the Q-IDS judges.
+    rows is an attack; each class's groups are shuffled and a share ``fraction`` (``qids.train_fraction``)
+    of them goes to training. The held-out records are the ones the network replays and the Q-IDS judges.
     """
-    dataset = spec["dataset"]
     flows = shared_frame(  # the same table for every run with this dataset entry and seed (bridge.cache)
         "flows",
-        {"dataset": dataset_inputs(dataset), "seed": spec["seed"]},
-        lambda: load_flows(
-            dataset["name"], dataset.get("path"), streams.dataset, max_rows=dataset.get("max_rows")
-        ),
+        {"dataset": dataset_inputs(dataset.model_dump()), "seed": seed},
+        lambda: load_flows(dataset.name, dataset.path, streams.dataset, max_rows=dataset.max_rows),
     )
     if len(flows) < 2:
-        raise UserInputError(f"dataset {dataset['name']!r}: needs at least 2 flow records, got {len(flows)}")
-    fraction = train_fraction(spec)
+        raise UserInputError(f"dataset {dataset.name!r}: needs at least 2 flow records, got {len(flows)}")
     _, group = np.unique(vector_keys(flows, feature_columns(flows)), return_inverse=True)
     group_is_attack = np.zeros(group.max() + 1, dtype=bool)
     group_is_attack[group[flows["label"].to_numpy(dtype=bool)]] = True
@@ -88,3 +76,8 @@ def prepare_flows(
             f"{'test' if test_index.size == 0 else 'training'} records"
         )
     return flows, train_index, test_index
+
+
+def run_flows(spec: RunSpec, streams: RunStreams) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """:func:`prepare_flows` of a run: its dataset section, seed and ``qids.train_fraction``."""
+    return prepare_flows(spec.dataset, spec.seed, spec.qids.train_fraction, streams)

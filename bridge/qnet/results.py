@@ -96,10 +96,10 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         )
 
     for name, value in (
-        ("dataset", spec["dataset"]["name"]),
-        ("channel", spec["channel"]["name"]),
-        ("scheme", spec["scheme"]),
-        ("seed", str(spec["seed"])),
+        ("dataset", spec.dataset.name),
+        ("channel", spec.channel.name),
+        ("scheme", spec.scheme),
+        ("seed", str(spec.seed)),
         ("backend", "builtin"),
         ("synthetic", "false"),
         ("experiment", EXPERIMENT),
@@ -210,7 +210,7 @@ def network_table(run: NetworkRun) -> pd.DataFrame:
         scalar(module, "max_flow_rate_bps", max_flow_rate(topo, key_rate, a, b))
 
     table = pd.DataFrame(rows, columns=CSVR)
-    table["run"] = f"qnet-{spec['scheme']}-{spec['channel']['name']}-{spec['seed']}"
+    table["run"] = f"qnet-{spec.scheme}-{spec.channel.name}-{spec.seed}"
     return table
 
 

@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -58,14 +58,15 @@ from qesif_core.qnet.topology import Link, Node, Topology
 from qesif_core.schemes import get_scheme
 from qesif_core.schemes.base import SessionContext
 
+if TYPE_CHECKING:
+    from bridge.scenario import RunSpec
+
 EXPERIMENT = "quantum-network"
 #: Environment variable: processes sharing a network run's QKD blocks (1 or 2; results do not change).
 WORKERS_ENV = "QESIF_QNET_WORKERS"
 #: Networks up to this many nodes get the key-rate analysis for every node pair; larger ones for the
 #: gateway-control centre pairs only (the analysis runs a max-flow per pair).
 ALL_PAIRS_MAX_NODES = 40
-DEFAULT_CALIBRATION_BLOCKS = 20
-DEFAULT_CALIBRATION_MODE = "link-baseline"
 
 
 def topology_of(section: Mapping[str, Any]) -> Topology:
@@ -144,25 +145,30 @@ SESSION_TOTALS = (
 class NetworkRun:
     """The state of one network run; :meth:`step` advances one round, :meth:`table` gives the results."""
 
-    def __init__(self, spec: Mapping[str, Any], *, workers: int = 1, quisp_executable: Any = None) -> None:
+    def __init__(
+        self, spec: RunSpec | Mapping[str, Any], *, workers: int = 1, quisp_executable: Any = None
+    ) -> None:
+        from bridge.scenario import run_spec
+
         started = time.perf_counter()
-        self.spec = spec
-        section = spec["quantum_network"]
-        self.rounds = int(spec["rounds"])
-        self.round_s = float(spec["round_duration_s"])
-        streams = run_streams(spec["seed"])
+        self.spec = spec = run_spec(spec)
+        section = spec.quantum_network
+        if not section:
+            raise UserInputError("run_network: the spec has no quantum_network section")
+        self.rounds = spec.rounds
+        self.round_s = spec.round_duration_s
+        streams = run_streams(spec.seed)
         self.topology = topology_of(section)
-        self.links = link_models(section, self.round_s, spec["qkd"])
+        self.links = link_models(section, self.round_s, spec.qkd.model_dump())
         from bridge.qnet.quisp import attach_quisp_pair_states
 
         self.links, self.link_notes = attach_quisp_pair_states(
             self.links, [ln["source"] for ln in section["links"]], streams.qkd.spawn(1)[0], quisp_executable
         )
         n_links = len(self.links)
-        keys_section = dict(spec.get("keys") or {})
-        qids_section = dict(spec.get("qids") or {})
+        keys_section = spec.keys.settings()
         self.key_policy = KeyPolicy.from_mapping(keys_section)
-        qids_params = _qids_params(qids_section)
+        qids_params = _qids_params(spec.qids.model_dump())
         link_rngs, calibration_rngs = streams.qkd.spawn(n_links), streams.qkd.spawn(n_links)
         # per block admitted by Algorithm 1: its finite-key length (the link's secret key) and the key bits
         # the engine handed out, which enter the pools (fewer when the engine reconciles a sub-frame)
@@ -174,15 +180,15 @@ class NetworkRun:
         ).reshape(n_links, self.rounds)
 
         # IoT devices and their session demand
-        net = spec["network"]
+        net = spec.network
         self.gateways = [self.topology.node_index[g] for g in self.topology.gateways]
         self.centre = self.topology.node_index[self.topology.control_centre]
-        self.n_devices = int(net["devices"])
+        self.n_devices = net.devices
         self.device_gateway = build_topology(
-            self.n_devices, len(self.gateways), float(net["mqtt_fraction"]), streams.topology
+            self.n_devices, len(self.gateways), net.mqtt_fraction, streams.topology
         ).gateway
-        self.session_rounds = int(keys_section.get("session_rounds", 1))
-        self.traffic_probability = -math.expm1(-self.round_s / float(net["mean_interarrival_s"]))
+        self.session_rounds = spec.keys.session_rounds
+        self.traffic_probability = -math.expm1(-self.round_s / net.mean_interarrival_s)
         self._traffic = streams.traffic
         self._pending = np.zeros(self.n_devices, dtype=bool)
         monitor = section["monitor"]
@@ -214,7 +220,7 @@ class NetworkRun:
             state = PolicyState(
                 name=name,
                 network=network,
-                scheme=get_scheme(spec["scheme"])(keys_section),
+                scheme=get_scheme(spec.scheme)(keys_section),
                 held=np.zeros(len(self.gateways), dtype=np.int64),
                 held_links=[np.zeros(0, dtype=np.int64) for _ in self.gateways],
             )
@@ -228,8 +234,8 @@ class NetworkRun:
         try:
             calibrations = self.producer.calibrate(
                 qids_params,
-                int(qids_section.get("calibration_blocks", DEFAULT_CALIBRATION_BLOCKS)),
-                qids_section.get("calibration", DEFAULT_CALIBRATION_MODE),
+                spec.qids.calibration_blocks,
+                spec.qids.calibration,
                 calibration_rngs,
             )
         except BaseException:
@@ -336,7 +342,7 @@ class NetworkRun:
                 if plan.consumes_qkd_key:
                     if not available:
                         raise RuntimeError(
-                            f"scheme {self.spec['scheme']} planned a QKD key at gateway {g} without one"
+                            f"scheme {self.spec.scheme} planned a QKD key at gateway {g} without one"
                         )
                     held -= 1
                 elif plan.mode != "quantum" and (not available or flagged):
@@ -379,11 +385,9 @@ class NetworkRun:
         return self
 
 
-def run_network(spec: Mapping[str, Any], *, workers: int | None = None) -> pd.DataFrame:
+def run_network(spec: RunSpec | Mapping[str, Any], *, workers: int | None = None) -> pd.DataFrame:
     """Run one network spec and return its CSV-R table. ``workers=2`` shares the links' QKD blocks with a
     worker process (same results, bit for bit); default: ``$QESIF_QNET_WORKERS`` (1 or 2), else 1."""
-    if not spec.get("quantum_network"):
-        raise UserInputError("run_network: the spec has no quantum_network section")
     from bridge.qnet.results import network_table
 
     if workers is None:

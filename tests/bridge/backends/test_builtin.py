@@ -1,26 +1,30 @@
 import pytest
 
-from bridge.backends.builtin import BuiltinNetwork, network_params
+from bridge.backends.builtin import BuiltinNetwork, builtin_network, network_params
 from bridge.cosim.orchestrator import plan_costs
-from bridge.scenario import resolve_channel
+from bridge.scenario import resolve_channel, run_spec
 from qesif_core.costs import load_cost_model
 from qesif_core.errors import UserInputError
 from qesif_core.network.wifi import ESP32_RADIO_A, Wifi80211
 from qesif_core.schemes.base import SessionPlan
 
 
-def _spec(**network):
-    return {
+def _spec(rounds=2, **network):
+    return run_spec({
         "seed": 2,
-        "rounds": 2,
+        "rounds": rounds,
         "round_duration_s": 0.5,
+        "backend": "builtin",
         "dataset": {"name": "bot_iot", "path": None, "max_rows": 800},
         "channel": resolve_channel("<test>", "channel", {"name": "clean"}),
+        "scheme": "QESIF",
         "network": {"devices": 20, "gateways": 2, "mean_interarrival_s": 0.1, "mqtt_fraction": 0.5,
                     "access": "802.15.4", **network},
+        "qkd": {},
         "qids": {},
+        "keys": {},
         "costs": {},
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def test_radio_and_device_figures_come_from_the_cost_model():
@@ -31,29 +35,33 @@ def test_radio_and_device_figures_come_from_the_cost_model():
 
 
 def test_reliability_settings_of_the_network_section_reach_the_model():
-    network = BuiltinNetwork(_spec(mqtt_qos=0, coap_confirmable=False, device_queue=3))
+    network = builtin_network(_spec(mqtt_qos=0, coap_confirmable=False, device_queue=3))
     assert (network.params.mqtt_qos, network.params.coap_confirmable) == (0, False)
     assert network.params.device_queue_limit == 3
-    defaults = BuiltinNetwork(_spec()).params
+    defaults = builtin_network(_spec()).params
     assert (defaults.mqtt_qos, defaults.coap_confirmable, defaults.device_queue_limit) == (1, True, 8)
 
 
 def test_wifi_access_uses_802_11_timing_and_wifi_radio_currents():
-    network = BuiltinNetwork(_spec(access="wifi"))
+    network = builtin_network(_spec(access="wifi"))
     assert isinstance(network.params.access, Wifi80211)
     assert network.params.power.radio_tx_a == ESP32_RADIO_A["radio_tx_a"]
-    assert network.params.power.cpu_hz == BuiltinNetwork(_spec()).params.power.cpu_hz  # same MCU
+    assert network.params.power.cpu_hz == builtin_network(_spec()).params.power.cpu_hz  # same MCU
 
 
 def test_unsupported_access_and_too_many_gateways_are_user_errors():
+    spec = _spec()
+    lora = spec.network.model_copy(update={"access": "lora"})  # past the spec's own check
     with pytest.raises(UserInputError, match=r"network\.access"):
-        BuiltinNetwork(_spec(access="lora"))
+        BuiltinNetwork(lora, builtin_network(spec).workload, None, rounds=2, costs=load_cost_model())
+    with pytest.raises(UserInputError, match=r"network\.access"):
+        _spec(access="lora")
     with pytest.raises(UserInputError, match=r"network\.gateways"):
-        BuiltinNetwork(_spec(gateways=40))
+        builtin_network(_spec(gateways=40))
 
 
 def test_a_round_asks_for_each_session_once_and_reports_its_records():
-    network = BuiltinNetwork(_spec())
+    network = builtin_network(_spec())
     request = network.begin_round(0)
     assert len(request["device"]) == len(set(request["device"])) > 10
     assert all(0.0 <= t < 0.5 for t in request["time"])
@@ -70,12 +78,11 @@ def test_a_round_asks_for_each_session_once_and_reports_its_records():
 
 
 def test_a_saturated_pan_needs_application_retransmissions():
-    spec = _spec()
-    spec["rounds"] = 8
-    network = BuiltinNetwork(spec)
+    spec = _spec(rounds=8)
+    network = builtin_network(spec)
     costs = plan_costs(load_cost_model(), SessionPlan("classical", "x25519", "aes-128-gcm", False))
     sent = delivered = retransmitted = lost = dropped = 0
-    for r in range(spec["rounds"]):
+    for r in range(spec.rounds):
         request = network.begin_round(r)
         n = len(request["device"])
         telemetry = network.finish_round(
@@ -95,17 +102,17 @@ def test_a_schedule_file_replaces_the_drawn_traffic(tmp_path):
     import numpy as np
 
     from bridge.backends.builtin import read_schedule
-    from bridge.backends.workload import Workload, write_schedule
+    from bridge.backends.workload import run_workload, write_schedule
     from bridge.cosim.runsetup import run_streams
 
-    spec = {**_spec(), "rounds": 3}
-    written = write_schedule(Workload(spec, run_streams(spec["seed"])), 3, tmp_path / "s.csv")
-    rounds = read_schedule(str(tmp_path / "s.csv"), 3, spec["round_duration_s"])
+    spec = _spec(rounds=3)
+    written = write_schedule(run_workload(spec, run_streams(spec.seed)), 3, tmp_path / "s.csv")
+    rounds = read_schedule(str(tmp_path / "s.csv"), 3, spec.round_duration_s)
     assert sum(r.device.size for r in rounds) == len(written)
-    network = BuiltinNetwork(spec, rounds)
+    network = builtin_network(spec, rounds)
     request = network.begin_round(1)
     first = rounds[1]
     assert (np.diff(first.device) >= 0).all()  # device order, then time, as the drawn traffic
     assert set(request["device"]) <= set(first.device.tolist())
     with pytest.raises(UserInputError, match="outside the run's 2 rounds"):
-        read_schedule(str(tmp_path / "s.csv"), 2, spec["round_duration_s"])
+        read_schedule(str(tmp_path / "s.csv"), 2, spec.round_duration_s)

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from bridge.backends import omnetpp
-from bridge.backends.workload import Workload
+from bridge.backends.workload import run_workload
 from bridge.cosim.orchestrator import run_once
 from bridge.cosim.runsetup import run_streams
-from bridge.scenario import load_runs
+from bridge.scenario import load_runs, run_spec
+from qesif_core.costs import load_cost_model
 from qesif_core.errors import UserInputError
 
 
@@ -20,10 +21,25 @@ def _smoke_spec(channel: str = "clean", scheme: str = "QESIF") -> dict:
     return next(r.spec for r in runs if r.spec["channel"]["name"] == channel and r.spec["scheme"] == scheme)
 
 
+def _ini_lines(spec: dict, tmp_path, network=None) -> tuple[dict[str, str], object]:
+    typed = run_spec(spec)
+    workload = run_workload(typed, run_streams(typed.seed))
+    lines = omnetpp.cosim_ini_lines(
+        network or typed.network,
+        workload,
+        "ipc:///x",
+        tmp_path / "t.csv",
+        30.0,
+        rounds=typed.rounds,
+        costs=load_cost_model(typed.costs),
+        session_rounds=typed.keys.session_rounds,
+    )
+    return lines, workload
+
+
 def test_ini_places_every_device_in_its_gateways_pan(tmp_path):
     spec = _smoke_spec()
-    workload = Workload(spec, run_streams(spec["seed"]))
-    lines = omnetpp.cosim_ini_lines(spec, workload, "ipc:///x", tmp_path / "t.csv", 30.0)
+    lines, workload = _ini_lines(spec, tmp_path)
     n = workload.n_devices
     assert lines["*.numDevices"] == str(n) and lines["*.numGateways"] == str(workload.n_gateways)
     for d in range(n):
@@ -41,8 +57,7 @@ def test_ini_places_every_device_in_its_gateways_pan(tmp_path):
 def test_wifi_access_switches_interfaces_medium_and_device_power(tmp_path):
     spec = _smoke_spec()
     spec["network"] = {**spec["network"], "access": "wifi"}
-    workload = Workload(spec, run_streams(spec["seed"]))
-    lines = omnetpp.cosim_ini_lines(spec, workload, "ipc:///x", tmp_path / "t.csv", 30.0)
+    lines, _ = _ini_lines(spec, tmp_path)
     assert lines["*.radioMedium.typename"] == '"Ieee80211ScalarRadioMedium"'
     assert lines["*.*.wlan[0].typename"] == '"Ieee80211Interface"'
     assert lines["*.*.wlan[0].bitrate"] == "54Mbps"
@@ -50,9 +65,9 @@ def test_wifi_access_switches_interfaces_medium_and_device_power(tmp_path):
     tx = lines["*.device[*].wlan[0].radio.energyConsumer.transmitterTransmittingPowerConsumption"]
     assert float(tx.removesuffix("mW")) == pytest.approx(570.0)
     assert not any(key.endswith("centerFrequency") for key in lines)  # 802.15.4 channels only
-    spec["network"] = {**spec["network"], "access": "lora"}
+    lora = run_spec(spec).network.model_copy(update={"access": "lora"})  # past the spec's own check
     with pytest.raises(UserInputError, match=r"network\.access"):
-        omnetpp.cosim_ini_lines(spec, workload, "ipc:///x", tmp_path / "t.csv", 30.0)
+        _ini_lines(spec, tmp_path, lora)
 
 
 def test_unbuilt_model_is_a_user_error_saying_how_to_build_it(tmp_path, monkeypatch):

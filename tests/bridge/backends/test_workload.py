@@ -7,20 +7,40 @@ from bridge.backends.workload import (
     PAYLOAD_MIN_BYTES,
     Workload,
     record_payloads,
+    run_workload,
     write_schedule,
 )
 from bridge.cosim.runsetup import run_streams
+from bridge.scenario import RunSpec, run_spec
 
 
-def _spec():
-    return {
-        "seed": 3,
-        "rounds": 3,
-        "round_duration_s": 0.5,
-        "dataset": {"name": "bot_iot", "path": None, "max_rows": 800},
-        "network": {"devices": 12, "gateways": 3, "mean_interarrival_s": 0.1, "mqtt_fraction": 0.5},
-        "qids": {},
-    }
+def _spec(**network) -> RunSpec:
+    return run_spec(
+        {
+            "seed": 3,
+            "rounds": 3,
+            "round_duration_s": 0.5,
+            "backend": "builtin",
+            "dataset": {"name": "bot_iot", "path": None, "max_rows": 800},
+            "channel": {"name": "clean"},
+            "scheme": "QESIF",
+            "network": {
+                "devices": 12,
+                "gateways": 3,
+                "mean_interarrival_s": 0.1,
+                "mqtt_fraction": 0.5,
+                **network,
+            },
+            "qkd": {},
+            "qids": {},
+            "keys": {},
+            "costs": {},
+        }
+    )
+
+
+def _workload(spec: RunSpec) -> Workload:
+    return run_workload(spec, run_streams(spec.seed))
 
 
 def test_payloads_are_bytes_per_packet_clipped():
@@ -29,19 +49,17 @@ def test_payloads_are_bytes_per_packet_clipped():
 
 
 def test_a_fixed_payload_size_replaces_the_records_sizes():
-    spec = _spec()
-    spec["network"] = {**spec["network"], "payload_bytes": 100}
-    fixed = Workload(spec, run_streams(spec["seed"])).round_messages(0)
+    fixed = _workload(_spec(payload_bytes=100)).round_messages(0)
     assert (fixed.payload == 100).all() and fixed.payload.size > 0
-    records = Workload(_spec(), run_streams(spec["seed"])).round_messages(0)
+    records = _workload(_spec()).round_messages(0)
     assert np.array_equal(records.record, fixed.record)  # the same flow records, only their sizes go
     assert len(np.unique(records.payload)) > 1
 
 
 def test_schedule_file_holds_every_round_in_time_order_and_repeats_for_a_seed(tmp_path):
     spec = _spec()
-    written = write_schedule(Workload(spec, run_streams(spec["seed"])), 3, tmp_path / "a.csv")
-    again = write_schedule(Workload(spec, run_streams(spec["seed"])), 3, tmp_path / "b.csv")
+    written = write_schedule(_workload(spec), 3, tmp_path / "a.csv")
+    again = write_schedule(_workload(spec), 3, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     read = pd.read_csv(tmp_path / "a.csv")
     assert list(read.columns) == ["device", "time", "payload", "record"]
@@ -58,13 +76,11 @@ def test_schedule_file_holds_every_round_in_time_order_and_repeats_for_a_seed(tm
 def test_every_round_equals_the_builtin_backends_rounds(tmp_path):
     """The built-in backend draws its channel from a stream of its own, so both backends carry exactly the
     same messages in every round (the OMNeT++ backend replays the schedule file)."""
-    from bridge.backends.builtin import BuiltinNetwork
-    from bridge.scenario import resolve_channel
+    from bridge.backends.builtin import builtin_network
 
-    spec = {**_spec(), "channel": resolve_channel("<t>", "channel", {"name": "clean"}), "costs": {}}
-    spec["network"] = {**spec["network"], "access": "802.15.4"}
-    schedule = write_schedule(Workload(spec, run_streams(spec["seed"])), 3, tmp_path / "t.csv")
-    network = BuiltinNetwork(spec)
+    spec = _spec(access="802.15.4")
+    schedule = write_schedule(_workload(spec), 3, tmp_path / "t.csv")
+    network = builtin_network(spec)
     for r in range(3):
         request = network.begin_round(r)
         grant = {"round": r, "device": request["device"]}

@@ -16,7 +16,7 @@ import pytest
 from bridge import cli
 from bridge.cosim.external import external_spec, parse_peer_command, peer_argv, write_peer_files
 from bridge.cosim.orchestrator import run_once
-from bridge.scenario import load_runs, run_key
+from bridge.scenario import load_runs, run_key, run_spec
 from bridge.store import ResultStore
 from qesif_core.errors import UserInputError
 
@@ -75,9 +75,10 @@ def test_peer_commands_are_split_without_a_shell_and_need_the_endpoint():
 
 
 def test_peer_files_describe_the_run(small_spec, tmp_path):
-    spec = small_spec(rounds=3)
+    spec = run_spec(small_spec(rounds=3))
     paths = write_peer_files(spec, tmp_path)
-    assert json.loads(Path(paths["spec"]).read_text()) == spec
+    assert json.loads(Path(paths["spec"]).read_text()) == spec.to_dict()
+
     topology = pd.read_csv(paths["topology"])
     assert list(topology.columns) == ["device", "gateway", "protocol"]
     devices = np.arange(20)
@@ -88,6 +89,14 @@ def test_peer_files_describe_the_run(small_spec, tmp_path):
     assert schedule["time"].is_monotonic_increasing and schedule["time"].between(0, 1.5, "left").all()
     assert schedule["payload"].between(16, 256).all()
     assert set(np.floor(schedule["time"] / 0.5).astype(int)) == {0, 1, 2}
+
+
+def test_the_spec_file_is_the_external_runs_stored_spec_key_for_key(tmp_path):
+    """docs/protocol.md's {spec}: what the store keeps for the run, in its order (the wire format)."""
+    _, runs = load_runs(REPO / "scenarios/smoke.yaml")
+    spec = external_spec(runs[0].spec, "sim {endpoint} {spec}", "tcp")
+    paths = write_peer_files(run_spec(spec), tmp_path, ("spec",))
+    assert Path(paths["spec"]).read_text() == json.dumps(spec, indent=1, allow_nan=False)
 
 
 def test_external_runs_have_their_own_spec_and_keys():

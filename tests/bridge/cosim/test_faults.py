@@ -15,7 +15,7 @@ from bridge.cosim import protocol
 from bridge.cosim.client import ZmqClient
 from bridge.cosim.orchestrator import Orchestrator, run_deadline_s, run_once, serve, serve_with_peer
 from bridge.cosim.supervise import PeerFailure, PeerProcess
-from bridge.scenario import Run
+from bridge.scenario import Run, run_spec
 
 PEER_PRELUDE = """
 import os, signal, sys, time
@@ -152,5 +152,5 @@ def test_a_peer_trickling_malformed_frames_cannot_outlive_the_run_deadline(tmp_p
 
 
 def test_the_deadline_defaults_to_600_s_plus_60_s_per_round(small_spec):
-    assert run_deadline_s(small_spec(rounds=5)) == 900.0
-    assert run_deadline_s({**small_spec(rounds=5), "deadline_s": 12.5}) == 12.5
+    assert run_deadline_s(run_spec(small_spec(rounds=5))) == 900.0
+    assert run_deadline_s(run_spec({**small_spec(rounds=5), "deadline_s": 12.5})) == 12.5

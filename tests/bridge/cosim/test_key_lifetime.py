@@ -41,8 +41,8 @@ def test_no_granted_key_is_past_its_lifetime(small_spec, monkeypatch):
 
     monkeypatch.setattr(KeyPool, "dec_keys", recording)
     orchestrator = Orchestrator(spec)
-    from bridge.backends.builtin import BuiltinNetwork, drive
+    from bridge.backends.builtin import builtin_network, drive
 
-    drive(BuiltinNetwork(spec), orchestrator.handle)
+    drive(builtin_network(orchestrator.spec), orchestrator.handle)
     assert orchestrator.finished and granted
     assert all(now < expires for now, expires in granted)

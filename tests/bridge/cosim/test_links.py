@@ -7,29 +7,23 @@ import numpy as np
 
 from bridge.cache import ContentCache, activated
 from bridge.cosim.links import GatewayLinks
+from bridge.scenario import QidsSpec, QkdSpec
 from qesif_core.keys import key_bits_of
 from qesif_core.qids.anomaly import QidsParams
 from qesif_core.qkd.channel import preset
 
 
-def _spec() -> dict:
-    return {
-        "seed": 11,
-        "rounds": 4,
-        "network": {"gateways": 2},
-        "qkd": {"protocol": "bb84", "source": "builtin"},
-    }
-
-
 def _keys(min_key_bits: int = 0) -> list[np.ndarray]:
     links = GatewayLinks(
-        _spec(),
+        QkdSpec(protocol="bb84", source="builtin", frame_bits=4096),
         preset("clean"),
         QidsParams(),
-        {"calibration_blocks": 2},
+        QidsSpec(calibration_blocks=2),
         np.random.default_rng(5),
+        n_links=2,
+        rounds=4,
+        seed=11,
         pulses=1_000_000,
-        frame_bits=4096,
     )
     return [key_bits_of(links.block(link, r, min_key_bits).alice_key) for r in range(4) for link in range(2)]
 

@@ -108,14 +108,14 @@ def test_unknown_bridge_is_a_user_error(small_spec):
 def test_links_are_commissioned_and_pool_keys_carry_their_security_parameter(small_spec):
     """Default qkd section: blocks of source_rate_hz x round_duration_s pulses (1e9 x 0.5 s), intensities
     optimised for the honest noisy link, keys from every block, each key with the block's epsilon."""
-    from bridge.backends.builtin import BuiltinNetwork, drive
+    from bridge.backends.builtin import builtin_network, drive
     from bridge.cosim.orchestrator import _inprocess_call
     from qesif_core.qkd import commissioning
 
     spec = small_spec(rounds=3, channel="noisy")
     spec["qkd"] = {"protocol": "bb84"}
     orchestrator = Orchestrator(spec)
-    drive(BuiltinNetwork(spec), _inprocess_call(orchestrator))
+    drive(builtin_network(orchestrator.spec), _inprocess_call(orchestrator))
     scalars = _scalars(orchestrator.table())
     expected = commissioning.commission(orchestrator.channel, 5 * 10**8)
     assert scalars["qkd/pulses_per_block"] == 5e8
