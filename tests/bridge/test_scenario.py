@@ -420,3 +420,76 @@ def test_boosted_flow_threshold_is_checked_and_reaches_the_run(tmp_path):
 def test_shipped_scenarios_validate_and_expand(name):
     _, runs = load_runs(Path("scenarios") / f"{name}.yaml")
     assert runs and len({r.key for r in runs}) == len(runs)
+
+
+# ------------------------------------------------------------------ the typed run specification
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p for p in (REPO / "scenarios").glob("*.yaml") if p.stem != "paper_reference")  # not a grid
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_run_spec_round_trips_through_the_typed_spec(path):
+    from bridge.scenario import run_spec
+
+    _, runs = load_runs(path)
+    for run in runs:
+        typed = run_spec(json.loads(json.dumps(run.spec)))  # as the store and a peer hold it
+        assert typed.to_dict() == run.spec and list(typed.to_dict()) == list(run.spec)
+        assert run_key(typed.to_dict()) == run.key
+
+
+def test_the_typed_spec_is_frozen_and_typed_and_keeps_an_external_peer():
+    from pydantic import ValidationError
+
+    from bridge.cosim.external import external_spec
+    from bridge.scenario import run_spec
+    from qesif_core.qkd.channel import ChannelParams, preset
+
+    _, runs = load_runs(REPO / "scenarios/smoke.yaml")
+    typed = run_spec(runs[0].spec)
+    with pytest.raises(ValidationError, match="frozen"):
+        typed.rounds = 7
+    with pytest.raises(ValidationError, match="frozen"):
+        typed.network.devices = 7
+    assert isinstance(typed.channel.params, ChannelParams) and typed.keys.epsilon_min == 0.01
+    assert run_spec(typed) is typed
+    assert typed.keys.settings() == runs[0].spec["keys"] == {"epsilon_min": 0.01}  # as set, not filled in
+    # a channel given by its preset's name alone is the preset, as ChannelParams.from_dict reads it
+    assert run_spec({**runs[0].spec, "channel": {"name": "noisy"}}).channel.params == preset("noisy")
+    external = external_spec(runs[0].spec, "sim {endpoint}", "tcp")
+    assert run_spec(external).to_dict() == external and run_spec(external).peer.transport == "tcp"
+    with pytest.raises(UserInputError, match="peer program"):
+        run_spec({**runs[0].spec, "backend": "external"})
+
+
+def test_a_bad_stored_spec_is_a_user_error_naming_field_and_value():
+    from bridge.scenario import run_spec
+
+    _, runs = load_runs(REPO / "scenarios/smoke.yaml")
+    with pytest.raises(UserInputError, match=r"field 'network\.devices'.*got -3"):
+        run_spec({**runs[0].spec, "network": {**runs[0].spec["network"], "devices": -3}})
+    with pytest.raises(UserInputError, match=r"'qkd\.pulse_per_block': unknown field.*'pulses_per_block'"):
+        run_spec({**runs[0].spec, "qkd": {"pulse_per_block": 10}})
+
+
+def test_each_layer_takes_its_section_not_the_run_spec():
+    """The backends get the network section, the QKD links the qkd section (and the channel), the flow
+    split the dataset section: never the whole run spec (their signatures say so)."""
+    import inspect
+
+    from bridge.backends.builtin import BuiltinNetwork
+    from bridge.backends.omnetpp import cosim_ini_lines
+    from bridge.backends.workload import Workload
+    from bridge.cosim.links import GatewayLinks
+    from bridge.cosim.runsetup import prepare_flows
+
+    def annotations(function) -> list[str]:
+        return [str(p.annotation) for p in inspect.signature(function).parameters.values()]
+
+    assert annotations(BuiltinNetwork)[0] == "NetworkSpec"
+    assert annotations(cosim_ini_lines)[0] == "NetworkSpec"
+    assert annotations(Workload)[0] == "NetworkSpec"
+    assert annotations(GatewayLinks)[:4] == ["QkdSpec", "ChannelParams", "QidsParams", "QidsSpec"]
+    assert annotations(prepare_flows)[0] == "DatasetSpec"
+    for layer in (BuiltinNetwork, cosim_ini_lines, Workload, GatewayLinks, prepare_flows):
+        assert not any("RunSpec" in a or "Mapping" in a for a in annotations(layer)), layer
