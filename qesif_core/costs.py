@@ -35,7 +35,6 @@ from typing import Any
 
 import yaml
 
-from qesif_core import crypto
 from qesif_core.errors import UserInputError
 from qesif_core.schemes.base import CIPHERS, HANDSHAKES, SessionPlan
 
@@ -172,6 +171,8 @@ class CostModel:
     # ------------------------------------------------------------------ public cost functions
     def handshake(self, kind: str, key_bytes: int = 16) -> HandshakeCost:
         """Cost of one key establishment of ``kind`` for a session key of ``key_bytes``."""
+        from qesif_core import crypto  # here: `cryptography` is slow to import and validation needs no costs
+
         device_cycles = self._device_cycles(kind, key_bytes)
         up, down = crypto.handshake_wire_bytes(kind, key_bytes)
         return HandshakeCost(
@@ -185,6 +186,8 @@ class CostModel:
 
     def session_setup(self, plan: SessionPlan) -> HandshakeCost:
         """Key establishment of a session plan, including a QKD key mixed into a PQ exchange."""
+        from qesif_core import crypto
+
         key_bytes = crypto.SESSION_KEY_BYTES[plan.cipher]
         main = self.handshake(plan.handshake, key_bytes)
         if not plan.consumes_qkd_key or plan.handshake == "qkd-psk":
@@ -201,6 +204,8 @@ class CostModel:
 
     def record(self, cipher: str, payload_bytes: int, aad_bytes: int = 0) -> RecordCost:
         """Sealing (or opening) one AES-GCM record with ``payload_bytes`` of application data."""
+        from qesif_core import crypto
+
         if cipher not in CIPHERS:
             raise UserInputError(f"costs: unknown cipher {cipher!r}; known: {', '.join(CIPHERS)}")
         if payload_bytes < 0:

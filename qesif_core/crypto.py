@@ -25,8 +25,8 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey, MLKEM768PublicKey
@@ -34,6 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
+
+if TYPE_CHECKING:  # only the generators' type: numpy is slow to import and the cost model needs none
+    import numpy as np
 
 X25519_PUBLIC_BYTES = 32
 MLKEM768_ENCAPSULATION_KEY_BYTES = 1184

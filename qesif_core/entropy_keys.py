@@ -23,20 +23,32 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from qesif_core.errors import UserInputError
-from qesif_core.keys import SecretBits, key_bits_of
-from qesif_core.qkd.keyrate import entropy_per_bit, h2
 
-#: H_q per block (defined once, in ``keyrate``, where the QuISP backend also uses it).
-quantum_entropy = entropy_per_bit
+# numpy, the key store and the key-rate module are imported where used: `qesif validate` reads KeyPolicy
+# alone and should not pay for them (they are slow to import).
+if TYPE_CHECKING:
+    import numpy as np
+
+    from qesif_core.keys import SecretBits
+
+
+def __getattr__(name: str) -> Any:
+    """``quantum_entropy``: H_q per block, defined once in ``keyrate`` (the QuISP backend uses it too)."""
+    if name == "quantum_entropy":
+        from qesif_core.qkd.keyrate import entropy_per_bit
+
+        globals()[name] = entropy_per_bit
+        return entropy_per_bit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def basis_mismatch_entropy(mismatched: int, detected: int) -> float:
     """h2 of the fraction of detections whose bases differed (1 for unbiased, independent choices)."""
+    from qesif_core.qkd.keyrate import h2
+
     return float(h2(mismatched / detected)) if detected else 0.0
 
 
@@ -91,6 +103,8 @@ def communication_cost(energy_j: float, budget_j: float) -> float:
 
 def decoherence_factor(theta: float | np.ndarray, slope: float = 10.0) -> float | np.ndarray:
     """delta(theta) = 1 + slope * theta: increasing in the photon noise theta, delta(0) = 1."""
+    import numpy as np
+
     value = 1.0 + slope * np.maximum(np.asarray(theta, dtype=float), 0.0)
     return float(value) if np.ndim(value) == 0 else value
 
@@ -107,8 +121,16 @@ def s_qkd(
     lambda_loss: float,
 ) -> float:
     """Eq. (2) over a window of slots: sum of H_q / delta - lambda L (one slot = one time unit)."""
+    import numpy as np
+
     h, d, lo = (np.asarray(a, dtype=float) for a in (h_q, delta, loss))
     return float(np.sum(h / d - lambda_loss * lo))
+
+
+def _no_key_bits() -> np.ndarray:
+    import numpy as np
+
+    return np.zeros(0, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -119,7 +141,7 @@ class SlotObservation:
     theta: float
     loss: float
     eta: float = 0.0
-    key: SecretBits = field(default_factory=lambda: np.zeros(0, dtype=np.uint8), repr=False)
+    key: SecretBits = field(default_factory=_no_key_bits, repr=False)
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,10 @@ def generate_key(
 ) -> KeyDecision:
     """Algorithm 1: append each slot's key bits when K_IoT > epsilon_min, accumulate S_QKD, and return
     the key if S_QKD >= Psi_secure at the end of the window, otherwise discard it and flag the session."""
+    import numpy as np
+
+    from qesif_core.keys import key_bits_of
+
     if not slots:
         raise ValueError("Algorithm 1 needs at least one slot in the window")
     if not 0.0 <= gamma <= 1.0:

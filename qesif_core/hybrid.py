@@ -33,8 +33,10 @@ on delta (exactly representable) rather than on 1 - delta, which rounds to 1.0 i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where used (slow to import; validation needs only the parameters)
+    import numpy as np
 
 #: Security strength in bits of each key-establishment path against a classical or a quantum adversary.
 SECURITY_BITS: dict[str, dict[str, float]] = {
@@ -114,6 +116,8 @@ class ModeSwitch:
 
 def smoothed_trace(k_iot: np.ndarray, smoothing: float) -> np.ndarray:
     """The exponentially weighted average that :class:`ModeSwitch` applies, over a whole trace."""
+    import numpy as np
+
     out = np.empty(len(k_iot), dtype=float)
     value = None
     for i, k in enumerate(np.asarray(k_iot, dtype=float)):
@@ -137,6 +141,8 @@ def band_traversals(smoothed: np.ndarray, lower: float, upper: float) -> int:
 
 def raw_switches(k_iot: np.ndarray, epsilon_min: float) -> int:
     """Mode changes Eq. (5) would make without smoothing (for comparison with :class:`ModeSwitch`)."""
+    import numpy as np
+
     modes = np.asarray(k_iot) >= epsilon_min
     return int(np.count_nonzero(modes[1:] != modes[:-1]))
 

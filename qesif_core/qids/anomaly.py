@@ -30,17 +30,17 @@ The hot loop is ``_anomaly.pyx`` with the pure twin ``_anomaly_py.py``, chosen b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from qesif_core import _native
 from qesif_core.errors import UserInputError
 
-if TYPE_CHECKING:  # pandas is imported where a table is built (it is slow to import)
+if TYPE_CHECKING:  # numpy and pandas are imported where used (slow to import; validation needs neither)
+    import numpy as np
     import pandas as pd
 
 #: Trace columns Algorithm 2 reads (a subset of ``qesif_core.qkd.trace.link_trace``'s columns).
@@ -71,17 +71,17 @@ class QidsParams:
     alpha_max: float | None = None
 
     def __post_init__(self) -> None:
-        if len(self.weights) != 3 or any(not np.isfinite(w) or w < 0 for w in self.weights):
+        if len(self.weights) != 3 or any(not math.isfinite(w) or w < 0 for w in self.weights):
             raise UserInputError(f"qids.weights: need three non-negative numbers, got {self.weights!r}")
         if abs(sum(self.weights) - 1.0) > 1e-9:
             raise UserInputError(f"qids.weights: must sum to 1 (paper, Eq. 3), got {sum(self.weights)!r}")
-        if not np.isfinite(self.eta) or self.eta < 0:
+        if not math.isfinite(self.eta) or self.eta < 0:
             raise UserInputError(f"qids.eta: must be a finite number >= 0, got {self.eta!r}")
         if int(self.key_drop_window) != self.key_drop_window or self.key_drop_window < 1:
             raise UserInputError(
                 f"qids.key_drop_window: must be an integer >= 1, got {self.key_drop_window!r}"
             )
-        if not np.isfinite(self.block_duration) or self.block_duration <= 0:
+        if not math.isfinite(self.block_duration) or self.block_duration <= 0:
             raise UserInputError(f"qids.block_duration: must be > 0, got {self.block_duration!r}")
         if self.alpha_min_sigmas > self.alpha_max_sigmas:
             raise UserInputError(
@@ -139,6 +139,8 @@ def _check_trace(trace: pd.DataFrame, where: str) -> None:
 
 def stack_traces(traces: Sequence[pd.DataFrame], column: str) -> np.ndarray:
     """``links x blocks`` float64 matrix of one trace column; shorter traces are padded with NaN."""
+    import numpy as np
+
     n_blocks = max((len(t) for t in traces), default=0)
     out = np.full((len(traces), n_blocks), np.nan)
     for i, trace in enumerate(traces):
@@ -152,6 +154,8 @@ def key_drop_ratio(secret_bits: np.ndarray, window: int) -> np.ndarray:
     A block attempts one key; it is dropped when no secret bits survive (``secret_bits <= 0``). NaN blocks
     (padding, missing data) attempt nothing; a window with no attempt gives NaN.
     """
+    import numpy as np
+
     secret_bits = np.asarray(secret_bits, dtype=np.float64)
     attempted = np.isfinite(secret_bits).astype(np.int64)
     dropped = (np.nan_to_num(secret_bits, nan=1.0) <= 0).astype(np.int64)
@@ -175,6 +179,8 @@ def anomaly_score(
     params: QidsParams,
 ) -> np.ndarray:
     """Eq. (3) alone, vectorised (used for calibration; the hot loop computes it identically)."""
+    import numpy as np
+
     w1, w2, w3 = params.weights
     inv_ref = 1.0 / qber_ref
     return w1 * np.abs(h_q - hbar_q) + w2 * (qber * inv_ref) + w3 * key_drop
@@ -182,6 +188,8 @@ def anomaly_score(
 
 def _stacked(traces: Sequence[pd.DataFrame], params: QidsParams, what: str) -> tuple[np.ndarray, ...]:
     """(h_q, qber, key_drop, finite) matrices of calibration traces; errors name ``what``."""
+    import numpy as np
+
     if not traces:
         raise UserInputError(f"qids calibration: no {what} trace given")
     for i, trace in enumerate(traces):
@@ -199,6 +207,8 @@ def _benign_score_model(
     h_q: np.ndarray, qber: np.ndarray, drop: np.ndarray, hbar_q: float, qber_ref: float, params: QidsParams
 ) -> tuple[float, float]:
     """Mean and standard deviation (floored) of the Eq. (3) score over benign blocks: the P_n model."""
+    import numpy as np
+
     scores = anomaly_score(h_q, qber, drop, hbar_q, qber_ref, params)
     scores = scores[np.isfinite(scores)]
     return float(np.mean(scores)), max(float(np.std(scores)), MIN_NOISE_STD)
@@ -206,6 +216,8 @@ def _benign_score_model(
 
 def calibrate(clean_traces: Sequence[pd.DataFrame], params: QidsParams | None = None) -> Calibration:
     """Learn Hbar_q, QBER_ref and the benign score distribution (for P_n) from clean traces."""
+    import numpy as np
+
     params = params or QidsParams()
     h_q, qber, drop, finite = _stacked(clean_traces, params, "clean")
     hbar_q = float(np.mean(h_q[finite]))
@@ -240,6 +252,8 @@ def run_matrices(
 ) -> QidsResult:
     """Algorithm 2 on ``links x blocks`` matrices; one calibration for all links or one per link (each link
     then has its own P_n model, threshold start and clamp band)."""
+    import numpy as np
+
     params = params or QidsParams()
     h_q = np.ascontiguousarray(h_q, dtype=np.float64)
     qber = np.ascontiguousarray(qber, dtype=np.float64)
@@ -303,6 +317,8 @@ def roc_curve(
     all the scores (benign and attack), so the curve spans the data. TPR = flagged attack blocks / attack
     blocks, FPR = flagged benign blocks / benign blocks (NaN blocks excluded). Rows: k, alpha_start, fpr, tpr.
     """
+    import numpy as np
+
     params = params or QidsParams()
     if sigmas is None:
         sigmas = _data_sigmas(calibration, [*benign_traces, *attack_traces], params)
@@ -332,6 +348,8 @@ def roc_curve(
 
 
 def _data_sigmas(calibration: Calibration, traces: Sequence[pd.DataFrame], params: QidsParams) -> np.ndarray:
+    import numpy as np
+
     drop = key_drop_ratio(stack_traces(traces, "secret_bits"), params.key_drop_window)
     scores = anomaly_score(
         stack_traces(traces, "h_q"),
@@ -353,6 +371,8 @@ def _data_sigmas(calibration: Calibration, traces: Sequence[pd.DataFrame], param
 
 def roc_auc(roc: pd.DataFrame) -> float:
     """Area under the ROC (trapezoid through (0,0) and (1,1))."""
+    import numpy as np
+
     points = sorted({(0.0, 0.0), (1.0, 1.0), *zip(roc["fpr"], roc["tpr"], strict=True)})
     fpr = np.array([p[0] for p in points])
     tpr = np.array([p[1] for p in points])

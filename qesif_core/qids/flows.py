@@ -22,11 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from qesif_core.errors import UserInputError
 
-if TYPE_CHECKING:  # scikit-learn and pandas are imported where they are used (they are slow to import)
+if TYPE_CHECKING:  # numpy, scikit-learn and pandas are imported where used (they are slow to import)
+    import numpy as np
     import pandas as pd
     from sklearn.base import ClassifierMixin
 
@@ -117,6 +116,7 @@ def feature_columns(flows: pd.DataFrame) -> list[str]:
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    import numpy as np
     import pandas as pd
 
     return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
@@ -135,6 +135,8 @@ def record_keys(flows: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 def feature_matrix(flows: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """float64 matrix of ``columns`` (missing columns raise), transformed as the module docstring says."""
+    import numpy as np
+
     absent = [c for c in columns if c not in flows.columns]
     if absent:
         raise UserInputError(f"flow table lacks feature column(s) {', '.join(absent)} seen in training")
@@ -177,6 +179,8 @@ class FlowDetector:
         return self
 
     def attack_probability(self, flows: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
         if self.constant is not None:
             return np.full(len(flows), 1.0 if self.constant else 0.0)
         if not self.columns:

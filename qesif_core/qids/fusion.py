@@ -33,13 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from qesif_core.errors import UserInputError
 from qesif_core.qids.anomaly import QidsResult
 from qesif_core.qids.flows import FLOW_CLASSIFIERS, FlowDetector
 
-if TYPE_CHECKING:  # pandas is imported where it is used (it is slow to import)
+if TYPE_CHECKING:  # numpy and pandas are imported where used (slow to import; validation needs neither)
+    import numpy as np
     import pandas as pd
 
 #: Fusion rule names (see the module docstring).
@@ -116,6 +115,8 @@ def fuse(
 ) -> np.ndarray:
     """The fusion rule ``spec.fusion`` on ``n`` flows: the flow classifier's P(attack) (None under the
     ``quantum`` rule, which uses none) and the per-flow Algorithm 2 margin (None: no quantum flag)."""
+    import numpy as np
+
     quantum = np.zeros(n, dtype=bool)
     if spec.uses_quantum_score and quantum_score is not None:
         quantum_score = np.asarray(quantum_score, dtype=np.float64)
@@ -138,6 +139,7 @@ def fuse(
 
 def gateway_of(device_keys: pd.Series | np.ndarray, n_gateways: int) -> np.ndarray:
     """Gateway index of each device (stable hash of the device key modulo the number of gateways)."""
+    import numpy as np
     import pandas as pd
 
     if n_gateways < 1:
@@ -149,6 +151,8 @@ def gateway_of(device_keys: pd.Series | np.ndarray, n_gateways: int) -> np.ndarr
 def block_of(ts: np.ndarray, n_blocks: int, block_duration_s: float) -> np.ndarray:
     """QKD block index of each flow: elapsed time since the first flow / block duration, clipped to the
     trace; flows without a timestamp are spread over the blocks in record order."""
+    import numpy as np
+
     ts = np.asarray(ts, dtype=np.float64)
     n = len(ts)
     if n_blocks < 1:
@@ -164,6 +168,8 @@ def block_of(ts: np.ndarray, n_blocks: int, block_duration_s: float) -> np.ndarr
 def quantum_score_for_flows(flows: pd.DataFrame, result: QidsResult, blocks: np.ndarray) -> np.ndarray:
     """Per-flow Algorithm 2 margin ``A_q - alpha`` of the flow's gateway link (a row of ``result``, by
     :func:`gateway_of`) at QKD block ``blocks`` (:func:`block_of`, or record positions when streaming)."""
+    import numpy as np
+
     margin = result.score - result.threshold
     gateway = gateway_of(flows["device_key"], margin.shape[0])
     return margin[gateway, np.clip(np.asarray(blocks, dtype=np.int64), 0, margin.shape[1] - 1)]
@@ -175,6 +181,8 @@ def correlate_gateways(flags: np.ndarray, min_gateways: int = 2, window: int = 1
 
     ``flags`` is ``gateways x blocks`` (Algorithm 2 flags, or flow alerts aggregated per gateway/block).
     """
+    import numpy as np
+
     flags = np.asarray(flags, dtype=bool)
     if min_gateways < 1 or window < 1:
         raise UserInputError(f"min_gateways and window must be >= 1, got {min_gateways!r}, {window!r}")
@@ -189,6 +197,8 @@ def alerts_by_gateway(
     flows: pd.DataFrame, predictions: np.ndarray, n_gateways: int, n_blocks: int, block_duration_s: float
 ) -> np.ndarray:
     """``gateways x blocks`` matrix: True where a gateway's flows raised at least one alert in a block."""
+    import numpy as np
+
     gateway = gateway_of(flows["device_key"], n_gateways)
     block = block_of(flows["ts"].to_numpy(), n_blocks, block_duration_s)
     out = np.zeros((n_gateways, n_blocks), dtype=bool)
