@@ -4,11 +4,15 @@ nothing physically and no test compares them with the paper."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 SCALARS = (
     "qkd/qber_mean",
@@ -88,3 +92,23 @@ def contract_run_once(spec: dict[str, Any], *, bridge: str = "inprocess") -> pd.
 @pytest.fixture
 def fake_run_once():
     return contract_run_once
+
+
+@pytest.fixture
+def reduced_paper(tmp_path: Path) -> Path:
+    """paper.yaml cut down: two datasets, the three channels, a flow-only and a fused scheme, few rounds
+    (12 runs)."""
+    data = yaml.safe_load((REPO / "scenarios" / "paper.yaml").read_text())
+    data.update(
+        name="paper-reduced",
+        datasets=[{"name": "ton_iot", "max_rows": 4000}, {"name": "bot_iot", "max_rows": 4000}],
+        schemes=["QESIF", "QuIDS"],
+        rounds=6,
+        qkd={"protocol": "bb84", "pulses_per_block": 1_000_000},
+        qids={"calibration_blocks": 4},
+    )
+    data["network"].update(devices=20, gateways=3)
+    data["keys"]["session_rounds"] = 3
+    path = tmp_path / "reduced.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -11,12 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from bridge import cache
 from bridge.cache import ContentCache, activated, dataset_inputs, shared_array
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _fetch_array(root: Path, inputs: dict, log: Path | None = None) -> np.ndarray:
@@ -102,29 +99,11 @@ def test_parallel_workers_compute_an_entry_once(tmp_path):
     assert all(np.array_equal(v, values[0]) for v in values)
 
 
-def _reduced_paper(tmp_path: Path) -> Path:
-    """paper.yaml cut down: two datasets, the three channels, a flow-only and a fused scheme, few rounds."""
-    data = yaml.safe_load((REPO / "scenarios" / "paper.yaml").read_text())
-    data.update(
-        name="paper-reduced",
-        datasets=[{"name": "ton_iot", "max_rows": 4000}, {"name": "bot_iot", "max_rows": 4000}],
-        schemes=["QESIF", "QuIDS"],
-        rounds=6,
-        qkd={"protocol": "bb84", "pulses_per_block": 1_000_000},
-        qids={"calibration_blocks": 4},
-    )
-    data["network"].update(devices=20, gateways=3)
-    data["keys"]["session_rounds"] = 3
-    path = tmp_path / "reduced.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.mark.slow
-def test_reduced_paper_grid_gives_the_same_bytes_with_the_cache_cold_warm_and_off(tmp_path):
+def test_reduced_paper_grid_gives_the_same_bytes_with_the_cache_cold_warm_and_off(tmp_path, reduced_paper):
     from bridge import cli
 
-    scenario = str(_reduced_paper(tmp_path))
+    scenario = str(reduced_paper)
 
     def run(out: Path, *options: str) -> dict[str, bytes]:
         code = cli.main(["run", scenario, "--out", str(out), "--no-progress", *options])

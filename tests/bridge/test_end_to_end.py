@@ -126,6 +126,28 @@ def test_dask_cluster_batch_from_the_cli_matches_the_local_batch(
     assert _parquet_bytes(tmp_path) == _parquet_bytes(base / "j1")
 
 
+def test_reduced_paper_grid_on_two_dask_worker_processes_matches_jobs_2(reduced_paper, tmp_path):
+    """Issue 14: the paper grid on a local Dask cluster of two worker processes stores the same bytes as
+    ``--jobs 2`` (two datasets x three channels x two schemes; each batch with its own cold cache)."""
+    distributed = pytest.importorskip("dask.distributed")
+
+    def run(out: Path, *options: str) -> dict[str, bytes]:
+        code = cli.main(["run", str(reduced_paper), "--out", str(out), "--no-progress", *options])
+        assert code == 0
+        return _parquet_bytes(out)
+
+    local = run(tmp_path / "jobs2", "--jobs", "2")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        assert len(cluster.workers) == 2
+        on_dask = run(tmp_path / "dask", "--scheduler", cluster.scheduler_address)
+    assert len(local) == 12
+    assert on_dask == local
+    tables = [ResultStore(tmp_path / name).load() for name in ("jobs2", "dask")]
+    assert set(tables[0]["run"]) == set(tables[1]["run"]) and len(set(tables[0]["run"])) == 12
+
+
 def test_the_cache_warm_or_off_gives_the_same_bytes_and_a_warm_run_fits_and_simulates_nothing(
     smoke_results, tmp_path, repo_root
 ):
