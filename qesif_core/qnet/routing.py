@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse.csgraph import maximum_flow
 
 from qesif_core.errors import UserInputError
 from qesif_core.qnet.topology import Topology
@@ -114,6 +113,8 @@ def max_flow_rate(topology: Topology, rate: np.ndarray, source: int, target: int
     """The largest end-to-end key rate from ``source`` to ``target`` when each link supplies at most its
     ``rate`` (relaying over several routes at once; the pair has the network to itself). Computed on
     integer capacities in units of max(rate) / 2^20, so it is exact to about one part in a million."""
+    from scipy.sparse.csgraph import maximum_flow  # here: slow to import, validation needs none of it
+
     rate = np.nan_to_num(np.asarray(rate, dtype=float), nan=0.0)
     top = float(rate.max(initial=0.0))
     if top <= 0:

@@ -16,12 +16,14 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 
 from qesif_core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 ROLES = ("gateway", "relay", "control_centre")
 #: Node and zone names: they become parts of result module names, so no dots or spaces.
@@ -153,6 +155,8 @@ class Topology:
 
     def adjacency(self, weights: np.ndarray) -> csr_matrix:
         """Symmetric sparse matrix of link weights; a link with an infinite (or NaN) weight is absent."""
+        from scipy.sparse import csr_matrix  # here: SciPy is slow to import and validation needs none of it
+
         usable = np.isfinite(weights)
         rows = np.concatenate([self.link_a[usable], self.link_b[usable]])
         cols = np.concatenate([self.link_b[usable], self.link_a[usable]])
@@ -160,9 +164,21 @@ class Topology:
         return csr_matrix((data, (rows, cols)), shape=(self.n_nodes, self.n_nodes))
 
     def components(self) -> np.ndarray:
-        """Connected-component label of every node over all links."""
-        _, labels = connected_components(self.adjacency(np.ones(self.n_links)), directed=False)
-        return labels
+        """Connected-component label of every node over all links (the smallest node index in its
+        component; union-find, so that validating a scenario needs no SciPy)."""
+        parent = list(range(self.n_nodes))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for a, b in zip(self.link_a.tolist(), self.link_b.tolist(), strict=True):
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        return np.array([root(i) for i in range(self.n_nodes)], dtype=np.int64)
 
     def require_connected(self, pairs: Iterable[tuple[str, str, str]]) -> None:
         """Every ``(a, b, field)`` pair must be joined by some path; the error names ``field``."""

@@ -60,6 +60,12 @@ def test_validate_imports_no_heavy_library(scenario):
     assert imported.isdisjoint({"numpy", "cryptography"}), sorted(imported & {"numpy", "cryptography"})
 
 
+def test_validating_a_quantum_network_imports_no_scipy():
+    """A network section is checked for connectivity without SciPy (about 0.3 s to import); numpy stays."""
+    imported = _imported_after(["validate", str(SCENARIOS / "city_network.yaml")])
+    assert imported.isdisjoint(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
+
+
 def test_every_command_help_lists_its_choices(capsys):
     for arguments in (["run"], ["qkd"], ["ids", "evaluate"]):
         try:
