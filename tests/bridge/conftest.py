@@ -35,6 +35,7 @@ SCALARS = (
     "keys/keys_used",
     "keys/keys_discarded",
     "network/queue_drops",
+    "network/latency_median_ms",
 )
 VECTORS = {
     "qkd/qber": (0.05, 0.01),

@@ -47,6 +47,8 @@ def test_our_values_are_computed_from_the_results_and_large_deviations_get_notes
     samples = tidy.vector_rounds(table[table["run"].isin(runs)], "network/latency_ms")["value"]
     assert latency["ours"] == np.mean(samples)
     assert latency["n"] == 5
+    median = tidy.scalars(table, ["network/latency_median_ms"]).loc[runs, "network/latency_median_ms"].mean()
+    assert f"median latency of a delivered message {median:.1f} ms (mean over runs)" in latency["notes"]
     throughput = [r for r in rows if r["entry"]["metric"] == "throughput_kbps" and r["large"]]
     assert all(r["notes"] for r in throughput)
     assert all(any("dropped at full device queues" in n for n in r["notes"]) for r in throughput)
