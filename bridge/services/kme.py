@@ -67,7 +67,6 @@ ENC_BODY = frozenset(
 DEC_BODY = frozenset({"key_IDs", "key_IDs_extension"})
 KEY_ID_ENTRY = frozenset({"key_ID", "key_ID_extension"})
 MAX_QUERY_FIELDS = 8
-REQUEST_DEADLINE_FACTOR = 3  # a request must end within this many request timeouts
 MAX_UNAUTHENTICATED = 8  # finished handshakes without an SAE certificate served at once (they get 401)
 MAX_LOGGED_CHARS = 160
 
@@ -383,7 +382,7 @@ class _Connection:
 
     address: str
     since: float  # time.monotonic() of the accept
-    deadline: float  # of the handshake, then of each request
+    deadline: float  # of the handshake, then of each request (math.inf while one is being answered)
     sae_id: str | None = None  # finished TLS with the certificate of this SAE of this KME
 
     @property
@@ -412,8 +411,10 @@ class _KmeHttpServer(ThreadingHTTPServer):
     keep a new one out. Only a finished handshake gets a worker thread: one of ``max_connections`` when
     the client certificate names an SAE of this KME (at most ``max_connections_per_sae`` per SAE), one of
     ``MAX_UNAUTHENTICATED`` (oldest evicted)
-    otherwise (such clients only ever get 401). Each request must end within ``REQUEST_DEADLINE_FACTOR``
-    request timeouts (a client trickling bytes just faster than the per-read timeout is cut off).
+    otherwise (such clients only ever get 401). Each request (headers and body) must have arrived within
+    ``request_timeout_s`` of the handshake or of the previous response on the connection, or the loop
+    closes the connection; so neither a client trickling bytes nor an idle keep-alive connection holds a
+    slot longer than that. A request that arrived in time is answered whatever the clock says after.
     """
 
     daemon_threads = False  # tracked, so that server_close() can join them
@@ -539,7 +540,7 @@ class _KmeHttpServer(ThreadingHTTPServer):
     def _open_worker(self, connection: ssl.SSLSocket, record: _Connection) -> bool:
         """Count a connection whose handshake finished; False when it must be closed (SAE slots full)."""
         record.sae_id = sae_id_of(connection.getpeercert(), self.store.sae_ids)
-        record.deadline = time.monotonic() + REQUEST_DEADLINE_FACTOR * self.config.request_timeout_s
+        record.deadline = time.monotonic() + self.config.request_timeout_s
         with self._open_lock:
             same_kind = [s for s, c in self._open.items() if c.authenticated == record.authenticated]
             same_sae = sum(1 for c in self._open.values() if record.sae_id and c.sae_id == record.sae_id)
@@ -568,7 +569,7 @@ class _KmeHttpServer(ThreadingHTTPServer):
         for connection in [s for s, c in self._pending.items() if c.deadline < now]:
             logger.info("TLS handshake with %s cut off at its deadline", self._pending[connection].address)
             self._drop_pending(selector, connection)
-        with self._open_lock:
+        with self._open_lock:  # the same lock as begin_request: a request is either begun or cut, never both
             overdue = [s for s, c in self._open.items() if c.deadline < now]
         for connection in overdue:
             logger.info("connection closed: request deadline passed")
@@ -589,9 +590,20 @@ class _KmeHttpServer(ThreadingHTTPServer):
         finally:
             self._forget(request)
 
+    def begin_request(self, connection: socket.socket) -> bool:
+        """Whether the request just read on ``connection`` arrived before its deadline; if so, the loop no
+        longer cuts the connection until the answer is sent (:meth:`renew_deadline`), so a request that
+        reached a pool is never cut off half-answered."""
+        with self._open_lock:
+            record = self._open.get(connection)
+            if record is None or record.deadline < time.monotonic():
+                return False
+            record.deadline = math.inf
+            return True
+
     def renew_deadline(self, connection: socket.socket) -> None:
-        """Give ``connection`` a fresh deadline for its next request."""
-        deadline = time.monotonic() + REQUEST_DEADLINE_FACTOR * self.config.request_timeout_s
+        """Give ``connection`` a fresh deadline for its next request (idle keep-alive included)."""
+        deadline = time.monotonic() + self.config.request_timeout_s
         with self._open_lock:
             if connection in self._open:
                 self._open[connection].deadline = deadline
@@ -687,6 +699,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         try:
             body = self._read_body(required=method == "POST")
+        except _RequestError as exc:
+            self._send_json(exc.status, {"message": exc.message}, close=exc.close)
+            return
+        if not self.server.begin_request(self.connection):
+            logger.info("request of %s arrived after its deadline: closed unanswered", self.client_address[0])
+            self.close_connection = True
+            return
+        try:
             self.sae_id = self._authenticate()
             target = urlsplit(self.path)
             route = API_ROUTE.fullmatch(target.path)
