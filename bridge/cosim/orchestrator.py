@@ -709,8 +709,10 @@ def serve(
 ) -> None:
     """Answer frames on a bound ROUTER socket until the peer says BYE.
 
-    Malformed frames get ERROR replies and serving goes on. Each wait is bounded: ``timeout_s`` without a
-    frame, the peer process exiting, or the run's ``deadline`` passing (however many frames arrive) raises
+    Malformed frames get ERROR replies and serving goes on. The run is locked to one peer: once a HELLO is
+    accepted, frames from any other ZeroMQ identity get a ``busy`` ERROR without reaching the orchestrator
+    and do not count as the peer's activity. Each wait is bounded: ``timeout_s`` without a frame from the
+    peer, the peer process exiting, or the run's ``deadline`` passing (however many frames arrive) raises
     :class:`PeerFailure`.
     """
     import zmq
@@ -718,26 +720,31 @@ def serve(
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     silent_until = time.monotonic() + timeout_s
+    peer_identity: bytes | None = None  # the identity whose HELLO was accepted: the run's peer
     while True:
         if deadline is not None:
             deadline.check(orchestrator, peer)
+        if time.monotonic() > silent_until:  # checked whatever other connections send
+            raise PeerFailure(
+                f"no message from the peer for {timeout_s:g} s",
+                peer.log_tail() if peer else "",
+                peer.pid if peer else None,
+            )
         if not poller.poll(timeout=200):
             if peer is not None and peer.exited():
                 raise PeerFailure(
                     f"peer exited with code {peer.returncode} before BYE", peer.log_tail(), peer.pid
                 )
-            if time.monotonic() > silent_until:
-                raise PeerFailure(
-                    f"no message from the peer for {timeout_s:g} s",
-                    peer.log_tail() if peer else "",
-                    peer.pid if peer else None,
-                )
             continue
-        silent_until = time.monotonic() + timeout_s
         frames = socket.recv_multipart(copy=True)
         if len(frames) < 2:
             continue  # a ROUTER always prefixes the identity; anything else cannot be answered
         identity, payload, delimiter = frames[0], frames[-1], frames[1:-1]
+        if peer_identity is not None and identity != peer_identity:
+            detail = "this run is served to another peer (its HELLO came first); try again after the run ends"
+            socket.send_multipart([identity, *delimiter, protocol.error_frame(protocol.E_BUSY, detail)])
+            continue
+        silent_until = time.monotonic() + timeout_s
         try:
             if len(delimiter) > 1 or (delimiter and delimiter[0] != b""):
                 raise protocol.ProtocolError(
@@ -754,6 +761,8 @@ def serve(
             )
             raise
         socket.send_multipart([identity, *delimiter, reply])
+        if kind == protocol.WELCOME:
+            peer_identity = identity
         if kind == protocol.BYE:
             return
 

@@ -89,6 +89,7 @@ E_TYPE = "unknown-type"
 E_FIELD = "bad-field"  # body does not match the schema
 E_STATE = "out-of-order"  # valid message at the wrong time (e.g. before HELLO)
 E_INTERNAL = "internal"  # the orchestrator failed while serving a valid request
+E_BUSY = "busy"  # the run is locked to another peer (the one whose HELLO was accepted)
 
 
 class ProtocolError(ValueError):

@@ -14,10 +14,14 @@ import pandas as pd
 import pytest
 
 from bridge import cli
+from bridge.backends.builtin import builtin_network, drive
+from bridge.commands.run import external_runs
+from bridge.cosim import protocol
+from bridge.cosim.client import ZmqClient
 from bridge.cosim.external import external_spec, parse_peer_command, peer_argv, write_peer_files
 from bridge.cosim.orchestrator import run_once
 from bridge.scenario import load_runs, run_key, run_spec
-from bridge.store import ResultStore
+from bridge.store import ResultStore, to_arrow
 from qesif_core.errors import UserInputError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -190,36 +194,34 @@ def test_the_cpp_example_peer_gives_the_python_examples_table(cpp_peer, smoke_wi
 
 
 # ------------------------------------------------------------------ qesif serve
+def _start_serve(scenario: Path, out: Path) -> subprocess.Popen[str]:
+    command = [*QESIF, "serve", str(scenario), "--endpoint", "tcp://127.0.0.1:*", "--out", str(out)]
+    return subprocess.Popen(
+        [*command, "--wait", "60"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _announced(server: subprocess.Popen[str]) -> tuple[str, dict[str, str]]:
+    """The endpoint and the files of the next run ``qesif serve`` announces (after the last one's outcome)."""
+    line = server.stdout.readline()
+    while line.startswith("run ") and line.rstrip().endswith("stored"):
+        line = server.stdout.readline()
+    assert "serving on tcp://127.0.0.1:" in line, (line, server.stderr.read() if server.poll() else "")
+    words = line.split()
+    files = {
+        words[i].strip("(-"): words[i + 1].rstrip(")")
+        for i in range(len(words))
+        if words[i].startswith(("(--", "--"))
+    }
+    return words[words.index("on") + 1], files
+
+
 def test_qesif_serve_serves_a_peer_started_by_someone_else(one_run, tmp_path):
     scenario = one_run
     out = tmp_path / "out"
-    server = subprocess.Popen(
-        [
-            *QESIF,
-            "serve",
-            str(scenario),
-            "--endpoint",
-            "tcp://127.0.0.1:*",
-            "--out",
-            str(out),
-            "--wait",
-            "60",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = _start_serve(scenario, out)
     try:
-        line = server.stdout.readline()
-        assert "serving on tcp://127.0.0.1:" in line, (line, server.stderr.read() if server.poll() else "")
-        words = line.split()
-        endpoint = words[words.index("on") + 1]
-        files = {
-            words[i].strip("(-"): words[i + 1].rstrip(")")
-            for i in range(len(words))
-            if words[i].startswith(("(--", "--"))
-        }
+        endpoint, files = _announced(server)
         example = [sys.executable, "docs/examples/external_peer.py"]
         peer = subprocess.run(
             [*example, endpoint, files["schedule"], files["topology"]],
@@ -245,3 +247,54 @@ def test_qesif_serve_gives_up_waiting_when_told(one_run, tmp_path, capsys):
     assert "no peer sent a frame" in ResultStore(out).failures()[0]["reason"]
     assert cli.main(["serve", str(one_run), "--endpoint", "tcp://10.1.2.3:5555", "--out", out]) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+def test_qesif_serve_locks_each_run_to_the_peer_whose_hello_it_accepted(one_run, tmp_path):
+    """Two real DEALER peers on one served scenario of two runs. Run 1: the legitimate peer's HELLO comes
+    first; the intruder's HELLO, KEY_REQUEST, TELEMETRY and BYE between its frames all get ``busy``. Run 2 is
+    taken by the intruder (the run before ended), and then the first peer gets ``busy``. Both stored tables
+    equal the same runs without a second peer."""
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(one_run.read_text().replace("seeds: [1]", "seeds: [1, 2]"))
+    _, builtin_runs = load_runs(scenario)
+    runs = external_runs(builtin_runs, None, "tcp")
+    out = tmp_path / "out"
+    refused: list[tuple[str, str]] = []
+
+    def refuse_all(client: ZmqClient, kind: str, body: dict) -> None:
+        for frame in ((kind, body), (protocol.HELLO, hello), (protocol.BYE, {"reason": "mine now"})):
+            reply_kind, reply = client.call(*frame)
+            refused.append((reply_kind, reply.get("code", "")))
+
+    def interleaved(peer: ZmqClient, intruder: ZmqClient):
+        def call(kind: str, body: dict) -> tuple[str, dict]:
+            reply = peer.call(kind, body)
+            if kind != protocol.BYE:  # after the peer's BYE the next run is open to anyone
+                refuse_all(intruder, kind, body)
+            return reply
+
+        return call
+
+    server = _start_serve(scenario, out)
+    try:
+        endpoint, _ = _announced(server)
+        with ZmqClient(endpoint, timeout_s=30) as first, ZmqClient(endpoint, timeout_s=30) as second:
+            network = builtin_network(run_spec(runs[0].spec))
+            hello = network.hello()
+            drive(network, interleaved(first, second))
+            assert _announced(server)[0] == endpoint
+            network = builtin_network(run_spec(runs[1].spec))
+            drive(network, interleaved(second, first))
+        assert server.wait(120) == 0, server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert len(refused) == 3 * (1 + 2 * 3) * 2  # HELLO and 3 rounds of two requests, in each run
+    assert set(refused) == {(protocol.ERROR, protocol.E_BUSY)}
+    store = ResultStore(out)
+    for run, builtin in zip(runs, builtin_runs, strict=True):
+        alone = run_once(builtin.spec)
+        alone.loc[alone["attrname"] == "backend", "attrvalue"] = "external"
+        alone = to_arrow(alone, run.key, run.spec, run.itervars).replace_schema_metadata(None).to_pandas()
+        pd.testing.assert_frame_equal(store.load([run.key]), alone)

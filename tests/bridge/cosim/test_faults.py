@@ -154,3 +154,43 @@ def test_a_peer_trickling_malformed_frames_cannot_outlive_the_run_deadline(tmp_p
 def test_the_deadline_defaults_to_600_s_plus_60_s_per_round(small_spec):
     assert run_deadline_s(run_spec(small_spec(rounds=5))) == 900.0
     assert run_deadline_s(run_spec({**small_spec(rounds=5), "deadline_s": 12.5})) == 12.5
+
+
+def test_an_intruders_frames_do_not_keep_a_silent_peers_run_alive(tmp_path, small_spec):
+    """Once a peer's HELLO is accepted, another identity's frames get ``busy`` and do not count as the
+    peer's activity: the run still ends at the receive timeout of its silent peer."""
+    orchestrator = Orchestrator(small_spec(rounds=1))
+    endpoint = f"ipc://{tmp_path}/locked.sock"
+    socket = zmq.Context.instance().socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.bind(endpoint)
+    outcome: list[tuple[BaseException, float]] = []
+    thread = threading.Thread(target=lambda: _serve_into(outcome, orchestrator, socket, 1.5), daemon=True)
+    thread.start()
+    hello = {"version": 1, "peer": "p", "devices": 20, "gateways": 2}
+    codes = []
+    with ZmqClient(endpoint, timeout_s=10) as peer, ZmqClient(endpoint, timeout_s=1) as intruder:
+        assert peer.call(protocol.HELLO, hello)[0] == protocol.WELCOME
+        started = time.monotonic()
+        while thread.is_alive() and time.monotonic() - started < 10:
+            try:
+                kind, body = intruder.call(protocol.HELLO, hello)
+            except TimeoutError:
+                break  # the run ended: nobody answers any more
+            codes.append((kind, body["code"]))
+            time.sleep(0.2)
+        thread.join(10)
+    failure, ended = outcome[0]
+    assert isinstance(failure, PeerFailure) and "no message from the peer for 1.5 s" in str(failure)
+    assert ended - started < 1.5 + 1.0
+    assert len(codes) >= 5 and set(codes) == {(protocol.ERROR, protocol.E_BUSY)}
+    assert orchestrator._state == "keys"  # the intruder's HELLOs changed nothing
+    socket.close()
+
+
+def _serve_into(outcome: list, orchestrator: Orchestrator, socket, timeout_s: float) -> None:
+    """Serve; what ended it and when (time.monotonic()) go to ``outcome``."""
+    try:
+        serve(orchestrator, socket, timeout_s=timeout_s)
+    except BaseException as exc:  # checked by the caller
+        outcome.append((exc, time.monotonic()))
